@@ -1,0 +1,200 @@
+"""Load a tokenizer and a causal LM from a hub id, a local folder or `tiny-random`.
+
+Safetensors only, never remote code. Device and dtype come from `model.runtime`; this module
+only carries them out and reports what it loaded (parameters, weight bytes, context limit).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from model.checkpoints import TINY_RANDOM, tiny_random_path
+from model.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_START_HINT = (
+    "start with --model PATH (a local folder with config.json, tokenizer files and .safetensors "
+    "weights) or --model tiny-random (the built-in offline demo model)"
+)
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message says why and what to do instead."""
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What was loaded and how it runs."""
+
+    model_id: str
+    source: str
+    device: str
+    dtype: str
+    quantization: str
+    parameters: int
+    weight_bytes: int
+    context_limit: int
+    load_seconds: float
+    is_demo: bool
+
+    def summary(self) -> str:
+        quant = "4-bit" if self.quantization == "4bit" else "no quantization"
+        return (
+            f"{self.model_id} · {self.device} · {self.dtype} · {quant} · "
+            f"{self.parameters / 1e6:,.1f}M parameters · {self.weight_bytes / 2**20:,.0f} MiB of weights"
+        )
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    report: LoadReport
+
+
+def load_model(model_id: str, runtime: Runtime) -> LoadedModel:
+    """Load `model_id` (hub id, local folder or `tiny-random`) as `runtime` says."""
+    if runtime.quantization == "4bit":
+        raise ModelLoadError(
+            "4-bit loading is not available in this version yet (it must quantize the MoE experts, "
+            "which plain bitsandbytes skips); use --quant bf16 or --quant fp16 on the GPU"
+        )
+    started = time.perf_counter()
+    source = resolve_source(model_id)
+    model, tokenizer = _from_pretrained(source, runtime)
+    report = LoadReport(
+        model_id=model_id,
+        source=source,
+        device=runtime.device,
+        dtype=runtime.dtype,
+        quantization=runtime.quantization,
+        parameters=sum(p.numel() for p in model.parameters()),
+        weight_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
+        context_limit=_context_limit(model.config),
+        load_seconds=time.perf_counter() - started,
+        is_demo=model_id == TINY_RANDOM,
+    )
+    logger.info("loaded %s in %.1f s", report.summary(), report.load_seconds)
+    return LoadedModel(model, tokenizer, report)
+
+
+def resolve_source(model_id: str) -> str:
+    """Turn the --model value into something `from_pretrained` can read, or explain why not."""
+    if model_id == TINY_RANDOM:
+        return str(tiny_random_path())
+    path = Path(model_id).expanduser()
+    if path.exists() or model_id.startswith((".", "/", "~")):
+        return str(_check_local_folder(path))
+    _check_hub_reachable(model_id)
+    return model_id
+
+
+def _check_local_folder(path: Path) -> Path:
+    if not path.is_dir():
+        raise ModelLoadError(f"model folder {path} does not exist or is not a folder; {_START_HINT}")
+    if not (path / "config.json").exists():
+        raise ModelLoadError(f"{path} has no config.json, so it is not a model folder; {_START_HINT}")
+    if not any(path.glob("*.safetensors")):
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+        found = f" (found only {', '.join(pickles)})" if pickles else ""
+        raise ModelLoadError(
+            f"{path} has no .safetensors weights{found}. Only safetensors are loaded, because pickle "
+            "checkpoints can run arbitrary code; convert the weights to safetensors first"
+        )
+    return path
+
+
+def _check_hub_reachable(model_id: str) -> None:
+    """Fail fast and clearly when the hub cannot be reached and the model is not cached locally.
+
+    Without this, huggingface_hub retries for most of a minute before giving a generic error.
+    """
+    if _is_cached(model_id):
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise ModelLoadError(
+            f"{model_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {_START_HINT}"
+        )
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or 443
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        raise ModelLoadError(
+            f"cannot download {model_id}: the Hugging Face Hub ({host}) is unreachable ({exc}) and the "
+            f"model is not in the local cache; {_START_HINT}"
+        ) from exc
+
+
+def _is_cached(model_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(model_id, "config.json")
+    except Exception:  # a malformed id is not cached; from_pretrained will explain it
+        return False
+    return isinstance(found, str)
+
+
+def _from_pretrained(source: str, runtime: Runtime) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(
+            source,
+            dtype=getattr(torch, runtime.dtype),
+            use_safetensors=True,
+            trust_remote_code=False,
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not load {source}: {_first_line(exc)}; {_START_HINT}") from exc
+    model.to(runtime.device)
+    model.eval()
+    return model, tokenizer
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class TokenizerCounter:
+    """Counts tokens without loading the weights (for `info`, which needs no generation)."""
+
+    tokenizer: Any
+    device: str
+    context_limit: int
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text))
+
+
+def load_token_counter(model_id: str, runtime: Runtime) -> TokenizerCounter:
+    """Load only the tokenizer and config of `model_id`: seconds, where the weights take longer."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    source = resolve_source(model_id)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not load the tokenizer of {source}: {_first_line(exc)}; {_START_HINT}") from exc
+    return TokenizerCounter(tokenizer, runtime.device, _context_limit(config))
+
+
+def _context_limit(config: Any) -> int:
+    return int(getattr(config, "max_position_embeddings", 0) or 0) or 4096

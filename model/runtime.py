@@ -1,0 +1,97 @@
+"""The one place that decides device, dtype and quantization.
+
+`decide_runtime` is a pure function of the user's settings and the hardware facts, so it can be
+tested without the hardware; `detect_hardware` reads those facts from torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+DeviceSetting = Literal["auto", "cpu", "cuda"]
+QuantSetting = Literal["auto", "bf16", "fp16", "fp32", "4bit"]
+DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+QUANT_CHOICES: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32", "4bit")
+
+_DTYPE_OF_QUANT = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What the machine offers, as far as the runtime decision cares."""
+
+    cuda_available: bool
+    cuda_bf16: bool = False
+    gpu_name: str | None = None
+    gpu_memory_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how the model runs. `dtype` is a torch dtype name ("float32", ...)."""
+
+    device: Literal["cpu", "cuda"]
+    dtype: str
+    quantization: Literal["none", "4bit"]
+
+    def describe(self) -> str:
+        quant = "4-bit weights" if self.quantization == "4bit" else "no quantization"
+        return f"{self.device}, {self.dtype}, {quant}"
+
+
+def decide_runtime(device: str, quant: str, hardware: Hardware) -> Runtime:
+    """Choose device, compute dtype and quantization. An explicit setting wins over the defaults.
+
+    Defaults: CPU -> fp32 (bf16 matmuls are many times slower on CPUs without native bf16);
+    CUDA with bf16 -> bf16; CUDA without bf16 (e.g. T4) -> fp16. Raises ValueError for
+    combinations the hardware cannot run, with a message that says what to use instead.
+    """
+    if device not in DEVICE_CHOICES:
+        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+    if quant not in QUANT_CHOICES:
+        raise ValueError(f"unknown quantization {quant!r}; choose one of {', '.join(QUANT_CHOICES)}")
+    chosen_device = _choose_device(device, hardware)
+    if quant == "4bit":
+        if chosen_device != "cuda":
+            raise ValueError(
+                "--quant 4bit needs a CUDA GPU (bitsandbytes kernels), and this run is on the CPU; "
+                "use --quant fp32 (the CPU default) or run on a machine with a GPU"
+            )
+        return Runtime("cuda", _best_cuda_dtype(hardware), "4bit")
+    if quant == "auto":
+        dtype = "float32" if chosen_device == "cpu" else _best_cuda_dtype(hardware)
+        return Runtime(chosen_device, dtype, "none")
+    if quant == "bf16" and chosen_device == "cuda" and not hardware.cuda_bf16:
+        name = hardware.gpu_name or "this GPU"
+        raise ValueError(f"{name} does not support bf16; use --quant fp16 or --quant fp32")
+    return Runtime(chosen_device, _DTYPE_OF_QUANT[quant], "none")
+
+
+def _choose_device(device: str, hardware: Hardware) -> Literal["cpu", "cuda"]:
+    if device == "cpu":
+        return "cpu"
+    if device == "cuda":
+        if not hardware.cuda_available:
+            raise ValueError("--device cuda was asked for, but no CUDA GPU is available; use --device cpu")
+        return "cuda"
+    return "cuda" if hardware.cuda_available else "cpu"
+
+
+def _best_cuda_dtype(hardware: Hardware) -> str:
+    return "bfloat16" if hardware.cuda_bf16 else "float16"
+
+
+def detect_hardware() -> Hardware:
+    """Read the hardware facts from torch (imported here so the decision itself stays pure)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return Hardware(cuda_available=False)
+    props = torch.cuda.get_device_properties(0)
+    return Hardware(
+        cuda_available=True,
+        cuda_bf16=torch.cuda.is_bf16_supported(),
+        gpu_name=props.name,
+        gpu_memory_bytes=props.total_memory,
+    )
