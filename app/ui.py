@@ -71,7 +71,7 @@ def _document_panel(workbench: Workbench) -> gr.File:
 
 def _advanced_panel() -> tuple[gr.Slider, gr.Slider]:
     with gr.Accordion("Advanced", open=False):
-        max_new_tokens = gr.Slider(16, MAX_NEW_TOKENS_LIMIT, value=512, step=16, label="Max new tokens")
+        max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS_LIMIT, value=512, step=1, label="Max new tokens")
         temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")
     return max_new_tokens, temperature
 

@@ -53,8 +53,11 @@ GRANITE_3_1_1B_A400M: dict = {
     "vocab_size": 49155,
 }
 
-# Toy sizes. Head size stays 64 (the real model's), which some serving engines require.
+# Toy sizes. Head size stays 64 (the real model's), which some serving engines require. The output
+# head is untied: with tied random weights the embedding dominates the residual stream and greedy
+# decoding only repeats the last prompt token, which would make equality tests trivially true.
 _TINY_SIZES = {
+    "tie_word_embeddings": False,
     "hidden_size": 128,
     "intermediate_size": 64,
     "num_attention_heads": 2,
@@ -97,7 +100,9 @@ def build_tiny_random(folder: Path) -> None:
     """Write a tiny GraniteMoE checkpoint (config, safetensors weights, tokenizer) into `folder`."""
     import torch
     from transformers import GraniteMoeConfig, GraniteMoeForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     tokenizer = _train_tokenizer()
     vocab_size = -(-len(tokenizer) // 64) * 64  # round up, as real checkpoints pad their vocab
     config = GraniteMoeConfig(**{**GRANITE_3_1_1B_A400M, **_TINY_SIZES, "vocab_size": vocab_size})

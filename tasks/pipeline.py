@@ -83,7 +83,7 @@ def run_whole_document(
     budget = context_budget(engine.device, engine.context_limit, options.context_budget)
     fit = Fit(engine.count_tokens(prompt.text), options.max_new_tokens, budget)
     require_fit(fit, document.name)
-    yield Progress(f"Reading {fit.prompt_tokens:,} prompt tokens (the whole document)")
+    yield Progress(f"Reading the whole document into the model ({fit.prompt_tokens:,} prompt tokens)")
     parts: list[str] = []
     last: Any = None
     for last in engine.stream(

@@ -1,0 +1,72 @@
+"""Shared fixtures. Nothing downloads: the hub is switched off before any library is imported."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import FakeEngine
+from tests.pdfs import PdfFactory
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private cache folder for this test run; subprocesses get it through the environment."""
+    root = tmp_path_factory.mktemp("model-cache")
+    os.environ["GRANITE_LONGDOC_CACHE"] = str(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(model_cache: Path) -> Path:
+    from model.checkpoints import tiny_random_path
+
+    return tiny_random_path(model_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_checkpoint: Path):
+    from model.loader import load_model
+    from model.runtime import Runtime
+
+    return load_model("tiny-random", Runtime("cpu", "float32", "none"))
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_loaded):
+    from model.engine import Engine
+
+    return Engine(tiny_loaded)
+
+
+@pytest.fixture
+def tiny_workbench(tiny_engine):
+    from tasks.workbench import Workbench
+
+    return Workbench(tiny_engine, model_status="tiny-random (test)", demo_model=True)
+
+
+@pytest.fixture
+def fake_engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def pdfs(tmp_path: Path) -> PdfFactory:
+    return PdfFactory(tmp_path)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,41 @@
+"""A scripted engine for testing task logic without a model. It records every prompt it gets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FakeChunk:
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    decode_tokens_per_second: float = 0.0
+
+
+@dataclass
+class FakeEngine:
+    """Counts one token per whitespace-separated word and streams `reply` word by word."""
+
+    reply: str = "A short scripted answer."
+    device: str = "cpu"
+    context_limit: int = 131072
+    model_name: str = "fake"
+    prompts: list[str] = field(default_factory=list)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def stream(
+        self, prompt: str, *, max_new_tokens: int, stop: Sequence[str], temperature: float, cancel=None
+    ) -> Iterator[FakeChunk]:
+        self.prompts.append(prompt)
+        words = self.reply.split(" ")[:max_new_tokens]
+        for index, word in enumerate(words):
+            yield FakeChunk(word if index == 0 else " " + word)
+        reason = "length" if len(words) < len(self.reply.split(" ")) else "stop"
+        yield FakeChunk("", reason, self.count_tokens(prompt), len(words), 0.01, 0.02, len(words) / 0.02)

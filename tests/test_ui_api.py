@@ -1,0 +1,127 @@
+"""The Gradio app served on a free local port and driven through gradio_client."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from gradio_client import Client, handle_file
+
+from tests.conftest import REPO_ROOT, free_port
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    from tests.pdfs import PdfFactory
+
+    return PdfFactory(tmp_path_factory.mktemp("ui")).report()
+
+
+@pytest.fixture(scope="module")
+def served(tiny_engine):
+    """The UI of a tiny-random workbench, launched in this process."""
+    from app.ui import CSS, build_ui
+    from tasks.workbench import Workbench
+
+    demo = build_ui(Workbench(tiny_engine, model_status="tiny-random (test)", demo_model=True))
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True, css=CSS)
+    yield Client(demo.local_url, verbose=False)
+    demo.close()
+
+
+def test_summarize_streams_through_the_api(served, report):
+    job = served.submit(handle_file(str(report)), 48, 0.0, api_name="/summarize")
+    text, status, details = job.result(timeout=120)
+    updates = job.outputs()
+    assert len(updates) > 3  # progress, then growing text, then the result
+    assert any(0 < len(u[0]) < len(text) for u in updates)  # partial text was streamed
+    assert text and details["text"] == text
+    assert details["strategy"] == "full" and details["document"]["pages"] == 3
+    assert "Done" in status and "meaningless" in status
+
+
+def test_ask_through_the_api(served, report):
+    text, _status, details = served.predict(handle_file(str(report)), "When did Berlin open?", 24, 0.0, api_name="/ask")
+    assert text
+    assert details["task"] == "ask" and details["question"] == "When did Berlin open?"
+
+
+def test_info_through_the_api(served, report):
+    card, data = served.predict(handle_file(str(report)), api_name="/info")
+    assert "report.pdf" in card and "3 pages" in card
+    assert data["tokens"] > 0 and data["fits"] is True
+
+
+def test_errors_reach_the_client_as_messages(served, report, tmp_path):
+    with pytest.raises(Exception, match="type a question"):
+        served.predict(handle_file(str(report)), "  ", 24, 0.0, api_name="/ask")
+    fake = tmp_path / "fake.pdf"
+    fake.write_bytes(b"GIF89a not a pdf")
+    with pytest.raises(Exception, match="not a PDF file"):
+        served.predict(handle_file(str(fake)), 24, 0.0, api_name="/summarize")
+    # the server is still serving after the errors
+    assert served.predict(handle_file(str(report)), "Revenue?", 8, 0.0, api_name="/ask")[0]
+
+
+def test_cancel_frees_the_model_for_the_next_request(served, report):
+    job = served.submit(handle_file(str(report)), 4096, 0.0, api_name="/summarize")
+    while len(job.outputs()) < 3:
+        time.sleep(0.05)
+    job.cancel()
+    started = time.perf_counter()
+    text = served.predict(handle_file(str(report)), "Revenue?", 8, 0.0, api_name="/ask")[0]
+    assert text and time.perf_counter() - started < 30
+
+
+def test_generation_unavailable_is_explained(report):
+    from app.ui import build_ui
+    from tasks.workbench import Workbench
+
+    demo = build_ui(Workbench(model_status="x (not loaded)", unavailable_reason="the hub is unreachable"))
+    demo.queue()
+    demo.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        card, _ = client.predict(handle_file(str(report)), api_name="/info")
+        assert "3 pages" in card and "the hub is unreachable" in card
+        with pytest.raises(Exception, match="generation is unavailable: the hub is unreachable"):
+            client.predict(handle_file(str(report)), 16, 0.0, api_name="/summarize")
+    finally:
+        demo.close()
+
+
+def test_app_py_serves_the_endpoints(report, tiny_checkpoint):
+    """`python app.py --model tiny-random` as a user starts it, then one API call per task."""
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen(
+        [sys.executable, "app.py", "--model", "tiny-random", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        client = _connect(f"http://127.0.0.1:{port}/", server)
+        summary = client.predict(handle_file(str(report)), 16, 0.0, api_name="/summarize")
+        answer = client.predict(handle_file(str(report)), "What grew?", 16, 0.0, api_name="/ask")
+        assert summary[0] and summary[2]["task"] == "summarize"
+        assert answer[0] and answer[2]["task"] == "ask"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _connect(url: str, server: subprocess.Popen, timeout: float = 90) -> Client:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"app.py exited early:\n{server.stdout.read()}")
+        try:
+            return Client(url, verbose=False)
+        except Exception:
+            time.sleep(0.5)
+    raise AssertionError("app.py did not start serving in time")
