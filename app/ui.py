@@ -37,10 +37,8 @@ def build_ui(workbench: Workbench) -> gr.Blocks:
                 max_new_tokens, temperature = _advanced_panel()
             with gr.Column(scale=2):
                 with gr.Tabs():
-                    summarize_run = _summarize_tab(workbench, document, max_new_tokens, temperature)
-                    ask_runs = _ask_tab(workbench, document, max_new_tokens, temperature)
-                stop = gr.Button("Stop", variant="stop", size="sm")
-        stop.click(fn=None, cancels=[summarize_run, *ask_runs], api_visibility="private")
+                    _summarize_tab(workbench, document, max_new_tokens, temperature)
+                    _ask_tab(workbench, document, max_new_tokens, temperature)
     return demo
 
 
@@ -76,6 +74,13 @@ def _advanced_panel() -> tuple[gr.Slider, gr.Slider]:
     return max_new_tokens, temperature
 
 
+def _run_and_stop(label: str) -> tuple[gr.Button, gr.Button]:
+    with gr.Row():
+        run = gr.Button(label, variant="primary", scale=4)
+        stop = gr.Button("Stop", variant="stop", scale=1)
+    return run, stop
+
+
 def _output_area(label: str) -> tuple[gr.Markdown, gr.Markdown, gr.JSON]:
     text = gr.Markdown(label=label, container=True, min_height=160, buttons=["copy"])
     status = gr.Markdown(elem_id="status-line")
@@ -86,7 +91,7 @@ def _output_area(label: str) -> tuple[gr.Markdown, gr.Markdown, gr.JSON]:
 
 def _summarize_tab(workbench: Workbench, document: gr.File, max_new_tokens: gr.Slider, temperature: gr.Slider):
     with gr.Tab("Summarize"):
-        run = gr.Button("Summarize", variant="primary")
+        run, stop = _run_and_stop("Summarize")
         outputs = _output_area("Summary")
 
     def summarize(document: str | None, max_new_tokens: float = 512, temperature: float = 0.0):
@@ -96,15 +101,15 @@ def _summarize_tab(workbench: Workbench, document: gr.File, max_new_tokens: gr.S
         options = make_options(max_new_tokens, temperature)
         yield from stream_outputs(workbench, lambda: workbench.summarize(path, options))
 
-    return run.click(
-        summarize, inputs=[document, max_new_tokens, temperature], outputs=list(outputs), api_name="summarize"
-    )
+    inputs = [document, max_new_tokens, temperature]
+    running = run.click(summarize, inputs=inputs, outputs=list(outputs), api_name="summarize")
+    stop.click(fn=None, cancels=[running], api_visibility="private")
 
 
 def _ask_tab(workbench: Workbench, document: gr.File, max_new_tokens: gr.Slider, temperature: gr.Slider):
     with gr.Tab("Ask"):
         question = gr.Textbox(label="Question", placeholder="What does the document say about…?", lines=2)
-        run = gr.Button("Ask", variant="primary")
+        run, stop = _run_and_stop("Ask")
         outputs = _output_area("Answer")
 
     def ask(document: str | None, question: str, max_new_tokens: float = 512, temperature: float = 0.0):
@@ -115,7 +120,8 @@ def _ask_tab(workbench: Workbench, document: gr.File, max_new_tokens: gr.Slider,
         yield from stream_outputs(workbench, lambda: workbench.ask(path, question, options))
 
     inputs = [document, question, max_new_tokens, temperature]
-    return [
+    running = [
         run.click(ask, inputs=inputs, outputs=list(outputs), api_name="ask"),
         question.submit(ask, inputs=inputs, outputs=list(outputs), api_visibility="private"),
     ]
+    stop.click(fn=None, cancels=running, api_visibility="private")
