@@ -21,6 +21,8 @@ from tasks.pipeline import MAX_NEW_TOKENS_LIMIT
 from tasks.workbench import Workbench
 
 TITLE = "Granite Long-Doc"
+# All generating events share one queue slot: the model runs one generation at a time.
+ONE_AT_A_TIME = {"concurrency_id": "model", "concurrency_limit": 1}
 CSS = """
 #status-line {font-size: 0.9em; opacity: 0.85}
 #demo-warning {border-left: 4px solid #f59e0b; padding-left: 0.6em}
@@ -102,7 +104,7 @@ def _summarize_tab(workbench: Workbench, document: gr.File, max_new_tokens: gr.S
         yield from stream_outputs(workbench, lambda: workbench.summarize(path, options))
 
     inputs = [document, max_new_tokens, temperature]
-    running = run.click(summarize, inputs=inputs, outputs=list(outputs), api_name="summarize")
+    running = run.click(summarize, inputs=inputs, outputs=list(outputs), api_name="summarize", **ONE_AT_A_TIME)
     stop.click(fn=None, cancels=[running], api_visibility="private")
 
 
@@ -121,7 +123,7 @@ def _ask_tab(workbench: Workbench, document: gr.File, max_new_tokens: gr.Slider,
 
     inputs = [document, question, max_new_tokens, temperature]
     running = [
-        run.click(ask, inputs=inputs, outputs=list(outputs), api_name="ask"),
-        question.submit(ask, inputs=inputs, outputs=list(outputs), api_visibility="private"),
+        run.click(ask, inputs=inputs, outputs=list(outputs), api_name="ask", **ONE_AT_A_TIME),
+        question.submit(ask, inputs=inputs, outputs=list(outputs), api_visibility="private", **ONE_AT_A_TIME),
     ]
     stop.click(fn=None, cancels=running, api_visibility="private")

@@ -1,5 +1,6 @@
 """The command line, run as a user runs it: `python app.py ...` in a subprocess."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -70,3 +71,27 @@ def test_errors_are_one_line_and_exit_2(report_pdf, args, message):
     assert done.returncode == 2
     assert "error: " in done.stderr and message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def load_app_module():
+    spec = importlib.util.spec_from_file_location("granite_app_main", REPO_ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_default_model_offline_leaves_a_workbench_that_explains_itself():
+    app_main = load_app_module()
+    workbench = app_main.build_workbench(app_main.build_parser().parse_args([]))
+    assert workbench.engine is None
+    assert "not loaded" in workbench.model_status
+    assert "--model PATH" in workbench.unavailable_reason and "--model tiny-random" in workbench.unavailable_reason
+
+
+def test_model_options_work_before_and_after_the_command():
+    parser = load_app_module().build_parser()
+    before = parser.parse_args(["--model", "tiny-random", "--quant", "fp32", "summarize", "a.pdf"])
+    after = parser.parse_args(["summarize", "a.pdf", "--model", "tiny-random", "--quant", "fp32"])
+    neither = parser.parse_args(["summarize", "a.pdf"])
+    assert (before.model, before.quant) == (after.model, after.quant) == ("tiny-random", "fp32")
+    assert (neither.model, neither.quant, neither.device) == ("ibm-granite/granite-3.1-1b-a400m-base", "auto", "auto")

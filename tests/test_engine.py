@@ -57,12 +57,18 @@ def test_end_of_text_token_stops(tiny_loaded):
     assert result.generated_tokens == 3
 
 
-def test_cancel_stops_at_the_next_token(tiny_engine):
+def cancel_after_first_chunk(engine, prompt=PROMPT):
+    """Stream, set the cancel event as soon as the first chunk arrives, return all chunks."""
     cancel = threading.Event()
     chunks = []
-    for chunk in tiny_engine.stream(PROMPT, max_new_tokens=200, cancel=cancel):
+    for chunk in engine.stream(prompt, max_new_tokens=200, cancel=cancel):
         chunks.append(chunk)
         cancel.set()
+    return chunks
+
+
+def test_cancel_stops_at_the_next_token(tiny_engine):
+    chunks = cancel_after_first_chunk(tiny_engine)
     assert chunks[-1].finish_reason == "cancelled"
     assert chunks[-1].generated_tokens < 10
 

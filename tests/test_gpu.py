@@ -1,13 +1,12 @@
 """The engine on a CUDA GPU (marked `gpu`: excluded by default, run with `pytest -m gpu` on a GPU)."""
 
-import threading
-
 import pytest
 import torch
 
 from model.engine import Engine
 from model.loader import load_model
 from model.runtime import Runtime, decide_runtime, detect_hardware
+from tests.test_engine import cancel_after_first_chunk
 
 pytestmark = [
     pytest.mark.gpu,
@@ -30,9 +29,4 @@ def test_tiny_random_streams_on_the_gpu_like_on_the_cpu(tiny_checkpoint, tiny_en
 
 def test_cancel_on_the_gpu(tiny_checkpoint):
     engine = Engine(load_model("tiny-random", decide_runtime("cuda", "auto", detect_hardware())))
-    cancel = threading.Event()
-    chunks = []
-    for chunk in engine.stream(PROMPT, max_new_tokens=500, cancel=cancel):
-        chunks.append(chunk)
-        cancel.set()
-    assert chunks[-1].finish_reason == "cancelled"
+    assert cancel_after_first_chunk(engine, PROMPT)[-1].finish_reason == "cancelled"

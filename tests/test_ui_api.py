@@ -65,6 +65,19 @@ def test_errors_reach_the_client_as_messages(served, report, tmp_path):
     assert served.predict(handle_file(str(report)), "Revenue?", 8, 0.0, api_name="/ask")[0]
 
 
+def test_a_crash_inside_the_model_is_reported_and_the_server_lives_on(served, report, tiny_engine):
+    def explode(module, args):
+        raise RuntimeError("boom inside the model")
+
+    handle = tiny_engine.model.model.layers[0].register_forward_pre_hook(explode)
+    try:
+        with pytest.raises(Exception, match="RuntimeError: boom inside the model"):
+            served.predict(handle_file(str(report)), 8, 0.0, api_name="/summarize")
+    finally:
+        handle.remove()
+    assert served.predict(handle_file(str(report)), 8, 0.0, api_name="/summarize")[0]
+
+
 def test_cancel_frees_the_model_for_the_next_request(served, report):
     job = served.submit(handle_file(str(report)), 4096, 0.0, api_name="/summarize")
     while len(job.outputs()) < 3:
