@@ -1,22 +1,33 @@
-"""Read a file into a `Document`: pages of text with 1-based page numbers.
+"""Read a file into a `Document`: cleaned pages of text with 1-based page numbers.
 
-PDF through pypdf (one page per PDF page); TXT and Markdown as UTF-8, falling back to a detected
-encoding (charset-normalizer), with form feeds as page breaks. Pure Python: no torch, no gradio.
+PDF (pypdf), DOCX (python-docx), HTML (BeautifulSoup), TXT and Markdown (UTF-8, else the detected
+encoding). Text is normalized (tasks.cleaning) and its language detected (tasks.language).
+Pure Python: no torch, no gradio.
 """
 
 from __future__ import annotations
 
-import logging
+import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
+from tasks import readers
+from tasks.cleaning import clean_pages
 from tasks.errors import DocumentError
+from tasks.language import detect_language
 
-logger = logging.getLogger(__name__)
-
-PDF_SUFFIXES = (".pdf",)
-TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown")
-SUPPORTED_SUFFIXES = PDF_SUFFIXES + TEXT_SUFFIXES
+READERS = {
+    ".pdf": readers.read_pdf,
+    ".docx": readers.read_docx,
+    ".html": readers.read_html,
+    ".htm": readers.read_html,
+    ".txt": readers.read_text,
+    ".text": readers.read_text,
+    ".md": readers.read_text,
+    ".markdown": readers.read_text,
+}
+SUPPORTED_SUFFIXES = tuple(READERS)
 
 
 @dataclass(frozen=True)
@@ -29,7 +40,7 @@ class Page:
 class Document:
     name: str
     pages: tuple[Page, ...]
-    meta: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict, compare=False)
 
     @property
     def text(self) -> str:
@@ -39,6 +50,18 @@ class Document:
     def char_count(self) -> int:
         return sum(len(page.text) for page in self.pages)
 
+    @property
+    def language(self) -> str | None:
+        return self.meta.get("language")
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Identifies the content (not the file name), e.g. for caching its prefill."""
+        digest = hashlib.sha256()
+        for page in self.pages:
+            digest.update(f"{page.number}\0{page.text}\0".encode())
+        return digest.hexdigest()[:32]
+
 
 def load_document(path: str | Path, name: str | None = None) -> Document:
     """Read `path` as a document. Raises DocumentError with a message meant for the user."""
@@ -47,64 +70,17 @@ def load_document(path: str | Path, name: str | None = None) -> Document:
     if not path.is_file():
         raise DocumentError(f"{name}: file not found")
     suffix = path.suffix.lower()
-    if suffix in PDF_SUFFIXES:
-        pages, meta = _read_pdf(path, name)
-    elif suffix in TEXT_SUFFIXES:
-        pages, meta = _read_text(path, name)
-    else:
+    reader = READERS.get(suffix)
+    if reader is None:
         supported = ", ".join(SUPPORTED_SUFFIXES)
         raise DocumentError(f"{name}: unsupported file type {suffix or '(none)'}; supported: {supported}")
-    if not any(page.text.strip() for page in pages):
-        raise DocumentError(_no_text_message(name, suffix))
-    return Document(name=name, pages=tuple(pages), meta=meta)
-
-
-def _read_pdf(path: Path, name: str) -> tuple[list[Page], dict]:
-    from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
-
-    with path.open("rb") as handle:
-        if not handle.read(1024).lstrip().startswith(b"%PDF"):
-            raise DocumentError(f"{name}: this is not a PDF file (it has no PDF header)")
-    try:
-        reader = PdfReader(path)
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise DocumentError(f"{name}: this PDF is encrypted and needs a password to open")
-        texts = [page.extract_text() or "" for page in reader.pages]
-    except DocumentError:
-        raise
-    except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise DocumentError(f"{name}: could not read this PDF, it looks damaged ({exc})") from exc
-    pages = [Page(number, _tidy(text)) for number, text in enumerate(texts, start=1)]
-    return pages, {"format": "pdf", "pdf_pages": len(pages)}
-
-
-def _read_text(path: Path, name: str) -> tuple[list[Page], dict]:
-    data = path.read_bytes()
-    text, encoding = _decode_text(data, name)
-    chunks = text.split("\f") if "\f" in text else [text]
-    pages = [Page(number, _tidy(chunk)) for number, chunk in enumerate(chunks, start=1)]
-    kind = "markdown" if path.suffix.lower() in (".md", ".markdown") else "text"
-    return pages, {"format": kind, "encoding": encoding}
-
-
-def _decode_text(data: bytes, name: str) -> tuple[str, str]:
-    """UTF-8 first (with or without BOM); otherwise the encoding charset-normalizer detects."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16"), "utf-16"
-    if b"\x00" in data[:8192]:
-        raise DocumentError(f"{name}: this looks like a binary file, not text")
-    try:
-        return data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(data).best()
-    if best is None:
-        raise DocumentError(f"{name}: could not tell which text encoding this file uses")
-    logger.info("%s is not UTF-8; decoded as %s", name, best.encoding)
-    return str(best), best.encoding
+    raw_pages, meta = reader(path, name)
+    texts = clean_pages([_tidy(text) for text in raw_pages], from_pdf=meta["format"] == "pdf")
+    if not any(text.strip() for text in texts):
+        raise DocumentError(_no_text_message(name, meta["format"]))
+    pages = tuple(Page(number, text) for number, text in enumerate(texts, start=1))
+    meta["language"] = detect_language("\n".join(texts))
+    return Document(name=name, pages=pages, meta=meta)
 
 
 def _tidy(text: str) -> str:
@@ -112,8 +88,8 @@ def _tidy(text: str) -> str:
     return "\n".join(line.rstrip() for line in lines).strip()
 
 
-def _no_text_message(name: str, suffix: str) -> str:
-    if suffix in PDF_SUFFIXES:
+def _no_text_message(name: str, kind: str) -> str:
+    if kind == "pdf":
         return (
             f"{name}: this PDF has no text layer (it is probably scanned images); "
             "run it through OCR first, then upload the result"

@@ -15,11 +15,19 @@ class PdfFactory:
     def __init__(self, folder: Path):
         self.folder = folder
 
-    def make(self, name: str, pages: Sequence[str], *, user_password: str | None = None) -> Path:
-        """Write a PDF with one page per string; encrypt it when a password is given."""
+    def make(
+        self,
+        name: str,
+        pages: Sequence[str],
+        *,
+        user_password: str | None = None,
+        running_header: str | None = None,
+    ) -> Path:
+        """Write a PDF with one page per string; encrypt it when a password is given; with a
+        running header, every page also gets that header and a 'Page N of M' footer."""
         if not DEJAVU.exists():
             raise RuntimeError(f"{DEJAVU} is missing: install Debian's fonts-dejavu-core")
-        pdf = FPDF()
+        pdf = _RunningFPDF(running_header) if running_header else FPDF()
         pdf.add_font("DejaVu", "", str(DEJAVU))
         pdf.set_font("DejaVu", size=11)
         for text in pages:
@@ -42,3 +50,18 @@ REPORT_PAGES = (
     "Η έκθεση περιγράφει τα έσοδα. Отчёт описывает доходы компании.",
     "Outlook\nThe board expects revenue of 5 million euros in 2025.\nZpráva popisuje příjmy společnosti.",
 )
+
+
+class _RunningFPDF(FPDF):
+    def __init__(self, header_text: str):
+        super().__init__()
+        self.header_text = header_text
+
+    def header(self) -> None:
+        self.set_font("DejaVu", size=9)
+        self.cell(0, 8, self.header_text, new_x="LMARGIN", new_y="NEXT")
+
+    def footer(self) -> None:
+        self.set_y(-15)
+        self.set_font("DejaVu", size=9)
+        self.cell(0, 8, f"Page {self.page_no()} of {{nb}}", align="C")

@@ -63,7 +63,7 @@ def test_utf8_text_and_markdown(tmp_path):
     (tmp_path / "notes.md").write_text("# Notes\n\nCafé crème, 日本語, Ελληνικά.\n", encoding="utf-8")
     document = load_document(tmp_path / "notes.md")
     assert document.pages[0].text == "# Notes\n\nCafé crème, 日本語, Ελληνικά."
-    assert document.meta == {"format": "markdown", "encoding": "utf-8"}
+    assert document.meta["format"] == "markdown" and document.meta["encoding"] == "utf-8"
 
 
 def test_legacy_encoding_falls_back_to_detection(tmp_path):
