@@ -25,7 +25,9 @@ def test_hyphenated_line_breaks_are_rejoined():
 
 
 def test_running_headers_footers_and_page_numbers_go():
-    pages = [f"ACME Annual Report 2024\nChapter {n} text.\nMore about item {n * 3}.\nPage {n} of 4" for n in range(1, 5)]
+    pages = [
+        f"ACME Annual Report 2024\nChapter {n} text.\nMore about item {n * 3}.\nPage {n} of 4" for n in range(1, 5)
+    ]
     cleaned = drop_running_lines(pages)
     assert cleaned[0] == "Chapter 1 text.\nMore about item 3."
     assert all("ACME" not in page and "Page" not in page for page in cleaned)

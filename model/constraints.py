@@ -1,0 +1,61 @@
+"""Grammar-constrained decoding to a JSON schema, with xgrammar.
+
+At each step the grammar masks every token that would break the JSON; generation ends when the
+grammar has accepted a complete value. Compiled grammars are cached per schema.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from typing import Any
+
+import torch
+
+
+class JsonSchemaConstraint:
+    """One generation's grammar state: mask logits, accept tokens, say when the JSON is complete."""
+
+    def __init__(self, compiled: Any, vocab_size: int):
+        import xgrammar as xgr
+
+        self._xgr = xgr
+        self._matcher = xgr.GrammarMatcher(compiled)
+        self._bitmask = xgr.allocate_token_bitmask(1, vocab_size)
+
+    def mask(self, logits: torch.Tensor) -> None:
+        """Set the logits of forbidden tokens to -inf, in place. `logits`: (1, vocab)."""
+        self._matcher.fill_next_token_bitmask(self._bitmask)
+        bitmask = self._bitmask.to(logits.device)
+        self._xgr.apply_token_bitmask_inplace(logits, bitmask)
+
+    def accept(self, token: int) -> None:
+        if not self._matcher.accept_token(token):
+            raise RuntimeError(f"token {token} was not allowed by the JSON grammar")
+
+    @property
+    def finished(self) -> bool:
+        return self._matcher.is_terminated()
+
+
+class JsonGrammars:
+    """Compiles JSON schemas for one tokenizer (compiling is cached; a compiler per engine)."""
+
+    def __init__(self, tokenizer: Any, vocab_size: int):
+        self._tokenizer = tokenizer
+        self._vocab_size = vocab_size
+        self._compiled: dict[str, Any] = {}
+
+    @cached_property
+    def _compiler(self) -> Any:
+        import xgrammar as xgr
+
+        info = xgr.TokenizerInfo.from_huggingface(self._tokenizer, vocab_size=self._vocab_size)
+        return xgr.GrammarCompiler(info, max_threads=2)
+
+    def constraint(self, schema: dict) -> JsonSchemaConstraint:
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._compiled:
+            # No free whitespace: a model (above all a random one) could otherwise pad forever.
+            self._compiled[key] = self._compiler.compile_json_schema(key, any_whitespace=False, strict_mode=True)
+        return JsonSchemaConstraint(self._compiled[key], self._vocab_size)

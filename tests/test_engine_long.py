@@ -1,0 +1,104 @@
+"""Long inputs: chunked prefill, the document prefix cache, scoring, and JSON-constrained output."""
+
+import json
+
+import jsonschema
+import pytest
+
+from model.engine import Engine
+
+DOC = "[Page 1]\nThe Berlin office opened on 3 March 2024 with 45 employees. " * 12
+QUESTION = "\nQuestion: When did the Berlin office open?\nAnswer:"
+TAIL = "Der Bericht beschreibt den Umsatz. この文書は会社の売上"
+
+
+@pytest.fixture
+def engine(tiny_loaded):
+    return Engine(tiny_loaded, prefill_chunk=16)
+
+
+def test_chunked_prefill_gives_the_same_logits_as_one_shot(tiny_loaded):
+    chunked = Engine(tiny_loaded, prefill_chunk=7)
+    one_shot = Engine(tiny_loaded, prefill_chunk=100_000)
+    prompt = DOC + TAIL
+    a = chunked.score(prompt, [" the report", " 2024"])
+    b = one_shot.score(prompt, [" the report", " 2024"])
+    assert a == pytest.approx(b, abs=1e-4)
+    assert chunked.generate(prompt, max_new_tokens=30).text == one_shot.generate(prompt, max_new_tokens=30).text
+
+
+def test_prefix_cache_reuses_the_document_and_changes_nothing(tiny_loaded, engine):
+    uncached = Engine(tiny_loaded, prefix_cache_bytes=0)
+    expected = uncached.generate(QUESTION + TAIL, prefix=DOC, max_new_tokens=30)
+    first = engine.generate(QUESTION + TAIL, prefix=DOC, max_new_tokens=30)
+    second = engine.generate(QUESTION + TAIL, prefix=DOC, max_new_tokens=30)
+    assert first.cached_tokens == 0 and second.cached_tokens == len(engine.encode(DOC)) > 100
+    assert first.text == second.text == expected.text
+    assert uncached.prefix_cache.hits == 0 and len(uncached.prefix_cache) == 0
+    other = engine.generate("\nQuestion: How many employees?\nAnswer:" + TAIL, prefix=DOC, max_new_tokens=10)
+    assert other.cached_tokens == second.cached_tokens
+    assert (
+        other.text
+        == uncached.generate("\nQuestion: How many employees?\nAnswer:" + TAIL, prefix=DOC, max_new_tokens=10).text
+    )
+
+
+def test_prefix_cache_has_a_cap_and_evicts_the_least_recently_used(tiny_loaded):
+    probe = Engine(tiny_loaded)
+    probe.generate(QUESTION, prefix=DOC, max_new_tokens=1)
+    one_entry = probe.prefix_cache.used_bytes
+    engine = Engine(tiny_loaded, prefix_cache_bytes=int(one_entry * 2.5))
+    docs = [DOC.replace("Berlin", city) for city in ("Berlin", "Paris", "Madrid")]
+    for doc in docs:
+        engine.generate(QUESTION, prefix=doc, max_new_tokens=1)
+    assert len(engine.prefix_cache) == 2 and engine.prefix_cache.used_bytes <= engine.prefix_cache.max_bytes
+    assert engine.generate(QUESTION, prefix=docs[2], max_new_tokens=1).cached_tokens > 0  # newest kept
+    assert engine.generate(QUESTION, prefix=docs[0], max_new_tokens=1).cached_tokens == 0  # oldest evicted
+
+
+def test_a_failure_mid_prefill_does_not_poison_the_cache(tiny_loaded, engine):
+    calls = {"n": 0}
+
+    def fail_once(module, args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("transient failure")
+
+    handle = tiny_loaded.model.model.layers[1].register_forward_pre_hook(fail_once)
+    try:
+        with pytest.raises(RuntimeError, match="transient failure"):
+            engine.generate(QUESTION, prefix=DOC, max_new_tokens=5)
+    finally:
+        handle.remove()
+    reference = Engine(tiny_loaded, prefix_cache_bytes=0).generate(QUESTION, prefix=DOC, max_new_tokens=20)
+    assert engine.generate(QUESTION, prefix=DOC, max_new_tokens=20).text == reference.text
+
+
+def test_scores_are_log_likelihoods(engine):
+    scores = engine.score("The committee met on", [" Monday", " Monday and Tuesday"], prefix=DOC)
+    assert all(score < 0 for score in scores)
+    assert scores[1] < scores[0]  # a longer continuation cannot be more likely than its own start
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {
+            "type": "object",
+            "properties": {"title": {"type": ["string", "null"], "maxLength": 30}},
+            "required": ["title"],
+            "additionalProperties": False,
+        },
+        {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 999}, "maxItems": 4},
+        {
+            "type": "object",
+            "properties": {"ok": {"type": "boolean"}, "n": {"type": "integer", "minimum": 0, "maximum": 9}},
+            "required": ["ok", "n"],
+            "additionalProperties": False,
+        },
+    ],
+)
+def test_json_schema_output_is_valid_by_construction(engine, schema):
+    result = engine.generate("Extract the facts as JSON:", prefix=DOC, json_schema=schema, max_new_tokens=200)
+    assert result.finish_reason == "stop"
+    jsonschema.validate(json.loads(result.text), schema)
