@@ -1,9 +1,12 @@
 """Granite Long-Doc: the entry point for Hugging Face Spaces and the command line.
 
     python app.py [--model ID|PATH|tiny-random] [--quant ...] [--device ...]   serve the web UI
-    python app.py info FILE                  pages, tokens and the context budget
-    python app.py summarize FILE             stream a summary
-    python app.py ask FILE "QUESTION"        stream an answer
+    python app.py info FILE...               pages, tokens, language, budget, strategies, wait
+    python app.py text FILE...               the normalized text, with page markers
+    python app.py summarize FILE...          stream a summary
+    python app.py ask FILE... "QUESTION"     stream an answer, with sources
+    python app.py extract FILE... --fields title,author,date | --schema SCHEMA.json
+    python app.py classify FILE... --labels invoice,contract,report
 
 `--json` prints one JSON object instead. Errors print `error: <message>` and exit with status 2.
 """
@@ -20,18 +23,21 @@ import argparse
 import json
 import logging
 import sys
-import time
+from pathlib import Path
 from typing import Any
 
 from model.checkpoints import DEFAULT_MODEL_ID
 from model.runtime import DEVICE_CHOICES, QUANT_CHOICES, decide_runtime, detect_hardware
+from tasks.budget import STRATEGY_CHOICES
 from tasks.errors import InvalidRequest, UserError
 from tasks.events import Progress, TaskResult, TextDelta
-from tasks.pipeline import GenerationOptions
+from tasks.extract import spec_from_fields, spec_from_schema
+from tasks.language import LANGUAGES
 from tasks.workbench import Workbench
 
 logger = logging.getLogger("granite_longdoc")
 EXIT_USAGE = 2
+TASK_COMMANDS = ("summarize", "ask", "extract", "classify")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,19 +50,37 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port to listen on (default 7860)")
     serve.add_argument("--share", action="store_true", help="also create a public gradio.live link")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    info = commands.add_parser("info", help="pages, tokens and the context budget of a file")
-    summarize = commands.add_parser("summarize", help="summarize a file")
-    ask = commands.add_parser("ask", help="answer a question about a file")
-    for sub in (info, summarize, ask):
-        sub.add_argument("file", help="a PDF, TXT or Markdown file")
-    ask.add_argument("question")
-    for sub in (summarize, ask):
-        sub.add_argument("--max-new-tokens", type=int, default=512)
-        sub.add_argument("--temperature", type=float, default=0.0, help="0 means greedy decoding")
-    for sub in (info, summarize, ask):
-        sub.add_argument("--json", action="store_true", help="print one JSON object")
-        _add_model_options(sub, suppress=True)
+    subs = {
+        "info": commands.add_parser("info", help="pages, tokens, language, budget and strategies of files"),
+        "text": commands.add_parser("text", help="print the normalized text with page markers"),
+        "summarize": commands.add_parser("summarize", help="summarize files"),
+        "ask": commands.add_parser("ask", help="answer a question about files"),
+        "extract": commands.add_parser("extract", help="extract fields as JSON"),
+        "classify": commands.add_parser("classify", help="classify files into one of several labels"),
+    }
+    for sub in subs.values():
+        sub.add_argument("files", nargs="+", metavar="FILE", help="PDF, DOCX, HTML, TXT or Markdown files")
+    subs["ask"].add_argument("question")
+    fields = subs["extract"].add_mutually_exclusive_group(required=True)
+    fields.add_argument("--fields", help="comma-separated field names, e.g. title,author,date")
+    fields.add_argument("--schema", help="a JSON schema of an object: a file path or inline JSON")
+    subs["classify"].add_argument("--labels", required=True, help="comma-separated labels, e.g. invoice,contract")
+    for name in TASK_COMMANDS:
+        _add_task_options(subs[name])
+    subs["info"].add_argument("--strategy", choices=STRATEGY_CHOICES, default="auto")
+    for name in ("info", "text", *TASK_COMMANDS):
+        subs[name].add_argument("--json", action="store_true", help="print one JSON object")
+        _add_model_options(subs[name], suppress=True)
     return parser
+
+
+def _add_task_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 means greedy decoding")
+    parser.add_argument("--strategy", choices=STRATEGY_CHOICES, default="auto", help="how to handle long documents")
+    parser.add_argument(
+        "--lang", choices=tuple(LANGUAGES), default=None, help="output language (default: the document's)"
+    )
 
 
 def _add_model_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
@@ -73,27 +97,24 @@ def _add_model_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     group.add_argument("--verbose", action="store_true", default=default(False))
 
 
-def build_workbench(args: argparse.Namespace, *, weights: bool = True) -> Workbench:
+def build_workbench(args: argparse.Namespace) -> Workbench:
     """Decide the runtime and load the model once. A model that fails to load leaves a Workbench
     without an engine (the document tools still work) that says why."""
     from model.engine import Engine
-    from model.loader import ModelLoadError, load_model, load_token_counter
+    from model.loader import ModelLoadError, load_model
 
     try:
         runtime = decide_runtime(args.device, args.quant, detect_hardware())
     except ValueError as exc:  # an impossible --device / --quant combination
         raise InvalidRequest(str(exc)) from exc
-    demo = args.model == "tiny-random"
     try:
-        if not weights:
-            counter = load_token_counter(args.model, runtime)
-            return Workbench(counter=counter, model_status=args.model, context_budget=args.context_budget)
         engine = Engine(load_model(args.model, runtime))
     except ModelLoadError as exc:
         logger.warning("model not loaded: %s", exc)
         status = f"{args.model} (not loaded) · {runtime.describe()}"
         return Workbench(model_status=status, unavailable_reason=str(exc), context_budget=args.context_budget)
-    workbench = Workbench(engine, model_status="", demo_model=demo, context_budget=args.context_budget)
+    demo = args.model == "tiny-random"
+    workbench = Workbench(engine, demo_model=demo, context_budget=args.context_budget)
     workbench.model_status = f"{engine.report.summary()} · context budget {workbench.budget:,} tokens"
     return workbench
 
@@ -109,31 +130,50 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    workbench = build_workbench(args, weights=False)
-    started = time.perf_counter()
-    card = workbench.card(workbench.read(args.file))
+    workbench = build_workbench(args)
+    card = workbench.card(workbench.read(args.files), workbench.options(strategy=args.strategy))
     if args.json:
-        strategy = None if card.fits is None else ("full" if card.fits else "exceeds-budget")
         document = {"name": card.name, "pages": card.pages, "tokens": card.tokens}
-        timings = {"read_seconds": round(time.perf_counter() - started, 3)}
-        extra = {"characters": card.characters, "budget": card.budget, "fits": card.fits, "note": card.note}
-        _print_json({"task": "info", "strategy": strategy, "document": document, "timings": timings, **extra})
+        _print_json({"task": "info", "strategy": card.strategies.get("summarize"), "document": document,
+                     **card.to_json()})  # fmt: skip
+        return 0
+    tokens = "unknown" if card.tokens is None else f"{card.tokens:,}"
+    print(
+        f"{card.name}: {card.pages:,} pages, {card.characters:,} characters, {tokens} tokens, language {card.language}"
+    )
+    print(card.note)
+    if card.strategies:
+        print("strategies: " + ", ".join(f"{task} {strategy}" for task, strategy in card.strategies.items()))
+        print(f"expected wait for a summary: {card.expected_wait}")
+    return 0
+
+
+def run_text(args: argparse.Namespace) -> int:
+    workbench = Workbench()
+    if args.json:
+        documents = workbench.read(args.files)
+        _print_json({"task": "text", "documents": [
+            {"name": d.name, "language": d.language, "meta": d.meta,
+             "pages": [{"number": p.number, "text": p.text} for p in d.pages]} for d in documents
+        ]})  # fmt: skip
     else:
-        tokens = "unknown" if card.tokens is None else f"{card.tokens:,}"
-        print(f"{card.name}: {card.pages:,} pages, {card.characters:,} characters, {tokens} tokens")
-        print(card.note)
+        print(workbench.text(args.files), end="")
     return 0
 
 
 def run_task(args: argparse.Namespace) -> int:
     workbench = build_workbench(args)
-    options = GenerationOptions(
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, context_budget=args.context_budget
-    )
+    options = workbench.options(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                strategy=args.strategy, language=args.lang)  # fmt: skip
     if args.command == "summarize":
-        events = workbench.summarize(args.file, options)
+        events = workbench.summarize(args.files, options)
+    elif args.command == "ask":
+        events = workbench.ask(args.files, args.question, options)
+    elif args.command == "extract":
+        spec = spec_from_fields(args.fields) if args.fields else spec_from_schema(_read_schema(args.schema))
+        events = workbench.extract(args.files, spec, options)
     else:
-        events = workbench.ask(args.file, args.question, options)
+        events = workbench.classify(args.files, args.labels, options)
     for event in events:
         if isinstance(event, Progress) and not args.json:
             print(f"[{event.message}]", file=sys.stderr, flush=True)
@@ -144,15 +184,27 @@ def run_task(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_schema(value: str) -> str:
+    path = Path(value)
+    if value.lstrip().startswith("{") or not path.exists():
+        return value
+    return path.read_text(encoding="utf-8")
+
+
 def _print_result(result: TaskResult, as_json: bool, demo: bool) -> None:
     if as_json:
         _print_json(result.to_json())
         return
-    usage, timings = result.usage, result.timings
+    if result.task == "classify":
+        for row in result.extra["labels"]:
+            print(f"{row['probability']:7.2%}  {row['label']}")
     print()
+    for source in result.extra.get("sources", []):
+        print(f"[source: {source['label']}]", file=sys.stderr)
     print(
-        f"[{result.finish_reason} · strategy {result.strategy} · {usage['prompt_tokens']:,} prompt tokens · "
-        f"{usage['generated_tokens']:,} new tokens · {timings['decode_tokens_per_second']:.1f} tokens/s]",
+        f"[{result.finish_reason} · strategy {result.strategy} · {result.usage.get('prompt_tokens', 0):,} prompt "
+        f"tokens · {result.usage.get('generated_tokens', 0):,} new tokens · "
+        f"{result.timings.get('total_seconds', 0):.1f} s]",
         file=sys.stderr,
     )
     if demo:
@@ -166,7 +218,7 @@ def _print_json(data: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    handlers = {"info": run_info, "summarize": run_task, "ask": run_task, None: serve}
+    handlers = {"info": run_info, "text": run_text, None: serve, **dict.fromkeys(TASK_COMMANDS, run_task)}
     try:
         return handlers[args.command](args)
     except UserError as exc:

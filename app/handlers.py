@@ -1,8 +1,8 @@
 """Event handlers: turn Workbench events into what the Gradio components show.
 
-Each handler is also a named API endpoint, so every input is a plain value (a file path, a
-string, a number) and every output is text or JSON. Domain errors become `gr.Error` toasts with
-the same message the CLI prints.
+Each handler is also a named API endpoint, so every input is a plain value (file paths, strings,
+numbers) and every output is text or JSON. Domain errors become `gr.Error` toasts with the same
+message the CLI prints.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import gradio as gr
 
 from tasks.errors import UserError
 from tasks.events import Event, Progress, TaskResult, TextDelta
-from tasks.pipeline import GenerationOptions
+from tasks.pipeline import TaskOptions
 from tasks.workbench import Workbench
 
 logger = logging.getLogger(__name__)
 
-Outputs = tuple[str, str, dict[str, Any]]  # (answer text, status line, details as JSON)
-
+Outputs = tuple[str, str, str, dict[str, Any]]  # (text, status line, sources as Markdown, details)
 DEMO_NOTE = "tiny-random is a random demo model: its text is meaningless."
+STRATEGY_NAMES = {"full": "whole document", "map-reduce": "map-reduce over sections", "retrieval": "best passages"}
 
 
 @contextmanager
@@ -40,28 +40,45 @@ def user_errors() -> Iterator[None]:
         raise gr.Error(f"Something went wrong: {type(exc).__name__}: {exc}") from exc
 
 
-def require_file(path: str | None) -> str:
-    if not path:
-        raise UserError("upload a document first (PDF, TXT or Markdown)")
-    return path
+def file_list(documents: str | list[str] | None) -> list[str]:
+    if not documents:
+        raise UserError("upload a document first (PDF, DOCX, HTML, TXT or Markdown)")
+    return [documents] if isinstance(documents, str) else list(documents)
 
 
-def describe_document(workbench: Workbench, path: str | None) -> tuple[str, dict[str, Any]]:
-    """The document card: name, pages, tokens against the budget."""
-    if not path:
-        return "No document yet. Upload a PDF, TXT or Markdown file.", {}
-    with user_errors():
-        card = workbench.card(workbench.read(path))
-    tokens = "unknown" if card.tokens is None else f"{card.tokens:,}"
-    markdown = (
-        f"**{card.name}**  \n{card.pages:,} page{'s' if card.pages != 1 else ''} · "
-        f"{card.characters:,} characters · {tokens} tokens  \n{card.note}"
+def make_options(
+    workbench: Workbench, language: str, max_new_tokens: float, temperature: float, strategy: str, budget: float
+) -> TaskOptions:
+    return workbench.options(
+        max_new_tokens=int(max_new_tokens),
+        temperature=float(temperature),
+        strategy=strategy or "auto",
+        language=None if language in (None, "", "auto") else language,
+        context_budget=int(budget) if budget else workbench.requested_budget,
     )
-    return markdown, card.to_json()
+
+
+def describe_documents(workbench: Workbench, documents: list[str] | None, options: TaskOptions) -> tuple[str, dict]:
+    """The document card: names, pages, language, tokens against the budget, strategies, wait."""
+    if not documents:
+        return "No documents yet. Upload PDF, DOCX, HTML, TXT or Markdown files.", {}
+    with user_errors():
+        card = workbench.card(workbench.read(file_list(documents)), options)
+    lines = [
+        f"**{card.name}**",
+        f"{card.pages:,} page{'s' if card.pages != 1 else ''} · {card.characters:,} characters · "
+        f"language: {card.language or 'unknown'} · "
+        + ("tokens: unknown" if card.tokens is None else f"{card.tokens:,} tokens"),
+        card.note,
+    ]
+    if card.strategies:
+        lines.append("Strategies: " + ", ".join(f"{task}: {STRATEGY_NAMES[s]}" for task, s in card.strategies.items()))
+        lines.append(f"Expected wait for a summary: {card.expected_wait}")
+    return "  \n".join(lines), card.to_json()
 
 
 def stream_outputs(workbench: Workbench, run: Callable[[], Iterator[Event]]) -> Iterator[Outputs]:
-    """Drive a task and yield (text so far, status, details) after each event."""
+    """Drive a task and yield (text so far, status, sources, details) after each event."""
     text, status = "", "Starting…"
     with user_errors():
         for event in run():
@@ -71,27 +88,46 @@ def stream_outputs(workbench: Workbench, run: Callable[[], Iterator[Event]]) -> 
                 text += event.text
                 status = "Writing…"
             elif isinstance(event, TaskResult):
-                yield event.text, _final_status(event, workbench), event.to_json()
+                yield event.text, final_status(event, workbench), sources_markdown(event), event.to_json()
                 return
-            yield text, status, {}
+            yield text, status, "", {}
 
 
-def make_options(max_new_tokens: float, temperature: float) -> GenerationOptions:
-    return GenerationOptions(max_new_tokens=int(max_new_tokens), temperature=float(temperature))
-
-
-def _final_status(result: TaskResult, workbench: Workbench) -> str:
+def final_status(result: TaskResult, workbench: Workbench) -> str:
     reasons = {"stop": "finished", "length": "reached the token limit", "cancelled": "stopped"}
     usage, timings = result.usage, result.timings
     parts = [
         f"Done ({reasons.get(result.finish_reason, result.finish_reason)})",
-        f"strategy: {result.strategy} (whole document)",
-        f"{usage.get('prompt_tokens', 0):,} prompt tokens",
+        f"strategy: {STRATEGY_NAMES.get(result.strategy, result.strategy)}",
+        f"{usage.get('prompt_tokens', 0):,} prompt tokens"
+        + (f" ({usage['cached_tokens']:,} cached)" if usage.get("cached_tokens") else ""),
         f"{usage.get('generated_tokens', 0):,} new tokens",
-        f"{timings.get('decode_tokens_per_second', 0):.1f} tokens/s",
         f"{timings.get('total_seconds', 0):.1f} s",
     ]
     status = " · ".join(parts)
     if workbench.demo_model:
         status += f"  \n{DEMO_NOTE}"
     return status
+
+
+def sources_markdown(result: TaskResult) -> str:
+    """Sources with page numbers, verified quotes, map-reduce sections, unverified values."""
+    extra = result.extra
+    lines: list[str] = []
+    for source in extra.get("sources", []):
+        lines.append(f"**{source['label']}**  \n{_blockquote(source['text'])}")
+    for quote in extra.get("quotes", []):
+        if quote["verified"]:
+            lines.append(f"✓ Quote found in {quote['document']}, page {quote['page']}:  \n{_blockquote(quote['text'])}")
+        else:
+            lines.append(f"✗ Not found in the documents, so not a quote: {quote['text']}")
+    for section in extra.get("sections", []):
+        pages = section["pages"]
+        lines.append(f"**{section['document']}, pages {pages[0]}-{pages[-1]}**  \n{_blockquote(section['summary'])}")
+    for name, value in (extra.get("unverified") or {}).items():
+        lines.append(f"✗ `{name}`: the model wrote {value!r}, which is not in the documents, so it is null")
+    return "\n\n".join(lines) or "No sources for this result."
+
+
+def _blockquote(text: str) -> str:
+    return "\n".join("> " + line for line in (text or "(empty)").splitlines())

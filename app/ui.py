@@ -1,22 +1,29 @@
 """The Gradio UI: a thin layer over the Workbench. One small builder per panel or tab.
 
-Every task button is also a named API endpoint (`summarize`, `ask`, `info`) that takes the
-document file itself, so one `gradio_client` call does a whole job without a UI session.
+Every task button is also a named API endpoint (`summarize`, `ask`, `extract`, `classify`,
+`info`) that takes the document files themselves, so one `gradio_client` call does a whole job
+without a UI session.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import gradio as gr
 
 from app.handlers import (
     DEMO_NOTE,
-    describe_document,
+    describe_documents,
+    file_list,
     make_options,
-    require_file,
     stream_outputs,
     user_errors,
 )
+from tasks.budget import STRATEGY_CHOICES
+from tasks.classify import parse_labels
 from tasks.documents import SUPPORTED_SUFFIXES
+from tasks.extract import spec_from_fields, spec_from_schema
+from tasks.language import LANGUAGES
 from tasks.pipeline import MAX_NEW_TOKENS_LIMIT
 from tasks.workbench import Workbench
 
@@ -27,6 +34,24 @@ CSS = """
 #status-line {font-size: 0.9em; opacity: 0.85}
 #demo-warning {border-left: 4px solid #f59e0b; padding-left: 0.6em}
 """
+LANGUAGE_CHOICES = [("Auto: the document's language", "auto")] + [
+    (f"{native} ({english})" if native != english else english, code) for code, (english, native) in LANGUAGES.items()
+]
+
+
+@dataclass
+class Settings:
+    """The shared task settings, passed to every task in this order."""
+
+    language: gr.Dropdown
+    max_new_tokens: gr.Slider
+    temperature: gr.Slider
+    strategy: gr.Dropdown
+    budget: gr.Number
+
+    @property
+    def inputs(self) -> list:
+        return [self.language, self.max_new_tokens, self.temperature, self.strategy, self.budget]
 
 
 def build_ui(workbench: Workbench) -> gr.Blocks:
@@ -34,18 +59,21 @@ def build_ui(workbench: Workbench) -> gr.Blocks:
     with gr.Blocks(title=TITLE) as demo:
         _header(workbench)
         with gr.Row():
-            with gr.Column(scale=1, min_width=300):
-                document = _document_panel(workbench)
-                max_new_tokens, temperature = _advanced_panel()
+            with gr.Column(scale=1, min_width=320):
+                files, card = _documents_panel()
+                settings = _settings_panel()
             with gr.Column(scale=2):
                 with gr.Tabs():
-                    _summarize_tab(workbench, document, max_new_tokens, temperature)
-                    _ask_tab(workbench, document, max_new_tokens, temperature)
+                    _summarize_tab(workbench, files, settings)
+                    _ask_tab(workbench, files, settings)
+                    _extract_tab(workbench, files, settings)
+                    _classify_tab(workbench, files, settings)
+        _wire_card(workbench, files, card, settings)
     return demo
 
 
 def _header(workbench: Workbench) -> None:
-    gr.Markdown(f"# {TITLE}\nSummarize long documents and ask questions about them.")
+    gr.Markdown(f"# {TITLE}\nSummarize long documents, ask questions with page citations, extract fields, classify.")
     if workbench.engine is None:
         gr.Markdown(
             f"**Generation is unavailable:** {workbench.unavailable_reason}  \nThe document tools below still work.",
@@ -56,24 +84,38 @@ def _header(workbench: Workbench) -> None:
     gr.Markdown(f"Model: {workbench.model_status}", elem_id="status-line")
 
 
-def _document_panel(workbench: Workbench) -> gr.File:
-    document = gr.File(label="Document (PDF, TXT, Markdown)", file_types=list(SUPPORTED_SUFFIXES), type="filepath")
-    card = gr.Markdown("No document yet. Upload a PDF, TXT or Markdown file.")
+def _documents_panel() -> tuple[gr.File, tuple[gr.Markdown, gr.JSON]]:
+    files = gr.File(
+        label="Documents (PDF, DOCX, HTML, TXT, Markdown)",
+        file_count="multiple",
+        file_types=list(SUPPORTED_SUFFIXES),
+        type="filepath",
+    )
+    card = gr.Markdown("No documents yet. Upload PDF, DOCX, HTML, TXT or Markdown files.")
     card_json = gr.JSON(visible=False)
-
-    def info(document: str | None) -> tuple[str, dict]:
-        """Describe a document: pages, characters, tokens against the context budget."""
-        return describe_document(workbench, document)
-
-    document.change(info, inputs=document, outputs=[card, card_json], api_name="info")
-    return document
+    return files, (card, card_json)
 
 
-def _advanced_panel() -> tuple[gr.Slider, gr.Slider]:
+def _settings_panel() -> Settings:
+    language = gr.Dropdown(LANGUAGE_CHOICES, value="auto", label="Output language")
     with gr.Accordion("Advanced", open=False):
         max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS_LIMIT, value=512, step=1, label="Max new tokens")
         temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")
-    return max_new_tokens, temperature
+        strategy = gr.Dropdown(list(STRATEGY_CHOICES), value="auto", label="Strategy for long documents")
+        budget = gr.Number(value=0, precision=0, minimum=0, label="Context budget in tokens (0 = the default)")
+    return Settings(language, max_new_tokens, temperature, strategy, budget)
+
+
+def _wire_card(workbench: Workbench, files: gr.File, card: tuple, settings: Settings) -> None:
+    def info(documents: list[str] | None, strategy: str = "auto", context_budget: float = 0):
+        """Describe documents: pages, language, tokens against the budget, strategies, expected wait."""
+        options = make_options(workbench, "auto", 512, 0.0, strategy, context_budget)
+        return describe_documents(workbench, documents, options)
+
+    inputs = [files, settings.strategy, settings.budget]
+    files.change(info, inputs=inputs, outputs=list(card), api_name="info")
+    for control in (settings.strategy, settings.budget):
+        control.change(info, inputs=inputs, outputs=list(card), api_visibility="private")
 
 
 def _run_and_stop(label: str) -> tuple[gr.Button, gr.Button]:
@@ -83,47 +125,96 @@ def _run_and_stop(label: str) -> tuple[gr.Button, gr.Button]:
     return run, stop
 
 
-def _output_area(label: str) -> tuple[gr.Markdown, gr.Markdown, gr.JSON]:
-    text = gr.Markdown(label=label, container=True, min_height=160, buttons=["copy"])
+def _output_area(text: gr.components.Component) -> list:
     status = gr.Markdown(elem_id="status-line")
+    with gr.Accordion("Sources", open=True):
+        sources = gr.Markdown()
     with gr.Accordion("Details (JSON)", open=False):
         details = gr.JSON(label="Result")
-    return text, status, details
+    return [text, status, sources, details]
 
 
-def _summarize_tab(workbench: Workbench, document: gr.File, max_new_tokens: gr.Slider, temperature: gr.Slider):
+def _wire(run: gr.Button, stop: gr.Button, handler, inputs: list, outputs: list, name: str, extra=()) -> None:
+    running = [run.click(handler, inputs=inputs, outputs=outputs, api_name=name, **ONE_AT_A_TIME)]
+    for trigger in extra:
+        running.append(trigger(handler, inputs=inputs, outputs=outputs, api_visibility="private", **ONE_AT_A_TIME))
+    stop.click(fn=None, cancels=running, api_visibility="private")
+
+
+def _summarize_tab(workbench: Workbench, files: gr.File, settings: Settings) -> None:
     with gr.Tab("Summarize"):
         run, stop = _run_and_stop("Summarize")
-        outputs = _output_area("Summary")
+        outputs = _output_area(gr.Markdown(label="Summary", container=True, min_height=160, buttons=["copy"]))
 
-    def summarize(document: str | None, max_new_tokens: float = 512, temperature: float = 0.0):
-        """Summarize the whole document. Streams (summary so far, status, details)."""
+    def summarize(documents: list[str] | None, language: str = "auto", max_new_tokens: float = 512,
+                  temperature: float = 0.0, strategy: str = "auto", context_budget: float = 0):  # fmt: skip
+        """Summarize the documents. Streams (summary so far, status, sources, details)."""
         with user_errors():
-            path = require_file(document)
-        options = make_options(max_new_tokens, temperature)
-        yield from stream_outputs(workbench, lambda: workbench.summarize(path, options))
+            paths = file_list(documents)
+            options = make_options(workbench, language, max_new_tokens, temperature, strategy, context_budget)
+        yield from stream_outputs(workbench, lambda: workbench.summarize(paths, options))
 
-    inputs = [document, max_new_tokens, temperature]
-    running = run.click(summarize, inputs=inputs, outputs=list(outputs), api_name="summarize", **ONE_AT_A_TIME)
-    stop.click(fn=None, cancels=[running], api_visibility="private")
+    _wire(run, stop, summarize, [files, *settings.inputs], outputs, "summarize")
 
 
-def _ask_tab(workbench: Workbench, document: gr.File, max_new_tokens: gr.Slider, temperature: gr.Slider):
+def _ask_tab(workbench: Workbench, files: gr.File, settings: Settings) -> None:
     with gr.Tab("Ask"):
         question = gr.Textbox(label="Question", placeholder="What does the document say about…?", lines=2)
         run, stop = _run_and_stop("Ask")
-        outputs = _output_area("Answer")
+        outputs = _output_area(gr.Markdown(label="Answer", container=True, min_height=120, buttons=["copy"]))
 
-    def ask(document: str | None, question: str, max_new_tokens: float = 512, temperature: float = 0.0):
-        """Answer a question about the document. Streams (answer so far, status, details)."""
+    def ask(documents: list[str] | None, question: str, language: str = "auto", max_new_tokens: float = 512,
+            temperature: float = 0.0, strategy: str = "auto", context_budget: float = 0):  # fmt: skip
+        """Answer a question about the documents, with sources. Streams (answer, status, sources, details)."""
         with user_errors():
-            path = require_file(document)
-        options = make_options(max_new_tokens, temperature)
-        yield from stream_outputs(workbench, lambda: workbench.ask(path, question, options))
+            paths = file_list(documents)
+            options = make_options(workbench, language, max_new_tokens, temperature, strategy, context_budget)
+        yield from stream_outputs(workbench, lambda: workbench.ask(paths, question, options))
 
-    inputs = [document, question, max_new_tokens, temperature]
-    running = [
-        run.click(ask, inputs=inputs, outputs=list(outputs), api_name="ask", **ONE_AT_A_TIME),
-        question.submit(ask, inputs=inputs, outputs=list(outputs), api_visibility="private", **ONE_AT_A_TIME),
-    ]
-    stop.click(fn=None, cancels=running, api_visibility="private")
+    _wire(run, stop, ask, [files, question, *settings.inputs], outputs, "ask", extra=[question.submit])
+
+
+def _extract_tab(workbench: Workbench, files: gr.File, settings: Settings) -> None:
+    with gr.Tab("Extract"):
+        fields = gr.Textbox(label="Fields (comma-separated)", placeholder="title, author, date, total amount")
+        with gr.Accordion("…or a JSON schema of an object", open=False):
+            schema = gr.Code(language="json", label="JSON schema", value="")
+        run, stop = _run_and_stop("Extract")
+        outputs = _output_area(gr.Code(language="json", label="Extracted JSON"))
+
+    def extract(documents: list[str] | None, fields: str = "", schema: str = "", language: str = "auto",
+                max_new_tokens: float = 512, temperature: float = 0.0, strategy: str = "auto",
+                context_budget: float = 0):  # fmt: skip
+        """Extract fields (or a JSON schema's object) as JSON. Streams (JSON, status, sources, details)."""
+        with user_errors():
+            paths = file_list(documents)
+            spec = spec_from_schema(schema) if (schema or "").strip() else spec_from_fields(fields or "")
+            options = make_options(workbench, language, max_new_tokens, temperature, strategy, context_budget)
+        yield from stream_outputs(workbench, lambda: workbench.extract(paths, spec, options))
+
+    _wire(run, stop, extract, [files, fields, schema, *settings.inputs], outputs, "extract")
+
+
+def _classify_tab(workbench: Workbench, files: gr.File, settings: Settings) -> None:
+    with gr.Tab("Classify"):
+        labels = gr.Textbox(label="Labels (comma-separated)", placeholder="invoice, contract, report, letter")
+        run, stop = _run_and_stop("Classify")
+        label = gr.Label(label="Most likely label", num_top_classes=10)
+        status = gr.Markdown(elem_id="status-line")
+        with gr.Accordion("Details (JSON)", open=False):
+            details = gr.JSON(label="Result")
+
+    def classify(documents: list[str] | None, labels: str, language: str = "auto", max_new_tokens: float = 512,
+                 temperature: float = 0.0, strategy: str = "auto", context_budget: float = 0):  # fmt: skip
+        """Classify the documents: every label with its probability. Yields (labels, status, details)."""
+        with user_errors():
+            paths = file_list(documents)
+            parse_labels(labels or "")
+            options = make_options(workbench, language, max_new_tokens, temperature, strategy, context_budget)
+        for _text, status, _sources, details in stream_outputs(
+            workbench, lambda: workbench.classify(paths, labels, options)
+        ):
+            probabilities = {row["label"]: row["probability"] for row in details.get("labels", [])}
+            yield probabilities or None, status, details
+
+    _wire(run, stop, classify, [files, labels, *settings.inputs], [label, status, details], "classify")

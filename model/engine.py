@@ -81,6 +81,7 @@ class Engine:
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self._eos_ids = _eos_token_ids(loaded.model, loaded.tokenizer)
         self._grammars = JsonGrammars(loaded.tokenizer, loaded.model.config.vocab_size)
+        self._speeds = _Speeds()
 
     @property
     def model_name(self) -> str:
@@ -93,6 +94,28 @@ class Engine:
     @property
     def context_limit(self) -> int:
         return self.report.context_limit
+
+    def memory_token_limit(self) -> int | None:
+        """How many more tokens of KV cache fit in the GPU's free memory (None on the CPU, where
+        the budget is set by time rather than memory). A fifth of it stays free for activations."""
+        if self.device != "cuda":
+            return None
+        free, _total = torch.cuda.mem_get_info(self.model.device)
+        return int(free * 0.8 / self.kv_bytes_per_token)
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        config = self.model.config
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        return 2 * config.num_hidden_layers * kv_heads * head_dim * self.model.dtype.itemsize
+
+    def throughput(self) -> tuple[float, float]:
+        """(prefill, decode) tokens per second as measured here; a short run measures them once
+        when nothing has been measured yet."""
+        if self._speeds.prefill is None or self._speeds.decode is None:
+            self.generate("The committee reviewed the budget and approved it. " * 12, max_new_tokens=8)
+        return self._speeds.prefill, self._speeds.decode
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text))
@@ -199,6 +222,8 @@ class Engine:
             if reason == "stop":
                 break
         steps.close()
+        decode_seconds = time.perf_counter() - first_token_at
+        self._speeds.record(state.length - state.cached_tokens, first_token_at - started, count, decode_seconds)
         tail = "" if stops.stopped else stops.push(decoder.flush())
         yield GenerationChunk(
             text=tail + stops.flush(),
@@ -206,7 +231,7 @@ class Engine:
             prompt_tokens=state.length,
             generated_tokens=count,
             prefill_seconds=first_token_at - started,
-            decode_seconds=time.perf_counter() - first_token_at,
+            decode_seconds=decode_seconds,
             cached_tokens=state.cached_tokens,
         )
 
@@ -273,6 +298,24 @@ class Engine:
         (all of them when keep is 0): (1, keep or n, vocab)."""
         with torch.inference_mode():
             return self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=keep).logits
+
+
+@dataclass
+class _Speeds:
+    """Running averages of the measured prefill and decode speeds (tokens per second)."""
+
+    prefill: float | None = None
+    decode: float | None = None
+
+    def record(self, prefilled: int, prefill_seconds: float, decoded: int, decode_seconds: float) -> None:
+        if prefilled >= 32 and prefill_seconds > 0:
+            self.prefill = _average(self.prefill, prefilled / prefill_seconds)
+        if decoded >= 4 and decode_seconds > 0:
+            self.decode = _average(self.decode, decoded / decode_seconds)
+
+
+def _average(previous: float | None, latest: float) -> float:
+    return latest if previous is None else 0.7 * previous + 0.3 * latest
 
 
 def _pick_token(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:

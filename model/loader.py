@@ -171,30 +171,5 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-@dataclass(frozen=True)
-class TokenizerCounter:
-    """Counts tokens without loading the weights (for `info`, which needs no generation)."""
-
-    tokenizer: Any
-    device: str
-    context_limit: int
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text))
-
-
-def load_token_counter(model_id: str, runtime: Runtime) -> TokenizerCounter:
-    """Load only the tokenizer and config of `model_id`: seconds, where the weights take longer."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    source = resolve_source(model_id)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
-        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"could not load the tokenizer of {source}: {_first_line(exc)}; {_START_HINT}") from exc
-    return TokenizerCounter(tokenizer, runtime.device, _context_limit(config))
-
-
 def _context_limit(config: Any) -> int:
     return int(getattr(config, "max_position_embeddings", 0) or 0) or 4096

@@ -1,26 +1,39 @@
-"""The context budget: how many tokens one request may use, and whether a request fits.
+"""The context budget: how many tokens one request may use, whether a request fits, how long it
+will take, and which strategy each task uses.
 
 The budget follows the device. On a GPU it is the model's whole context (128K tokens for
-Granite 3.1). On a CPU a long prefill takes minutes (the real model prefills roughly 40-60 tokens
-per second on two cores), so the default is smaller; `--context-budget` overrides either.
+Granite 3.1) as far as the free memory holds the KV cache. On a CPU a long prefill takes minutes
+(the real model prefills roughly 40-60 tokens per second on two cores), so the default is
+smaller. `--context-budget` overrides either, never past the model's context.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from tasks.errors import BudgetError, InvalidRequest
 
 CPU_DEFAULT_BUDGET = 8192
+MIN_BUDGET = 512
+Strategy = Literal["full", "map-reduce", "retrieval"]
+STRATEGY_CHOICES = ("auto", "full", "map-reduce", "retrieval")
+# The strategies each task can use when the documents do not fit, and the one `auto` picks.
+LONG_STRATEGY: dict[str, Strategy] = {"summarize": "map-reduce", "ask": "retrieval", "extract": "retrieval",
+                                      "classify": "retrieval"}  # fmt: skip
 
 
-def context_budget(device: str, context_limit: int, requested: int | None = None) -> int:
+def context_budget(
+    device: str, context_limit: int, requested: int | None = None, memory_tokens: int | None = None
+) -> int:
     """The number of tokens (prompt plus answer) one request may use."""
     if requested is not None:
-        if requested < 256:
-            raise InvalidRequest(f"the context budget must be at least 256 tokens (got {requested})")
+        if requested < MIN_BUDGET:
+            raise InvalidRequest(f"the context budget must be at least {MIN_BUDGET} tokens (got {requested:,})")
         return min(requested, context_limit)
-    return context_limit if device == "cuda" else min(CPU_DEFAULT_BUDGET, context_limit)
+    if device != "cuda":
+        return min(CPU_DEFAULT_BUDGET, context_limit)
+    return max(MIN_BUDGET, min(context_limit, memory_tokens or context_limit))
 
 
 @dataclass(frozen=True)
@@ -40,13 +53,41 @@ class Fit:
         return self.needed <= self.budget
 
 
-def require_fit(fit: Fit, document_name: str) -> None:
+def choose_strategy(task: str, requested: str, fits: bool) -> Strategy:
+    """`auto`: the whole document when it fits, else the task's long-document strategy.
+    An explicit choice is checked: a task cannot use a strategy it has no meaning for."""
+    if requested not in STRATEGY_CHOICES:
+        raise InvalidRequest(f"unknown strategy {requested!r}; choose one of {', '.join(STRATEGY_CHOICES)}")
+    if requested == "auto":
+        return "full" if fits else LONG_STRATEGY[task]
+    if requested not in ("full", LONG_STRATEGY[task]):
+        raise InvalidRequest(f"{task} cannot use the {requested} strategy; use full or {LONG_STRATEGY[task]}")
+    return requested  # type: ignore[return-value]
+
+
+def require_fit(fit: Fit, what: str) -> None:
     """Raise BudgetError, saying by how much, when the request does not fit. Nothing is cut."""
     if fit.fits:
         return
     raise BudgetError(
-        f"{document_name} is longer than the context budget: the prompt is {fit.prompt_tokens:,} tokens "
+        f"{what} is longer than the context budget: the prompt is {fit.prompt_tokens:,} tokens "
         f"and the answer may use {fit.answer_tokens:,}, which needs {fit.needed:,} tokens, but the budget "
-        f"is {fit.budget:,}. Nothing was cut: use a shorter document, fewer answer tokens or a larger "
-        "context budget (--context-budget)."
+        f"is {fit.budget:,}. Nothing was cut: use a long-document strategy (--strategy auto), a shorter "
+        "document, fewer answer tokens or a larger context budget (--context-budget)."
     )
+
+
+def estimate_seconds(prompt_tokens: int, answer_tokens: int, speeds: tuple[float, float]) -> float:
+    """Expected time to read `prompt_tokens` and write `answer_tokens` at the measured speeds."""
+    prefill, decode = speeds
+    return prompt_tokens / max(prefill, 1e-6) + answer_tokens / max(decode, 1e-6)
+
+
+def describe_wait(seconds: float) -> str:
+    if seconds < 10:
+        return "a few seconds"
+    if seconds < 90:
+        return f"about {round(seconds / 5) * 5:.0f} seconds"
+    if seconds < 3600:
+        return f"about {seconds / 60:.0f} minutes"
+    return f"about {seconds / 3600:.1f} hours"

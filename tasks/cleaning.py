@@ -25,7 +25,9 @@ _VOWEL_ONLY = {"´", "`"}
 _VOWELS = set("aeiouyAEIOUY")
 _ACCENT_RE = re.compile("([" + re.escape("".join(SPACING_ACCENTS)) + "]) ?([^\\W\\d_])")
 _HYPHEN_BREAK_RE = re.compile(r"(\w+)-\n[ \t]*([a-zà-ÿ]\w*)[ \t]?")
-_PAGE_NUMBER_RE = re.compile(r"^[\s\-–—|]*(page|seite|página|pagina|strana|p\.)?\s*\d+(\s*(/|of|von|de|di|z)\s*\d+)?[\s\-–—|]*$", re.I)
+_PAGE_NUMBER_RE = re.compile(
+    r"^[\s\-–—|]*(page|seite|página|pagina|strana|p\.)?\s*\d+(\s*(/|of|von|de|di|z)\s*\d+)?[\s\-–—|]*$", re.I
+)
 _MAX_RUNNING_CHARS = 100
 _EDGE_LINES = 2  # how many lines at each end of a page may be a running header or footer
 

@@ -1,118 +1,189 @@
-"""The shared pipeline of the generating tasks: check the budget, stream, report.
-
-Tasks reach the model only through the small `TextEngine` interface below, so they can run on
-the in-process engine, a fake in tests, or (later) a remote server.
-"""
+"""What every task shares: options, the output language, planning the context (whole documents or
+retrieved excerpts within the budget), streaming a generation, and building the result."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any
 
-from tasks.budget import Fit, context_budget, require_fit
+from tasks.budget import Fit, choose_strategy, context_budget, describe_wait, estimate_seconds, require_fit
+from tasks.chunking import chunk_documents
 from tasks.documents import Document
-from tasks.errors import InvalidRequest
+from tasks.errors import BudgetError, InvalidRequest
 from tasks.events import DocumentSummary, Event, Progress, TaskResult, TextDelta
-from tasks.prompts import Prompt, render_document
+from tasks.interfaces import TextEngine, TokenCounter
+from tasks.language import LANGUAGES, check_language
+from tasks.prompts import DEFAULT_LANGUAGE, render_chunks, render_documents
+from tasks.retrieval import ScoredChunk, select
 
 MAX_NEW_TOKENS_LIMIT = 4096
-
-
-class TokenCounter(Protocol):
-    """Counts tokens with the model's tokenizer; knows the device and the model's context."""
-
-    @property
-    def device(self) -> str: ...
-
-    @property
-    def context_limit(self) -> int: ...
-
-    def count_tokens(self, text: str) -> int: ...
-
-
-class TextEngine(TokenCounter, Protocol):
-    """A TokenCounter that also streams generated text (chunks with .text and .finish_reason)."""
-
-    @property
-    def model_name(self) -> str: ...
-
-    def stream(
-        self,
-        prompt: str,
-        *,
-        max_new_tokens: int,
-        stop: Sequence[str],
-        temperature: float,
-        cancel: threading.Event | None,
-    ) -> Iterator[Any]: ...
+_EXCERPT_HEADER_TOKENS = 48  # room for the excerpt markers around retrieved chunks
 
 
 @dataclass(frozen=True)
-class GenerationOptions:
+class TaskOptions:
     max_new_tokens: int = 512
     temperature: float = 0.0
     context_budget: int | None = None  # None: the device's default
-    cancel: threading.Event | None = None
+    strategy: str = "auto"  # auto | full | map-reduce | retrieval
+    language: str | None = None  # output language; None: the documents' language
+    cancel: threading.Event | None = field(default=None, compare=False)
 
     def validate(self) -> None:
         if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
             raise InvalidRequest(f"max new tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT:,}")
         if not 0.0 <= self.temperature <= 2.0:
             raise InvalidRequest("temperature must be between 0 and 2")
+        if self.language is not None:
+            try:
+                check_language(self.language)
+            except ValueError as exc:
+                raise InvalidRequest(str(exc)) from exc
 
 
-def document_tokens(document: Document, counter: TokenCounter) -> int:
-    """Tokens of the document as the model sees it (with its page markers)."""
-    return counter.count_tokens(render_document(document))
+@dataclass(frozen=True)
+class Generated:
+    text: str
+    last: Any  # the engine's final chunk: finish reason, token counts, timings
 
 
-def run_whole_document(
+@dataclass
+class Context:
+    """What the model will read: a cacheable prefix (whole documents) or retrieved excerpts."""
+
+    strategy: str
+    budget: int
+    prefix: str = ""
+    prompt: str = ""
+    chunks: list[ScoredChunk] = field(default_factory=list)
+
+
+def output_language(documents: Sequence[Document], options: TaskOptions) -> str:
+    """The chosen language, else the first document's detected one, else English."""
+    if options.language:
+        return check_language(options.language)
+    detected = next((d.language for d in documents if d.language in LANGUAGES), None)
+    return detected or DEFAULT_LANGUAGE
+
+
+def budget_for(engine: TextEngine, options: TaskOptions) -> int:
+    return context_budget(engine.device, engine.context_limit, options.context_budget, engine.memory_token_limit())
+
+
+def plan_context(
     task: str,
-    document: Document,
-    prompt: Prompt,
-    options: GenerationOptions,
+    documents: Sequence[Document],
+    instruction: str,
+    query: str,
+    options: TaskOptions,
     engine: TextEngine,
-    extra: dict[str, Any] | None = None,
+    answer_tokens: int,
+) -> Context:
+    """Whole documents when they fit (or when asked for: then they must fit), else the best
+    excerpts for `query` that fit; `map-reduce` is left to the summarize task."""
+    budget = budget_for(engine, options)
+    prefix = render_documents(documents)
+    fit = Fit(engine.count_tokens(prefix) + engine.count_tokens(instruction), answer_tokens, budget)
+    strategy = choose_strategy(task, options.strategy, fit.fits)
+    if strategy == "full":
+        require_fit(fit, _names(documents))
+        return Context("full", budget, prefix=prefix, prompt=instruction)
+    if strategy == "map-reduce":
+        return Context("map-reduce", budget)
+    room = budget - answer_tokens - engine.count_tokens(instruction) - _EXCERPT_HEADER_TOKENS
+    if room < 64:
+        raise BudgetError(f"the context budget ({budget:,} tokens) leaves no room for excerpts of the documents")
+    chosen = select(chunk_documents(documents, engine), query, room)
+    return Context("retrieval", budget, prompt=render_chunks([s.chunk for s in chosen]) + instruction, chunks=chosen)
+
+
+def stream_answer(
+    engine: TextEngine,
+    context: Context,
+    options: TaskOptions,
+    stop: Sequence[str],
+    *,
+    max_new_tokens: int | None = None,
+    json_schema: dict | None = None,
+    show_text: bool = True,
 ) -> Iterator[Event]:
-    """Give the model the whole document when it fits the budget; stream the answer."""
-    options.validate()
-    started = time.perf_counter()
-    budget = context_budget(engine.device, engine.context_limit, options.context_budget)
-    fit = Fit(engine.count_tokens(prompt.text), options.max_new_tokens, budget)
-    require_fit(fit, document.name)
-    yield Progress(f"Reading the whole document into the model ({fit.prompt_tokens:,} prompt tokens)")
-    parts: list[str] = []
+    """Generate from `context`, yielding progress (with the expected wait) and text deltas;
+    returns the whole text and the last engine chunk (`answer = yield from stream_answer(...)`)."""
+    answer_tokens = max_new_tokens or options.max_new_tokens
+    prompt_tokens = engine.count_tokens(context.prefix) + engine.count_tokens(context.prompt)
+    wait = describe_wait(estimate_seconds(prompt_tokens, answer_tokens, engine.throughput()))
+    yield Progress(f"Reading {prompt_tokens:,} tokens ({context.strategy}); expected wait: {wait}")
     last: Any = None
+    parts: list[str] = []
     for last in engine.stream(
-        prompt.text,
-        max_new_tokens=options.max_new_tokens,
-        stop=prompt.stop,
+        context.prompt,
+        prefix=context.prefix,
+        max_new_tokens=answer_tokens,
+        stop=stop,
         temperature=options.temperature,
         cancel=options.cancel,
+        json_schema=json_schema,
     ):
-        if last.text:
-            parts.append(last.text)
+        parts.append(last.text)
+        if last.text and show_text:
             yield TextDelta(last.text)
-    yield TaskResult(
+    return Generated("".join(parts), last)
+
+
+def summarize_documents(documents: Sequence[Document], counter: TokenCounter) -> DocumentSummary:
+    """name, pages, tokens: of the one document, or of all of them together."""
+    tokens = sum(counter.count_tokens(render_documents([d])) for d in documents)
+    return DocumentSummary(_names(documents), sum(len(d.pages) for d in documents), tokens)
+
+
+def make_result(
+    task: str,
+    text: str,
+    context: Context,
+    documents: Sequence[Document],
+    engine: TextEngine,
+    last: Any,
+    started: float,
+    language: str,
+    extra: dict[str, Any] | None = None,
+) -> TaskResult:
+    usage = {"budget": context.budget}
+    timings = {"total_seconds": round(time.perf_counter() - started, 3)}
+    if last is None:  # nothing generated (classification): the prompt's size still matters
+        usage["prompt_tokens"] = engine.count_tokens(context.prefix) + engine.count_tokens(context.prompt)
+    else:
+        usage |= {"prompt_tokens": last.prompt_tokens, "generated_tokens": last.generated_tokens,
+                  "cached_tokens": last.cached_tokens}  # fmt: skip
+        timings |= {
+            "prefill_seconds": round(last.prefill_seconds, 3),
+            "decode_seconds": round(last.decode_seconds, 3),
+            "decode_tokens_per_second": round(last.decode_tokens_per_second, 2),
+        }
+    pages = sorted({(c.chunk.document, p) for c in context.chunks for p in c.chunk.pages})
+    return TaskResult(
         task=task,
-        text="".join(parts).strip(),
-        strategy="full",
-        document=DocumentSummary(document.name, len(document.pages), document_tokens(document, engine)),
-        finish_reason=last.finish_reason,
+        text=text,
+        strategy=context.strategy,
+        document=summarize_documents(documents, engine),
+        finish_reason=getattr(last, "finish_reason", None) or "stop",
         model=engine.model_name,
-        usage={"prompt_tokens": last.prompt_tokens, "generated_tokens": last.generated_tokens, "budget": budget},
-        timings=_timings(last, time.perf_counter() - started),
-        extra=extra or {},
+        usage=usage,
+        timings=timings,
+        extra={"language": language, "pages_used": _pages_used(context, documents, pages), **(extra or {})},
     )
 
 
-def _timings(last: Any, total: float) -> dict[str, float]:
-    return {
-        "prefill_seconds": round(last.prefill_seconds, 3),
-        "decode_seconds": round(last.decode_seconds, 3),
-        "decode_tokens_per_second": round(last.decode_tokens_per_second, 2),
-        "total_seconds": round(total, 3),
-    }
+def _pages_used(context: Context, documents: Sequence[Document], retrieved: list[tuple[str, int]]) -> list[dict]:
+    if context.strategy == "retrieval":
+        by_document: dict[str, list[int]] = {}
+        for name, page in retrieved:
+            by_document.setdefault(name, []).append(page)
+        return [{"document": name, "pages": pages} for name, pages in by_document.items()]
+    return [{"document": d.name, "pages": [p.number for p in d.pages]} for d in documents]
+
+
+def _names(documents: Sequence[Document]) -> str:
+    return ", ".join(d.name for d in documents)

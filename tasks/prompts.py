@@ -1,20 +1,24 @@
-"""Prompt templates as data: `tasks/templates/<task>.toml`, one table per language.
+"""Prompt templates as data, and the document text blocks that prompts are built from.
 
-A template has a `prefix` (everything up to and including the document, so its prefill can be
-reused across questions), an `instruction` (the task, repeated after the document, ending in an
-answer cue) and the `stop` strings that end the answer.
+Templates live in `tasks/templates/<task>.toml`, one table per output language, each with named
+parts (`instruction`, ...) and the `stop` strings that end the answer. The documents are
+rendered here, the same way for every task and language, so that their prefill can be cached
+and reused by every later request on them.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from tasks.chunking import Chunk
 from tasks.documents import Document
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+TASKS = ("summarize", "ask", "extract", "classify")
 DEFAULT_LANGUAGE = "en"
 
 
@@ -22,40 +26,57 @@ DEFAULT_LANGUAGE = "en"
 class Template:
     task: str
     language: str
-    prefix: str
-    instruction: str
+    parts: dict[str, str]
     stop: tuple[str, ...]
 
+    def fill(self, part: str, **fields: object) -> str:
+        return self.parts[part].format(**fields)
 
-@dataclass(frozen=True)
-class Prompt:
-    prefix: str  # the document part: identical for every task on the same document
-    instruction: str
-    stop: tuple[str, ...]
 
-    @property
-    def text(self) -> str:
-        return self.prefix + self.instruction
+@cache
+def template_languages(task: str) -> tuple[str, ...]:
+    return tuple(_tables(task))
 
 
 @cache
 def load_template(task: str, language: str = DEFAULT_LANGUAGE) -> Template:
-    """Read the template of `task` in `language` (falls back to English when there is none)."""
+    """The template of `task` for output `language` (English when that language has none)."""
+    tables = _tables(task)
+    chosen = language if language in tables else DEFAULT_LANGUAGE
+    table = dict(tables[chosen])
+    stop = tuple(table.pop("stop", ()))
+    return Template(task, chosen, table, stop)
+
+
+def _tables(task: str) -> dict:
     path = TEMPLATE_DIR / f"{task}.toml"
     if not path.exists():
         raise ValueError(f"no prompt template for task {task!r}")
-    tables = tomllib.loads(path.read_text(encoding="utf-8"))
-    chosen = language if language in tables else DEFAULT_LANGUAGE
-    table = tables[chosen]
-    return Template(task, chosen, table["prefix"], table["instruction"], tuple(table["stop"]))
+    return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
-def render_document(document: Document) -> str:
-    """The document as the model sees it: every page under a marker with its page number."""
-    return "\n\n".join(f"[Page {page.number}]\n{page.text}" for page in document.pages)
+def render_documents(documents: Sequence[Document]) -> str:
+    """The documents as the model reads them: each page under a marker with its page number.
+    This text is the cacheable prefix of every whole-document prompt."""
+    return "\n\n".join(_document_block(document) for document in documents) + "\n"
 
 
-def build_prompt(template: Template, document: Document, **fields: str) -> Prompt:
-    """Fill the template for `document`; `fields` fill the instruction (e.g. question=...)."""
-    prefix = template.prefix.format(name=document.name, pages=len(document.pages), document=render_document(document))
-    return Prompt(prefix, template.instruction.format(**fields), template.stop)
+def _document_block(document: Document) -> str:
+    pages = "\n\n".join(f"[Page {page.number}]\n{page.text}" for page in document.pages)
+    count = f"{len(document.pages)} page{'s' if len(document.pages) != 1 else ''}"
+    return f"===== DOCUMENT: {document.name} ({count}) =====\n{pages}\n===== END OF DOCUMENT ====="
+
+
+def render_chunks(chunks: Sequence[Chunk]) -> str:
+    """Excerpts (chunks in document order), grouped by document, with [...] where text was left out."""
+    blocks: list[str] = []
+    for name in dict.fromkeys(chunk.document for chunk in chunks):
+        own = [chunk for chunk in chunks if chunk.document == name]
+        parts: list[str] = []
+        for previous, chunk in zip([None, *own], own, strict=False):
+            if previous is not None and chunk.index != previous.index + 1:
+                parts.append("[...]")
+            parts.append(f"[{chunk.page_label.capitalize()}]\n{chunk.text}")
+        body = "\n\n".join(parts)
+        blocks.append(f"===== EXCERPTS FROM DOCUMENT: {name} =====\n{body}\n===== END OF EXCERPTS =====")
+    return "\n\n".join(blocks) + "\n"

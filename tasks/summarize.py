@@ -1,16 +1,32 @@
-"""The `summarize` task: a summary of the whole document."""
+"""The `summarize` task: the whole document when it fits the budget, else map-reduce."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 
 from tasks.documents import Document
 from tasks.events import Event
-from tasks.pipeline import GenerationOptions, TextEngine, run_whole_document
-from tasks.prompts import build_prompt, load_template
+from tasks.interfaces import TextEngine
+from tasks.mapreduce import map_reduce
+from tasks.pipeline import TaskOptions, make_result, output_language, plan_context, stream_answer
+from tasks.prompts import load_template
 
 
-def summarize(document: Document, options: GenerationOptions, engine: TextEngine) -> Iterator[Event]:
-    """Stream a summary of `document`; the last event is the TaskResult."""
-    prompt = build_prompt(load_template("summarize"), document)
-    yield from run_whole_document("summarize", document, prompt, options, engine)
+def summarize(documents: Sequence[Document], options: TaskOptions, engine: TextEngine) -> Iterator[Event]:
+    """Stream a summary of `documents`; the last event is the TaskResult."""
+    options.validate()
+    started = time.perf_counter()
+    language = output_language(documents, options)
+    template = load_template("summarize", language)
+    instruction = template.fill("instruction")
+    context = plan_context("summarize", documents, instruction, "", options, engine, options.max_new_tokens)
+    if context.strategy == "full":
+        answer = yield from stream_answer(engine, context, options, template.stop)
+        extra = {}
+    else:
+        answer, sections = yield from map_reduce(documents, template, context.budget, options, engine)
+        extra = {"sections": sections}
+    yield make_result(
+        "summarize", answer.text.strip(), context, documents, engine, answer.last, started, language, extra
+    )

@@ -1,38 +1,48 @@
 """The plain-Python front door that the UI, the CLI, the Gradio API and the tests all use.
 
 A Workbench holds the engine (or the reason there is none) and the budget setting. It reads
-files into documents, describes them against the budget, and runs tasks on them.
+files into documents, describes them against the budget (tokens, language, the strategy each
+task will use, the expected wait), and runs tasks on one or several documents.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tasks.ask import ask
-from tasks.budget import context_budget
-from tasks.documents import Document, Page, load_document
-from tasks.errors import ModelUnavailable
+from tasks.budget import LONG_STRATEGY, Fit, choose_strategy, describe_wait, estimate_seconds
+from tasks.classify import classify
+from tasks.documents import Document, load_document
+from tasks.errors import InvalidRequest, ModelUnavailable
 from tasks.events import Event, Progress, TaskResult
-from tasks.pipeline import GenerationOptions, TextEngine, TokenCounter, document_tokens
-from tasks.prompts import build_prompt, load_template
+from tasks.extract import ExtractionSpec, extract
+from tasks.interfaces import TextEngine
+from tasks.mapreduce import MAP_ANSWER_TOKENS
+from tasks.pipeline import TaskOptions, budget_for, output_language
+from tasks.prompts import TASKS, load_template, render_documents
 from tasks.summarize import summarize
+
+MAX_DOCUMENTS = 20
 
 
 @dataclass(frozen=True)
 class DocumentCard:
-    """What a person sees about a loaded document before running a task."""
+    """What a person sees about loaded documents before running a task."""
 
     name: str
     pages: int
     characters: int
+    language: str | None
     tokens: int | None
     budget: int | None
-    fits: bool | None  # None when tokens cannot be counted
+    fits: bool | None  # None when there is no model to count tokens with
+    strategies: dict[str, str]
+    expected_wait: str | None
     note: str
 
     def to_json(self) -> dict[str, Any]:
@@ -44,14 +54,12 @@ class Workbench:
         self,
         engine: TextEngine | None = None,
         *,
-        counter: TokenCounter | None = None,
         model_status: str = "",
         demo_model: bool = False,
         unavailable_reason: str | None = None,
         context_budget: int | None = None,
     ):
         self.engine = engine
-        self.counter = counter or engine
         self.model_status = model_status
         self.demo_model = demo_model  # a random demo model: its text is meaningless
         self.unavailable_reason = unavailable_reason
@@ -59,74 +67,97 @@ class Workbench:
 
     @property
     def budget(self) -> int | None:
-        """The context budget in tokens, or None when no tokenizer is loaded."""
-        if self.counter is None:
-            return None
-        return context_budget(self.counter.device, self.counter.context_limit, self.requested_budget)
+        """The context budget in tokens, or None when no model is loaded."""
+        return None if self.engine is None else budget_for(self.engine, self.options())
 
-    def read(self, path: str | Path, name: str | None = None) -> Document:
-        return load_document(path, name)
+    def options(self, **values: Any) -> TaskOptions:
+        """Task options with this workbench's budget setting filled in."""
+        values.setdefault("context_budget", self.requested_budget)
+        return TaskOptions(**values)
 
-    def card(self, document: Document, answer_tokens: int = 512) -> DocumentCard:
-        """Describe `document` against the budget (token count with the model's tokenizer)."""
-        budget = self.budget
-        if self.counter is None or budget is None:
-            reason = self.unavailable_reason or "no model is loaded"
-            tokens, fits, note = None, None, f"Token count unavailable: {reason}"
-        else:
-            tokens = document_tokens(document, self.counter)
-            fits = tokens + self._prompt_overhead() + answer_tokens <= budget
-            note = _fit_note(tokens, fits, budget)
-        return DocumentCard(document.name, len(document.pages), document.char_count, tokens, budget, fits, note)
+    def read(self, paths: Sequence[str | Path] | str | Path) -> list[Document]:
+        """Read one or several files (same-named files get a number, so sources stay clear)."""
+        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        if not paths:
+            raise InvalidRequest("upload a document first (PDF, DOCX, HTML, TXT or Markdown)")
+        if len(paths) > MAX_DOCUMENTS:
+            raise InvalidRequest(f"load at most {MAX_DOCUMENTS} documents at a time")
+        documents: list[Document] = []
+        seen: dict[str, int] = {}
+        for path in paths:
+            name = Path(path).name
+            seen[name] = seen.get(name, 0) + 1
+            documents.append(load_document(path, name if seen[name] == 1 else f"{name} ({seen[name]})"))
+        return documents
 
-    def summarize(self, path: str | Path, options: GenerationOptions, name: str | None = None) -> Iterator[Event]:
+    def card(self, documents: Sequence[Document], options: TaskOptions | None = None) -> DocumentCard:
+        """Describe `documents` (together) against the budget, with the strategy of each task."""
+        options = options or self.options()
+        name = ", ".join(d.name for d in documents)
+        pages, characters = sum(len(d.pages) for d in documents), sum(d.char_count for d in documents)
+        language = output_language(documents, dataclasses.replace(options, language=None))
+        if self.engine is None:
+            note = f"Token count unavailable: {self.unavailable_reason or 'no model is loaded'}"
+            return DocumentCard(name, pages, characters, language, None, None, None, {}, None, note)
+        tokens = self.engine.count_tokens(render_documents(documents))
+        budget = budget_for(self.engine, options)
+        strategies = {task: self._strategy(task, tokens, budget, options, language) for task in TASKS}
+        fits = strategies["summarize"] == "full"
+        wait = describe_wait(self._expected_seconds(tokens, budget, strategies["summarize"], options))
+        note = _fit_note(tokens, budget, fits)
+        return DocumentCard(name, pages, characters, language, tokens, budget, fits, strategies, wait, note)
+
+    def text(self, paths: Sequence[str | Path] | str | Path) -> str:
+        """The normalized text of the documents, with page markers, as the model reads it."""
+        return render_documents(self.read(paths))
+
+    def summarize(self, paths, options: TaskOptions) -> Iterator[Event]:
+        return self._run(paths, lambda docs, engine: summarize(docs, options, engine))
+
+    def ask(self, paths, question: str, options: TaskOptions) -> Iterator[Event]:
+        return self._run(paths, lambda docs, engine: ask(docs, question, options, engine))
+
+    def extract(self, paths, spec: ExtractionSpec, options: TaskOptions) -> Iterator[Event]:
+        return self._run(paths, lambda docs, engine: extract(docs, spec, options, engine))
+
+    def classify(self, paths, labels: str | Sequence[str], options: TaskOptions) -> Iterator[Event]:
+        return self._run(paths, lambda docs, engine: classify(docs, labels, options, engine))
+
+    def _run(self, paths, task: Callable[[list[Document], TextEngine], Iterator[Event]]) -> Iterator[Event]:
         engine = self._require_engine()
-        document, read_seconds = yield from self._read_with_progress(path, name)
-        yield from _with_read_time(summarize(document, self._with_budget(options), engine), read_seconds)
-
-    def ask(
-        self, path: str | Path, question: str, options: GenerationOptions, name: str | None = None
-    ) -> Iterator[Event]:
-        engine = self._require_engine()
-        document, read_seconds = yield from self._read_with_progress(path, name)
-        yield from _with_read_time(ask(document, question, self._with_budget(options), engine), read_seconds)
-
-    def _prompt_overhead(self) -> int:
-        """Tokens the longest task template adds around the document (an empty one stands in)."""
-        empty = Document("document", (Page(1, ""),))
-        prompts = (build_prompt(load_template(task), empty, question="") for task in ("summarize", "ask"))
-        return max(self.counter.count_tokens(prompt.text) for prompt in prompts)
+        yield Progress("Reading the documents")
+        started = time.perf_counter()
+        documents = self.read(paths)
+        read_seconds = time.perf_counter() - started
+        for event in task(documents, engine):
+            if isinstance(event, TaskResult):
+                event = dataclasses.replace(event, timings={"read_seconds": round(read_seconds, 3), **event.timings})
+            yield event
 
     def _require_engine(self) -> TextEngine:
         if self.engine is None:
             raise ModelUnavailable(f"generation is unavailable: {self.unavailable_reason or 'no model is loaded'}")
         return self.engine
 
-    def _with_budget(self, options: GenerationOptions) -> GenerationOptions:
-        if options.context_budget is None and self.requested_budget is not None:
-            return dataclasses.replace(options, context_budget=self.requested_budget)
-        return options
+    def _strategy(self, task: str, tokens: int, budget: int, options: TaskOptions, language: str) -> str:
+        instruction = load_template(task, language).parts["instruction"]
+        fit = Fit(tokens + self.engine.count_tokens(instruction), options.max_new_tokens, budget)
+        requested = options.strategy if options.strategy in ("auto", "full", LONG_STRATEGY[task]) else "auto"
+        return choose_strategy(task, requested, fit.fits)
 
-    def _read_with_progress(self, path: str | Path, name: str | None):
-        yield Progress(f"Reading {name or Path(path).name}")
-        started = time.perf_counter()
-        document = load_document(path, name)
-        return document, time.perf_counter() - started
-
-
-def _with_read_time(events: Iterator[Event], read_seconds: float) -> Iterator[Event]:
-    for event in events:
-        if isinstance(event, TaskResult):
-            timings = {"read_seconds": round(read_seconds, 3), **event.timings}
-            event = dataclasses.replace(event, timings=timings)
-        yield event
+    def _expected_seconds(self, tokens: int, budget: int, strategy: str, options: TaskOptions) -> float:
+        speeds = self.engine.throughput()
+        if strategy != "map-reduce":
+            return estimate_seconds(min(tokens, budget), options.max_new_tokens, speeds)
+        sections = -(-tokens // max(1, budget - MAP_ANSWER_TOKENS - 256))
+        return estimate_seconds(tokens, sections * MAP_ANSWER_TOKENS + options.max_new_tokens, speeds)
 
 
-def _fit_note(tokens: int, fits: bool, budget: int) -> str:
+def _fit_note(tokens: int, budget: int, fits: bool) -> str:
     share = tokens / budget
     if fits:
         return f"{tokens:,} of {budget:,} tokens ({share:.0%} of the context budget): the whole document fits"
     return (
-        f"Longer than the context budget: {tokens:,} tokens against {budget:,} ({share:.1f}x). "
-        "Nothing is cut; summarize and ask need a larger context budget for this document."
+        f"{tokens:,} tokens, {share:.1f}x the context budget of {budget:,}: nothing is cut; summaries use "
+        "map-reduce over sections, questions and extraction use the best-matching passages"
     )

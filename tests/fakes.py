@@ -14,6 +14,7 @@ class FakeChunk:
     generated_tokens: int = 0
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
+    cached_tokens: int = 0
     decode_tokens_per_second: float = 0.0
 
 
@@ -30,12 +31,21 @@ class FakeEngine:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def stream(
-        self, prompt: str, *, max_new_tokens: int, stop: Sequence[str], temperature: float, cancel=None
-    ) -> Iterator[FakeChunk]:
-        self.prompts.append(prompt)
+    def memory_token_limit(self) -> int | None:
+        return None
+
+    def throughput(self) -> tuple[float, float]:
+        return 100.0, 10.0
+
+    def stream(self, prompt: str, *, prefix: str = "", max_new_tokens: int, stop: Sequence[str] = (),
+               temperature: float = 0.0, cancel=None, json_schema=None) -> Iterator[FakeChunk]:  # fmt: skip
+        self.prompts.append(prefix + prompt)
         words = self.reply.split(" ")[:max_new_tokens]
         for index, word in enumerate(words):
             yield FakeChunk(word if index == 0 else " " + word)
         reason = "length" if len(words) < len(self.reply.split(" ")) else "stop"
-        yield FakeChunk("", reason, self.count_tokens(prompt), len(words), 0.01, 0.02, len(words) / 0.02)
+        yield FakeChunk("", reason, self.count_tokens(prefix + prompt), len(words), 0.01, 0.02, 0, len(words) / 0.02)
+
+    def score(self, prompt: str, continuations: Sequence[str], *, prefix: str = "") -> list[float]:
+        self.prompts.append(prefix + prompt)
+        return [-float(len(text)) for text in continuations]

@@ -53,7 +53,33 @@ def test_info_json(report_pdf):
     info = json.loads(done.stdout)
     assert info["task"] == "info" and info["strategy"] == "full" and info["fits"] is True
     assert info["document"]["pages"] == 3 and info["document"]["tokens"] > 0
-    assert info["budget"] == 8192
+    assert info["budget"] == 8192 and info["language"] == "en" and info["expected_wait"]
+    assert info["strategies"] == {"summarize": "full", "ask": "full", "extract": "full", "classify": "full"}
+
+
+def test_info_of_a_long_document_names_the_long_strategies(report_pdf):
+    done = run_app("--model", "tiny-random", "--context-budget", "512", "info", report_pdf, report_pdf, report_pdf,
+                   "--json")  # fmt: skip
+    info = json.loads(done.stdout)
+    assert info["strategies"]["summarize"] == "map-reduce" and info["strategies"]["ask"] == "retrieval"
+    assert info["name"] == "report.pdf, report.pdf (2), report.pdf (3)"
+
+
+def test_text_prints_normalized_pages(report_pdf):
+    done = run_app("text", report_pdf)
+    assert done.returncode == 0, done.stderr
+    assert "[Page 1]" in done.stdout and "[Page 3]" in done.stdout and "4.2 million euros" in done.stdout
+
+
+def test_extract_and_classify_json(report_pdf):
+    done = run_app("--model", "tiny-random", "extract", report_pdf, "--fields", "company,revenue", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result["data"]) == {"company", "revenue"} and result["sources"]
+    done = run_app("--model", "tiny-random", "classify", report_pdf, "--labels", "report,invoice,letter", "--json")
+    result = json.loads(done.stdout)
+    assert sum(row["probability"] for row in result["labels"]) == pytest.approx(1.0, abs=1e-5)
+    assert result["text"] in ("report", "invoice", "letter")
 
 
 @pytest.mark.parametrize(
@@ -61,7 +87,24 @@ def test_info_json(report_pdf):
     [
         (["--model", "tiny-random", "summarize", "missing.pdf"], "missing.pdf: file not found"),
         (["--model", "tiny-random", "--quant", "4bit", "summarize", "x.pdf"], "needs a CUDA GPU"),
-        (["--model", "tiny-random", "--context-budget", "300", "summarize", "{pdf}"], "longer than the context"),
+        (["--model", "tiny-random", "--context-budget", "300", "summarize", "{pdf}"], "at least 512 tokens"),
+        (
+            [
+                "--model",
+                "tiny-random",
+                "--context-budget",
+                "512",
+                "summarize",
+                "{pdf}",
+                "--strategy",
+                "full",
+                "--max-new-tokens",
+                "400",
+            ],
+            "longer than the context budget",
+        ),
+        (["--model", "tiny-random", "extract", "{pdf}", "--schema", "{not json"], "not valid JSON"),
+        (["--model", "tiny-random", "classify", "{pdf}", "--labels", "only-one"], "at least two labels"),
         (["--model", "tiny-random", "ask", "{pdf}", " "], "type a question"),
         (["summarize", "{pdf}"], "--model tiny-random"),  # the default hub model, offline
     ],

@@ -2,7 +2,7 @@
 
 import pytest
 
-from model.loader import ModelLoadError, load_model, load_token_counter
+from model.loader import ModelLoadError, load_model
 from model.runtime import Runtime
 
 CPU = Runtime("cpu", "float32", "none")
@@ -45,10 +45,3 @@ def test_missing_folder_is_a_clear_error(tmp_path):
 def test_four_bit_is_refused_until_the_experts_can_be_quantized(tiny_checkpoint):
     with pytest.raises(ModelLoadError, match="4-bit"):
         load_model("tiny-random", Runtime("cuda", "bfloat16", "4bit"))
-
-
-def test_token_counter_needs_no_weights(tiny_checkpoint, tiny_engine):
-    counter = load_token_counter("tiny-random", CPU)
-    text = "Annual report 2024. Отчёт описывает доходы."
-    assert counter.count_tokens(text) == tiny_engine.count_tokens(text) > 0
-    assert counter.context_limit == 131072

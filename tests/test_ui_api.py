@@ -1,5 +1,6 @@
 """The Gradio app served on a free local port and driven through gradio_client."""
 
+import json
 import os
 import subprocess
 import sys
@@ -31,9 +32,13 @@ def served(tiny_engine):
     demo.close()
 
 
+def files(*paths):
+    return [handle_file(str(path)) for path in paths]
+
+
 def test_summarize_streams_through_the_api(served, report):
-    job = served.submit(handle_file(str(report)), 48, 0.0, api_name="/summarize")
-    text, status, details = job.result(timeout=120)
+    job = served.submit(files(report), "auto", 48, 0.0, "auto", 0, api_name="/summarize")
+    text, status, _sources, details = job.result(timeout=120)
     updates = job.outputs()
     assert len(updates) > 3  # progress, then growing text, then the result
     assert any(0 < len(u[0]) < len(text) for u in updates)  # partial text was streamed
@@ -43,26 +48,55 @@ def test_summarize_streams_through_the_api(served, report):
 
 
 def test_ask_through_the_api(served, report):
-    text, _status, details = served.predict(handle_file(str(report)), "When did Berlin open?", 24, 0.0, api_name="/ask")
+    text, _status, sources, details = served.predict(
+        files(report), "When did the Berlin office open?", "de", 24, 0.0, "auto", 0, api_name="/ask"
+    )
     assert text
-    assert details["task"] == "ask" and details["question"] == "When did Berlin open?"
+    assert details["task"] == "ask" and details["question"] == "When did the Berlin office open?"
+    assert details["language"] == "de"
+    assert details["sources"] and "report.pdf, page" in sources
+
+
+def test_ask_across_two_documents_with_retrieval(served, report, tmp_path):
+    other = tmp_path / "memo.txt"
+    other.write_text("The Lisbon warehouse closed in June 2023 after the flood.", encoding="utf-8")
+    *_, details = served.predict(files(report, other), "When did the Lisbon warehouse close?", "auto", 16, 0.0,
+                                 "retrieval", 0, api_name="/ask")  # fmt: skip
+    assert details["strategy"] == "retrieval"
+    assert details["sources"][0]["document"] == "memo.txt" and details["sources"][0]["pages"] == [1]
+
+
+def test_extract_through_the_api(served, report):
+    text, _status, _sources, details = served.predict(
+        files(report), "company, revenue", "", "auto", 200, 0.0, "auto", 0, api_name="/extract"
+    )
+    assert json.loads(text) == details["data"] and set(details["data"]) == {"company", "revenue"}
+
+
+def test_classify_through_the_api(served, report):
+    label, _status, details = served.predict(files(report), "report, invoice, contract", "auto", 16, 0.0, "auto", 0,
+                                             api_name="/classify")  # fmt: skip
+    assert label["label"] in ("report", "invoice", "contract")
+    assert sum(row["probability"] for row in details["labels"]) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_info_through_the_api(served, report):
-    card, data = served.predict(handle_file(str(report)), api_name="/info")
-    assert "report.pdf" in card and "3 pages" in card
-    assert data["tokens"] > 0 and data["fits"] is True
+    card, data = served.predict(files(report), "auto", 0, api_name="/info")
+    assert "report.pdf" in card and "3 pages" in card and "language: en" in card
+    assert data["tokens"] > 0 and data["fits"] is True and data["strategies"]["ask"] == "full"
 
 
 def test_errors_reach_the_client_as_messages(served, report, tmp_path):
     with pytest.raises(Exception, match="type a question"):
-        served.predict(handle_file(str(report)), "  ", 24, 0.0, api_name="/ask")
+        served.predict(files(report), "  ", "auto", 24, 0.0, "auto", 0, api_name="/ask")
     fake = tmp_path / "fake.pdf"
     fake.write_bytes(b"GIF89a not a pdf")
     with pytest.raises(Exception, match="not a PDF file"):
-        served.predict(handle_file(str(fake)), 24, 0.0, api_name="/summarize")
+        served.predict(files(fake), "auto", 24, 0.0, "auto", 0, api_name="/summarize")
+    with pytest.raises(Exception, match="summarize cannot use the retrieval strategy"):
+        served.predict(files(report), "auto", 24, 0.0, "retrieval", 0, api_name="/summarize")
     # the server is still serving after the errors
-    assert served.predict(handle_file(str(report)), "Revenue?", 8, 0.0, api_name="/ask")[0]
+    assert served.predict(files(report), "Revenue?", "auto", 8, 0.0, "auto", 0, api_name="/ask")[0]
 
 
 def test_a_crash_inside_the_model_is_reported_and_the_server_lives_on(served, report, tiny_engine):
@@ -72,19 +106,19 @@ def test_a_crash_inside_the_model_is_reported_and_the_server_lives_on(served, re
     handle = tiny_engine.model.model.layers[0].register_forward_pre_hook(explode)
     try:
         with pytest.raises(Exception, match="RuntimeError: boom inside the model"):
-            served.predict(handle_file(str(report)), 8, 0.0, api_name="/summarize")
+            served.predict(files(report), "auto", 8, 0.0, "auto", 0, api_name="/summarize")
     finally:
         handle.remove()
-    assert served.predict(handle_file(str(report)), 8, 0.0, api_name="/summarize")[0]
+    assert served.predict(files(report), "auto", 8, 0.0, "auto", 0, api_name="/summarize")[0]
 
 
 def test_cancel_frees_the_model_for_the_next_request(served, report):
-    job = served.submit(handle_file(str(report)), 4096, 0.0, api_name="/summarize")
+    job = served.submit(files(report), "auto", 4096, 0.0, "auto", 0, api_name="/summarize")
     while len(job.outputs()) < 3:
         time.sleep(0.05)
     job.cancel()
     started = time.perf_counter()
-    text = served.predict(handle_file(str(report)), "Revenue?", 8, 0.0, api_name="/ask")[0]
+    text = served.predict(files(report), "Revenue?", "auto", 8, 0.0, "auto", 0, api_name="/ask")[0]
     assert text and time.perf_counter() - started < 30
 
 
@@ -97,10 +131,10 @@ def test_generation_unavailable_is_explained(report):
     demo.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
         client = Client(demo.local_url, verbose=False)
-        card, _ = client.predict(handle_file(str(report)), api_name="/info")
+        card, _ = client.predict(files(report), "auto", 0, api_name="/info")
         assert "3 pages" in card and "the hub is unreachable" in card
         with pytest.raises(Exception, match="generation is unavailable: the hub is unreachable"):
-            client.predict(handle_file(str(report)), 16, 0.0, api_name="/summarize")
+            client.predict(files(report), "auto", 16, 0.0, "auto", 0, api_name="/summarize")
     finally:
         demo.close()
 
@@ -119,10 +153,10 @@ def test_app_py_serves_the_endpoints(report, tiny_checkpoint):
     )
     try:
         client = _connect(f"http://127.0.0.1:{port}/", server)
-        summary = client.predict(handle_file(str(report)), 16, 0.0, api_name="/summarize")
-        answer = client.predict(handle_file(str(report)), "What grew?", 16, 0.0, api_name="/ask")
-        assert summary[0] and summary[2]["task"] == "summarize"
-        assert answer[0] and answer[2]["task"] == "ask"
+        summary = client.predict(files(report), "auto", 16, 0.0, "auto", 0, api_name="/summarize")
+        answer = client.predict(files(report), "What grew?", "auto", 16, 0.0, "auto", 0, api_name="/ask")
+        assert summary[0] and summary[3]["task"] == "summarize"
+        assert answer[0] and answer[3]["task"] == "ask"
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -1,0 +1,58 @@
+"""The `classify` task: score every label by the model's log-likelihood and report probabilities.
+
+Nothing is generated, so the answer is always one of the labels. The probabilities are a softmax
+over the labels' log-likelihoods and sum to 1.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+
+from tasks.documents import Document
+from tasks.errors import InvalidRequest
+from tasks.events import Event, Progress
+from tasks.interfaces import TextEngine
+from tasks.pipeline import TaskOptions, make_result, output_language, plan_context
+from tasks.prompts import load_template
+
+MAX_LABELS = 50
+
+
+def parse_labels(labels: str | Sequence[str]) -> list[str]:
+    """'invoice, contract,report' or a list -> unique, non-empty labels (at least two)."""
+    items = labels.split(",") if isinstance(labels, str) else list(labels)
+    unique = list(dict.fromkeys(" ".join(str(item).split()) for item in items if str(item).strip()))
+    if len(unique) < 2:
+        raise InvalidRequest("give at least two labels, separated by commas (e.g. invoice,contract,report)")
+    if len(unique) > MAX_LABELS:
+        raise InvalidRequest(f"give at most {MAX_LABELS} labels")
+    return unique
+
+
+def classify(
+    documents: Sequence[Document], labels: str | Sequence[str], options: TaskOptions, engine: TextEngine
+) -> Iterator[Event]:
+    """Yield progress and the TaskResult: the best label as text, every label with a probability."""
+    labels = parse_labels(labels)
+    options.validate()
+    started = time.perf_counter()
+    language = output_language(documents, options)
+    template = load_template("classify", language)
+    instruction = template.fill("instruction", labels=", ".join(labels))
+    longest = max(engine.count_tokens(" " + label) for label in labels)
+    context = plan_context("classify", documents, instruction, " ".join(labels), options, engine, longest)
+    yield Progress(f"Scoring {len(labels)} labels ({context.strategy})")
+    scores = engine.score(context.prompt, [" " + label for label in labels], prefix=context.prefix)
+    ranked = sorted(zip(labels, scores, _softmax(scores), strict=True), key=lambda row: -row[1])
+    table = [{"label": label, "probability": round(p, 6), "log_likelihood": round(s, 4)} for label, s, p in ranked]
+    extra = {"labels": table}
+    yield make_result("classify", ranked[0][0], context, documents, engine, None, started, language, extra)
+
+
+def _softmax(scores: Sequence[float]) -> list[float]:
+    top = max(scores)
+    weights = [math.exp(score - top) for score in scores]
+    total = sum(weights)
+    return [weight / total for weight in weights]

@@ -1,0 +1,160 @@
+"""The `extract` task: structured fields as JSON that is valid for the schema by construction.
+
+The user names fields (each a string, or null when the document does not state it) or gives a
+JSON schema for an object. Generation is constrained by a grammar built from a *tightened* copy
+of that schema (bounded string lengths, number ranges and array sizes), so the JSON always
+completes within the token budget; the result is then validated against the user's schema.
+With named fields, a value that appears nowhere in the documents is replaced by null and
+reported as unverified: a base model may otherwise fill a missing field with a guess.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.documents import Document
+from tasks.errors import InvalidRequest, UserError
+from tasks.events import Event
+from tasks.interfaces import TextEngine
+from tasks.pipeline import TaskOptions, make_result, output_language, plan_context, stream_answer
+from tasks.prompts import load_template
+from tasks.sources import related_passages, source_list
+
+MAX_FIELDS = 40
+STRING_MAX_CHARS = 300
+ARRAY_MAX_ITEMS = 20
+NUMBER_BOUND = 10**15
+
+
+@dataclass(frozen=True)
+class ExtractionSpec:
+    schema: dict[str, Any]  # the user's schema: the result is validated against it
+    from_fields: bool  # fields named by the user: values must be found in the documents
+
+    @property
+    def field_list(self) -> str:
+        properties = self.schema.get("properties", {})
+        return ", ".join(f"{name} ({p['description']})" if p.get("description") else name
+                         for name, p in properties.items())  # fmt: skip
+
+
+def spec_from_fields(fields: str | Sequence[str]) -> ExtractionSpec:
+    names = fields.split(",") if isinstance(fields, str) else list(fields)
+    names = list(dict.fromkeys(" ".join(str(n).split()) for n in names if str(n).strip()))
+    if not names:
+        raise InvalidRequest("name at least one field to extract (e.g. title,author,date)")
+    if len(names) > MAX_FIELDS:
+        raise InvalidRequest(f"name at most {MAX_FIELDS} fields")
+    properties = {name: {"type": ["string", "null"]} for name in names}
+    schema = {"type": "object", "properties": properties, "required": names, "additionalProperties": False}
+    return ExtractionSpec(schema, from_fields=True)
+
+
+def spec_from_schema(schema: str | dict) -> ExtractionSpec:
+    """A JSON schema (as text or a dict) describing an object with properties."""
+    from jsonschema import SchemaError
+    from jsonschema.validators import validator_for
+
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(f"the schema is not valid JSON: {exc}") from exc
+    if not isinstance(schema, dict) or schema.get("type") != "object" or not schema.get("properties"):
+        raise InvalidRequest(
+            'the schema must describe an object with properties: {"type": "object", "properties": ...}'
+        )
+    try:
+        validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        raise InvalidRequest(f"the schema is not a valid JSON schema: {exc.message}") from exc
+    return ExtractionSpec(schema, from_fields=False)
+
+
+def decoding_schema(schema: dict) -> dict:
+    """A copy of `schema` with bounds added where it has none, so that the grammar it compiles to
+    always ends: strings of at most 300 characters, numbers within ±1e15, arrays of 20 items."""
+    tight = copy.deepcopy(schema)
+    _tighten(tight)
+    return tight
+
+
+def _tighten(node: Any) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _tighten(item)
+        return
+    if not isinstance(node, dict):
+        return
+    types = node.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if "string" in types and not any(key in node for key in ("maxLength", "enum", "const", "pattern", "format")):
+        node["maxLength"] = STRING_MAX_CHARS
+    if {"number", "integer"} & set(types):
+        node.setdefault("minimum", -NUMBER_BOUND)
+        node.setdefault("maximum", NUMBER_BOUND)
+    if "array" in types:
+        node.setdefault("maxItems", ARRAY_MAX_ITEMS)
+    for key in ("properties", "$defs", "definitions"):
+        for child in node.get(key, {}).values():
+            _tighten(child)
+    for key in ("items", "anyOf", "oneOf", "allOf", "additionalProperties"):
+        if key in node:
+            _tighten(node[key])
+
+
+def extract(
+    documents: Sequence[Document], spec: ExtractionSpec, options: TaskOptions, engine: TextEngine
+) -> Iterator[Event]:
+    """Stream the JSON as it is written; the last event is the TaskResult with the parsed data."""
+    options.validate()
+    started = time.perf_counter()
+    language = output_language(documents, options)
+    template = load_template("extract", language)
+    instruction = template.fill("instruction", fields=spec.field_list)
+    query = spec.field_list.replace(",", " ")
+    context = plan_context("extract", documents, instruction, query, options, engine, options.max_new_tokens)
+    answer = yield from stream_answer(engine, context, options, (), json_schema=decoding_schema(spec.schema))
+    extra: dict[str, Any] = {"schema": spec.schema, "data": None}
+    if answer.last.finish_reason == "length":
+        raise UserError(
+            f"the model did not finish the JSON within {options.max_new_tokens:,} new tokens; "
+            "allow more new tokens or ask for fewer fields"
+        )
+    if answer.last.finish_reason == "stop":
+        data = _validated(answer.text, spec.schema)
+        extra["unverified"] = _ground(data, documents) if spec.from_fields else {}
+        extra["data"] = data
+    passages = context.chunks or related_passages(documents, query, engine)
+    extra["sources"] = source_list(passages)
+    text = json.dumps(extra["data"], ensure_ascii=False, indent=2) if extra["data"] is not None else answer.text
+    yield make_result("extract", text, context, documents, engine, answer.last, started, language, extra)
+
+
+def _validated(text: str, schema: dict) -> Any:
+    from jsonschema import ValidationError, validate
+
+    try:
+        data = json.loads(text)
+        validate(data, schema)
+    except (json.JSONDecodeError, ValidationError) as exc:  # the grammar should make this impossible
+        raise UserError(f"the model's JSON did not match the schema: {exc}") from exc
+    return data
+
+
+def _ground(data: dict, documents: Sequence[Document]) -> dict[str, str]:
+    """Replace string values found in no document by null; return what was replaced."""
+    haystack = " ".join(" ".join(d.text.split()) for d in documents).casefold()
+    unverified = {}
+    for name, value in data.items():
+        if isinstance(value, str) and not value.strip():
+            data[name] = None
+        elif isinstance(value, str) and " ".join(value.split()).casefold() not in haystack:
+            unverified[name] = value
+            data[name] = None
+    return unverified
