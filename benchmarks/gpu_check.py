@@ -67,6 +67,8 @@ def check_real_size() -> dict:
         "prefill_tokens_per_second": round(result.prompt_tokens / result.prefill_seconds, 1),
         "decode_tokens_per_second": round(result.decode_tokens_per_second, 1),
         "peak_memory_mib": round(torch.cuda.max_memory_allocated() / 2**20),
+        "kv_cache_tokens_that_fit": engine.memory_token_limit(),
+        "kv_bytes_per_token": engine.kv_bytes_per_token,  # 49,152 (48 KiB) expected in bf16
     }
 
 

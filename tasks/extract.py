@@ -140,7 +140,9 @@ def _validated(text: str, schema: dict) -> Any:
     from jsonschema import ValidationError, validate
 
     try:
-        data = json.loads(text)
+        # strict=False: xgrammar's length-bounded strings admit raw control characters, which
+        # strict JSON forbids; the result is re-serialized (escaped) before anyone sees it.
+        data = json.loads(text, strict=False)
         validate(data, schema)
     except (json.JSONDecodeError, ValidationError) as exc:  # the grammar should make this impossible
         raise UserError(f"the model's JSON did not match the schema: {exc}") from exc

@@ -34,9 +34,12 @@ def map_reduce(
     documents: Sequence[Document], template: Template, budget: int, options: TaskOptions, engine: TextEngine
 ) -> Iterator[Event]:
     """Summarize section by section, then merge; returns (Generated, sections as JSON)."""
-    map_tokens = min(options.max_new_tokens, MAP_ANSWER_TOKENS)
+    overhead = engine.count_tokens(template.fill("reduce_intro", name="x") + template.fill("reduce_instruction"))
+    # A third of the budget at most, so that two partial summaries and their merge always fit:
+    # every merge level then at least halves their number, and the reduction ends.
+    map_tokens = min(options.max_new_tokens, MAP_ANSWER_TOKENS, (budget - overhead - _MARGIN) // 3)
     room = budget - map_tokens - engine.count_tokens(template.fill("map_instruction", pages="000-000")) - _MARGIN
-    if room < 256:
+    if room < 256 or map_tokens < 32:
         raise BudgetError(f"the context budget ({budget:,} tokens) is too small to summarize this document in parts")
     sections = _sections(chunk_documents(documents, engine, max_tokens=min(384, room)), room)
     partials: list[Partial] = []
@@ -54,34 +57,54 @@ def map_reduce(
         partials.append(
             Partial(label, section[0].document, tuple(p for c in section for p in c.pages), answer.text.strip())
         )
-    final = yield from _reduce(partials, template, budget, options, engine, ", ".join(d.name for d in documents))
+    names = ", ".join(d.name for d in documents)
+    final = yield from _reduce(partials, template, budget, map_tokens, options, engine, names)
     return final, _as_json(partials)
 
 
-def _reduce(partials, template, budget, options, engine, name) -> Iterator[Event]:
+def _reduce(partials, template, budget, map_tokens, options, engine, name) -> Iterator[Event]:
+    """Merge until one prompt holds every partial summary; that last merge streams to the user
+    (its answer may be shorter than asked for when the budget leaves less room)."""
     level = 1
+    overhead = engine.count_tokens(_reduce_prompt([], template, name)) + _MARGIN
+    limit = (budget - map_tokens - overhead) // 2  # two partials per merge at least: every level halves them
     while True:
+        partials, shortened = _fit_partials(partials, limit, engine)
+        if shortened:
+            yield Progress(f"{shortened} partial summaries were longer than planned and were shortened to fit")
         prompt = _reduce_prompt(partials, template, name)
-        if engine.count_tokens(prompt) + options.max_new_tokens <= budget:
+        room = budget - engine.count_tokens(prompt)
+        if room >= min(options.max_new_tokens, map_tokens):
             yield Progress(f"Merging {len(partials)} partial summaries")
-            return (
-                yield from stream_answer(engine, Context("map-reduce", budget, prompt=prompt), options, template.stop)
-            )
-        groups = _groups(partials, template, name, budget - MAP_ANSWER_TOKENS, engine)
-        if len(groups) == len(partials):
-            raise BudgetError("the partial summaries are too long to merge within the context budget")
+            context = Context("map-reduce", budget, prompt=prompt)
+            answer_tokens = min(options.max_new_tokens, room)
+            return (yield from stream_answer(engine, context, options, template.stop, max_new_tokens=answer_tokens))
+        groups = _groups(partials, template, name, budget - map_tokens, engine)
         merged: list[Partial] = []
         for number, group in enumerate(groups, start=1):
             yield Progress(f"Merging partial summaries, level {level}: group {number} of {len(groups)}")
             context = Context("map-reduce", budget, prompt=_reduce_prompt(group, template, name))
             answer: Generated = yield from stream_answer(engine, context, options, template.stop,
-                                                         max_new_tokens=MAP_ANSWER_TOKENS, show_text=False)  # fmt: skip
+                                                         max_new_tokens=map_tokens, show_text=False)  # fmt: skip
             if answer.last.finish_reason == "cancelled":
                 return answer
             pages = tuple(p for partial in group for p in partial.pages)
             label = template.fill("part_label", number=number, pages=f"{min(pages)}-{max(pages)}")
             merged.append(Partial(label, group[0].document, pages, answer.text.strip()))
         partials, level = merged, level + 1
+
+
+def _fit_partials(partials: list[Partial], limit: int, engine: TextEngine) -> tuple[list[Partial], int]:
+    """Partials whose text is at most `limit` tokens. Generated text can take more tokens when it
+    is encoded again than it took to generate (broken characters, above all), so this is checked."""
+    fitted, shortened = [], 0
+    for partial in partials:
+        text = partial.text
+        while (tokens := engine.count_tokens(text)) > limit:
+            text = text[: max(1, int(len(text) * limit / tokens * 0.95))]
+        shortened += text != partial.text
+        fitted.append(Partial(partial.label, partial.document, partial.pages, text))
+    return fitted, shortened
 
 
 def _reduce_prompt(partials: Sequence[Partial], template: Template, name: str) -> str:

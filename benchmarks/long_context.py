@@ -1,0 +1,131 @@
+"""Long-context measurements on the real-size Granite-3.1-1B-A400M architecture (random weights).
+
+    python benchmarks/long_context.py [--tokens 4096] [--chunk 512] [--json]
+
+Reports, for a prompt of --tokens tokens on this machine:
+- the peak memory added by prefilling it in one pass and in chunks of --chunk tokens (each in a
+  fresh process, sampled from /proc every 5 ms), and whether both give the same next token;
+- the time to the first token of a second question on the same, already-prefilled document
+  (the document prefix cache) against prefilling it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+QUESTION = "\n\nTask: Answer the question below using only the document above.\n\nQuestion: {q}\nAnswer:"
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakSampler:
+    """Samples this process's resident memory in a thread; `peak` is the highest value seen."""
+
+    def __enter__(self):
+        self.peak, self._running = rss_bytes(), True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while self._running:
+            self.peak = max(self.peak, rss_bytes())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        self._running = False
+        self._thread.join()
+
+
+def build_engine(chunk: int):
+    from benchmarks.random_granite import build_random_granite
+    from model.engine import Engine
+    from model.runtime import Runtime
+
+    return Engine(build_random_granite(Runtime("cpu", "float32", "none")), prefill_chunk=chunk)
+
+
+def document_of(engine, tokens: int) -> str:
+    from benchmarks.random_granite import filler_text
+
+    text = filler_text(tokens)
+    while engine.count_tokens(text) > tokens:
+        text = text[: int(len(text) * 0.97)]
+    return text
+
+
+def measure_prefill(tokens: int, chunk: int) -> dict:
+    """In this process: the memory added by prefilling `tokens` tokens in chunks of `chunk`."""
+    engine = build_engine(chunk)
+    document = document_of(engine, tokens)
+    engine.generate("warm up", max_new_tokens=2)
+    before = rss_bytes()
+    with PeakSampler() as sampler:
+        result = engine.generate(document, max_new_tokens=1)
+    return {
+        "chunk": chunk,
+        "prompt_tokens": result.prompt_tokens,
+        "peak_added_mib": round((sampler.peak - before) / 2**20),
+        "prefill_seconds": round(result.prefill_seconds, 1),
+        "first_token": result.text,
+    }
+
+
+def measure_cached_question(tokens: int, chunk: int) -> dict:
+    engine = build_engine(chunk)
+    document = document_of(engine, tokens)
+    first = engine.generate(QUESTION.format(q="Who approved the plan?"), prefix=document, max_new_tokens=1)
+    second = engine.generate(QUESTION.format(q="How much revenue?"), prefix=document, max_new_tokens=1)
+    return {
+        "document_tokens": first.prompt_tokens,
+        "first_question_seconds": round(first.prefill_seconds, 2),
+        "second_question_seconds": round(second.prefill_seconds, 3),
+        "cached_tokens": second.cached_tokens,
+        "speedup": round(first.prefill_seconds / second.prefill_seconds, 1),
+    }
+
+
+def in_subprocess(tokens: int, chunk: int) -> dict:
+    code = (
+        "import json, sys; sys.path.insert(0, '.'); from benchmarks.long_context import measure_prefill; "
+        f"print(json.dumps(measure_prefill({tokens}, {chunk})))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=4096)
+    parser.add_argument("--chunk", type=int, default=512)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    one_shot = in_subprocess(args.tokens, 10**9)
+    chunked = in_subprocess(args.tokens, args.chunk)
+    cached = measure_cached_question(args.tokens, args.chunk)
+    report = {
+        "prefill_one_shot": one_shot,
+        "prefill_chunked": chunked,
+        "same_first_token": one_shot["first_token"] == chunked["first_token"],
+        "cached_question": cached,
+    }
+    print(json.dumps(report, indent=2 if not args.json else None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

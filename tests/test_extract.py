@@ -1,0 +1,139 @@
+"""Extraction: JSON valid for the schema by construction, for many schemas, on the tiny model."""
+
+import json
+
+import jsonschema
+import pytest
+
+from tasks.errors import InvalidRequest, UserError
+from tasks.extract import decoding_schema, extract, spec_from_fields, spec_from_schema
+from tasks.pipeline import TaskOptions
+
+SCHEMAS = {
+    "scalars": {
+        "type": "object",
+        "properties": {
+            "company": {"type": "string", "description": "the company's name"},
+            "year": {"type": "integer", "minimum": 1900, "maximum": 2100},
+            "revenue_millions": {"type": "number"},
+            "audited": {"type": "boolean"},
+        },
+        "required": ["company", "year", "revenue_millions", "audited"],
+    },
+    "nullable_and_enum": {
+        "type": "object",
+        "properties": {
+            "currency": {"enum": ["EUR", "USD", "GBP"]},
+            "auditor": {"type": ["string", "null"]},
+        },
+        "required": ["currency", "auditor"],
+    },
+    "nested": {
+        "type": "object",
+        "properties": {
+            "office": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "employees": {"type": "integer"}},
+                "required": ["city", "employees"],
+            }
+        },
+        "required": ["office"],
+    },
+    "arrays": {
+        "type": "object",
+        "properties": {
+            "cities": {"type": "array", "items": {"type": "string", "maxLength": 20}, "maxItems": 3},
+            "years": {"type": "array", "items": {"type": "integer", "minimum": 2000, "maximum": 2030}},
+        },
+        "required": ["cities", "years"],
+    },
+    "array_of_objects": {
+        "type": "object",
+        "properties": {
+            "people": {
+                "type": "array",
+                "maxItems": 2,
+                "items": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, "role": {"type": ["string", "null"]}},
+                    "required": ["name", "role"],
+                },
+            }
+        },
+        "required": ["people"],
+    },
+    "optional_fields": {
+        "type": "object",
+        "properties": {"title": {"type": "string"}, "pages": {"type": "integer", "minimum": 1}},
+        "required": ["title"],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def report_documents(tmp_path_factory, tiny_workbench_module):
+    from tests.pdfs import PdfFactory
+
+    path = PdfFactory(tmp_path_factory.mktemp("extract")).report()
+    return tiny_workbench_module.read(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_workbench_module(tiny_engine):
+    from tasks.workbench import Workbench
+
+    return Workbench(tiny_engine)
+
+
+@pytest.mark.parametrize("name", list(SCHEMAS))
+def test_output_is_valid_json_for_the_schema(name, report_documents, tiny_engine):
+    spec = spec_from_schema(json.dumps(SCHEMAS[name]))
+    result = list(extract(report_documents, spec, TaskOptions(max_new_tokens=1024), tiny_engine))[-1]
+    assert result.finish_reason == "stop"
+    jsonschema.validate(result.extra["data"], SCHEMAS[name])
+    assert json.loads(result.text) == result.extra["data"]
+
+
+def test_named_fields_are_strings_or_null_and_found_in_the_document(report_documents, tiny_engine):
+    spec = spec_from_fields("company, revenue, nonexistent field")
+    result = list(extract(report_documents, spec, TaskOptions(max_new_tokens=600), tiny_engine))[-1]
+    data = result.extra["data"]
+    assert set(data) == {"company", "revenue", "nonexistent field"}
+    text = " ".join(report_documents[0].text.split()).casefold()
+    for value in data.values():
+        assert value is None or " ".join(value.split()).casefold() in text
+    for name, guess in result.extra["unverified"].items():  # guesses are reported, never returned as values
+        assert data[name] is None and guess
+
+
+def test_decoding_schema_bounds_everything_unbounded():
+    tight = decoding_schema(SCHEMAS["scalars"])
+    props = tight["properties"]
+    assert props["company"]["maxLength"] == 300 and props["revenue_millions"]["maximum"] == 10**15
+    assert props["year"]["minimum"] == 1900  # the user's bounds stay
+    assert "maxLength" not in SCHEMAS["scalars"]["properties"]["company"]  # the user's schema is untouched
+
+
+def test_too_few_tokens_for_the_json_is_a_clear_error(report_documents, tiny_engine):
+    spec = spec_from_fields("company, revenue")
+    with pytest.raises(UserError, match="did not finish the JSON within 3 new tokens"):
+        list(extract(report_documents, spec, TaskOptions(max_new_tokens=3), tiny_engine))
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"type": "array", "items": {}}', "must describe an object"),
+        ('{"type": "object", "properties": {"a": {"type": "strung"}}}', "not a valid JSON schema"),
+    ],
+)
+def test_bad_schemas_are_explained(schema, message):
+    with pytest.raises(InvalidRequest, match=message):
+        spec_from_schema(schema)
+
+
+def test_fields_are_checked():
+    with pytest.raises(InvalidRequest, match="at least one field"):
+        spec_from_fields(" , ")
+    assert spec_from_fields("title, author ,title").schema["required"] == ["title", "author"]

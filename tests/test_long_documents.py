@@ -1,0 +1,79 @@
+"""Documents far over the budget, on the tiny-random model: map-reduce summaries and retrieval
+answers with valid page numbers. Nothing is cut silently."""
+
+import pytest
+
+from tasks.events import Progress, TaskResult
+
+PAGES = 40
+FACT_PAGE = 27
+
+
+def page_text(number: int) -> str:
+    fact = "The vault combination is 4417-9921, kept by Ingrid Halvorsen. " if number == FACT_PAGE else ""
+    return (
+        f"Section {number}. {fact}The committee reviewed shipment batch {number * 13} and approved "
+        f"invoice {number * 101} for the warehouse in district {number % 7}. Staff counted {number * 3} pallets."
+    )
+
+
+@pytest.fixture(scope="module")
+def long_pdf(tmp_path_factory):
+    from tests.pdfs import PdfFactory
+
+    return PdfFactory(tmp_path_factory.mktemp("long")).make("ledger.pdf", [page_text(n) for n in range(1, PAGES + 1)])
+
+
+@pytest.fixture
+def workbench(tiny_engine):
+    from tasks.workbench import Workbench
+
+    return Workbench(tiny_engine, context_budget=1024)
+
+
+def test_the_document_is_far_over_the_budget(workbench, long_pdf):
+    card = workbench.card(workbench.read(long_pdf))
+    assert card.tokens > 3.5 * card.budget
+    assert card.strategies == {"summarize": "map-reduce", "ask": "retrieval", "extract": "retrieval",
+                               "classify": "retrieval"}  # fmt: skip
+
+
+def test_map_reduce_summary_covers_every_page(workbench, long_pdf):
+    events = list(workbench.summarize(long_pdf, workbench.options(max_new_tokens=48)))
+    result = events[-1]
+    assert isinstance(result, TaskResult) and result.strategy == "map-reduce"
+    covered = {page for section in result.extra["sections"] for page in section["pages"]}
+    assert covered == set(range(1, PAGES + 1))
+    assert len(result.extra["sections"]) > 3
+    assert sum(isinstance(e, Progress) and e.message.startswith("Summarizing part") for e in events) == len(
+        result.extra["sections"]
+    )
+    assert result.usage["prompt_tokens"] <= 1024
+
+
+def test_map_reduce_merges_level_by_level_when_partials_do_not_fit(workbench, long_pdf):
+    events = list(workbench.summarize(long_pdf, workbench.options(max_new_tokens=300)))
+    messages = [e.message for e in events if isinstance(e, Progress)]
+    assert any("level 1" in message for message in messages)
+    assert events[-1].strategy == "map-reduce"
+
+
+def test_retrieval_answer_cites_valid_pages_and_finds_the_fact(workbench, long_pdf):
+    events = list(workbench.ask(long_pdf, "What is the vault combination?", workbench.options(max_new_tokens=32)))
+    result = events[-1]
+    assert result.strategy == "retrieval"
+    assert result.usage["prompt_tokens"] + 32 <= 1024
+    sources = result.extra["sources"]
+    assert sources and all(1 <= page <= PAGES for source in sources for page in source["pages"])
+    assert FACT_PAGE in sources[0]["pages"] and "4417-9921" in sources[0]["text"]
+    used = result.extra["pages_used"][0]
+    assert used["document"] == "ledger.pdf" and FACT_PAGE in used["pages"] and len(used["pages"]) < PAGES
+
+
+def test_extraction_on_a_long_document_uses_retrieval(workbench, long_pdf):
+    from tasks.extract import spec_from_fields
+
+    spec = spec_from_fields("vault combination, keeper")
+    result = list(workbench.extract(long_pdf, spec, workbench.options(max_new_tokens=200)))[-1]
+    assert result.strategy == "retrieval" and set(result.extra["data"]) == {"vault combination", "keeper"}
+    assert any(FACT_PAGE in source["pages"] for source in result.extra["sources"])
