@@ -96,8 +96,9 @@ class Engine:
         return self.report.context_limit
 
     def memory_token_limit(self) -> int | None:
-        """How many more tokens of KV cache fit in the GPU's free memory (None on the CPU, where
-        the budget is set by time rather than memory). A fifth of it stays free for activations."""
+        """How many tokens of KV cache fit in the GPU's free memory now (None on the CPU, where
+        time rather than memory sets the budget). A fifth stays free for activations. Cached
+        document prefixes count as used: nothing evicts them to make room for a prefill."""
         if self.device != "cuda":
             return None
         free, _total = torch.cuda.mem_get_info(self.model.device)
@@ -122,13 +123,6 @@ class Engine:
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
-
-    def prompt_ids(self, prompt: str, prefix: str = "") -> list[int]:
-        """The prompt as the model reads it: prefix and rest tokenized apart, so the prefix's
-        tokens (and its cached prefill) are the same whatever follows it."""
-        if not prefix:
-            return self.encode(prompt)
-        return self.encode(prefix) + list(self.tokenizer.encode(prompt, add_special_tokens=False))
 
     def stream(
         self,

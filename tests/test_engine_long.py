@@ -4,6 +4,7 @@ import json
 
 import jsonschema
 import pytest
+import torch
 
 from model.engine import Engine
 
@@ -102,3 +103,15 @@ def test_json_schema_output_is_valid_by_construction(engine, schema):
     result = engine.generate("Extract the facts as JSON:", prefix=DOC, json_schema=schema, max_new_tokens=200)
     assert result.finish_reason == "stop"
     jsonschema.validate(json.loads(result.text), schema)
+
+
+def test_chunked_prefill_next_token_distribution_matches_one_shot(tiny_loaded):
+    prompt = DOC * 3 + TAIL
+    states = []
+    for chunk in (5, 64, 100_000):
+        engine = Engine(tiny_loaded, prefill_chunk=chunk)
+        with engine._prefilled(prompt, "", None, reserve=0) as state:  # the logits right after the prefill
+            states.append(state.logits.clone())
+    assert states[0].shape == (1, tiny_loaded.model.config.vocab_size)
+    for logits in states[:2]:
+        assert torch.allclose(logits, states[2], atol=1e-4, rtol=1e-4)
