@@ -177,8 +177,8 @@ def run_task(args: argparse.Namespace) -> int:
     for event in events:
         if isinstance(event, Progress) and not args.json:
             print(f"[{event.message}]", file=sys.stderr, flush=True)
-        elif isinstance(event, TextDelta) and not args.json:
-            print(event.text, end="", flush=True)
+        elif isinstance(event, TextDelta) and not args.json and args.command != "extract":
+            print(event.text, end="", flush=True)  # extraction prints its checked JSON at the end
         elif isinstance(event, TaskResult):
             _print_result(event, args.json, workbench.demo_model)
     return 0
@@ -198,6 +198,12 @@ def _print_result(result: TaskResult, as_json: bool, demo: bool) -> None:
     if result.task == "classify":
         for row in result.extra["labels"]:
             print(f"{row['probability']:7.2%}  {row['label']}")
+    elif result.task == "extract":
+        print(result.text, end="")
+        for name, guess in (result.extra.get("unverified") or {}).items():
+            print(f"[{name}: the model wrote {guess!r}, which is in no document, so it is null]", file=sys.stderr)
+        for name in result.extra.get("capped") or []:
+            print(f"[{name}: the value reached the length limit and may go on]", file=sys.stderr)
     print()
     for source in result.extra.get("sources", []):
         print(f"[source: {source['label']}]", file=sys.stderr)

@@ -8,6 +8,7 @@ message the CLI prints.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -47,14 +48,26 @@ def file_list(documents: str | list[str] | None) -> list[str]:
 
 
 def make_options(
-    workbench: Workbench, language: str, max_new_tokens: float, temperature: float, strategy: str, budget: float
+    workbench: Workbench,
+    session: dict | None,
+    language: str,
+    max_new_tokens: float,
+    temperature: float,
+    strategy: str,
+    budget: float,
 ) -> TaskOptions:
+    """Task options from the settings panel, with a fresh cancel switch kept in the session (the
+    Stop button sets it)."""
+    cancel = threading.Event()
+    if session is not None:
+        session["cancel"] = cancel
     return workbench.options(
         max_new_tokens=int(max_new_tokens),
         temperature=float(temperature),
         strategy=strategy or "auto",
         language=None if language in (None, "", "auto") else language,
         context_budget=int(budget) if budget else workbench.requested_budget,
+        cancel=cancel,
     )
 
 

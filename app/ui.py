@@ -57,6 +57,7 @@ class Settings:
 def build_ui(workbench: Workbench) -> gr.Blocks:
     """Build the whole page for `workbench` (nothing global: one page per workbench)."""
     with gr.Blocks(title=TITLE) as demo:
+        session = gr.State({})  # per browser session: the cancel switch of its running task
         _header(workbench)
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
@@ -64,10 +65,10 @@ def build_ui(workbench: Workbench) -> gr.Blocks:
                 settings = _settings_panel()
             with gr.Column(scale=2):
                 with gr.Tabs():
-                    _summarize_tab(workbench, files, settings)
-                    _ask_tab(workbench, files, settings)
-                    _extract_tab(workbench, files, settings)
-                    _classify_tab(workbench, files, settings)
+                    _summarize_tab(workbench, files, settings, session)
+                    _ask_tab(workbench, files, settings, session)
+                    _extract_tab(workbench, files, settings, session)
+                    _classify_tab(workbench, files, settings, session)
         _wire_card(workbench, files, card, settings)
     return demo
 
@@ -109,7 +110,7 @@ def _settings_panel() -> Settings:
 def _wire_card(workbench: Workbench, files: gr.File, card: tuple, settings: Settings) -> None:
     def info(documents: list[str] | None, strategy: str = "auto", context_budget: float = 0):
         """Describe documents: pages, language, tokens against the budget, strategies, expected wait."""
-        options = make_options(workbench, "auto", 512, 0.0, strategy, context_budget)
+        options = make_options(workbench, None, "auto", 512, 0.0, strategy, context_budget)
         return describe_documents(workbench, documents, options)
 
     inputs = [files, settings.strategy, settings.budget]
@@ -135,46 +136,70 @@ def _output_area(text: gr.components.Component) -> list:
 
 
 def _wire(run: gr.Button, stop: gr.Button, handler, inputs: list, outputs: list, name: str, extra=()) -> None:
-    running = [run.click(handler, inputs=inputs, outputs=outputs, api_name=name, **ONE_AT_A_TIME)]
+    """`run` (and `extra` triggers) start `handler`; `stop` sets the session's cancel switch, so
+    the engine stops within a token (or a prefill chunk) and the result so far is shown."""
+    run.click(handler, inputs=inputs, outputs=outputs, api_name=name, **ONE_AT_A_TIME)
     for trigger in extra:
-        running.append(trigger(handler, inputs=inputs, outputs=outputs, api_visibility="private", **ONE_AT_A_TIME))
-    stop.click(fn=None, cancels=running, api_visibility="private")
+        trigger(handler, inputs=inputs, outputs=outputs, api_visibility="private", **ONE_AT_A_TIME)
+    stop.click(stop_task, inputs=inputs[-1:], queue=False, api_name=f"stop_{name}", api_visibility="undocumented")
 
 
-def _summarize_tab(workbench: Workbench, files: gr.File, settings: Settings) -> None:
+def stop_task(session: dict) -> None:
+    """Stop the task running in this session (API clients: call it from the same Client)."""
+    cancel = session.get("cancel")
+    if cancel is not None:
+        cancel.set()
+
+
+def _summarize_tab(workbench: Workbench, files: gr.File, settings: Settings, session: gr.State) -> None:
     with gr.Tab("Summarize"):
         run, stop = _run_and_stop("Summarize")
         outputs = _output_area(gr.Markdown(label="Summary", container=True, min_height=160, buttons=["copy"]))
 
-    def summarize(documents: list[str] | None, language: str = "auto", max_new_tokens: float = 512,
-                  temperature: float = 0.0, strategy: str = "auto", context_budget: float = 0):  # fmt: skip
+    def summarize(
+        documents: list[str] | None,
+        language: str = "auto",
+        max_new_tokens: float = 512,
+        temperature: float = 0.0,
+        strategy: str = "auto",
+        context_budget: float = 0,
+        session: dict | None = None,
+    ):
         """Summarize the documents. Streams (summary so far, status, sources, details)."""
         with user_errors():
             paths = file_list(documents)
-            options = make_options(workbench, language, max_new_tokens, temperature, strategy, context_budget)
+            options = make_options(workbench, session, language, max_new_tokens, temperature, strategy, context_budget)
         yield from stream_outputs(workbench, lambda: workbench.summarize(paths, options))
 
-    _wire(run, stop, summarize, [files, *settings.inputs], outputs, "summarize")
+    _wire(run, stop, summarize, [files, *settings.inputs, session], outputs, "summarize")
 
 
-def _ask_tab(workbench: Workbench, files: gr.File, settings: Settings) -> None:
+def _ask_tab(workbench: Workbench, files: gr.File, settings: Settings, session: gr.State) -> None:
     with gr.Tab("Ask"):
         question = gr.Textbox(label="Question", placeholder="What does the document say about…?", lines=2)
         run, stop = _run_and_stop("Ask")
         outputs = _output_area(gr.Markdown(label="Answer", container=True, min_height=120, buttons=["copy"]))
 
-    def ask(documents: list[str] | None, question: str, language: str = "auto", max_new_tokens: float = 512,
-            temperature: float = 0.0, strategy: str = "auto", context_budget: float = 0):  # fmt: skip
+    def ask(
+        documents: list[str] | None,
+        question: str,
+        language: str = "auto",
+        max_new_tokens: float = 512,
+        temperature: float = 0.0,
+        strategy: str = "auto",
+        context_budget: float = 0,
+        session: dict | None = None,
+    ):
         """Answer a question about the documents, with sources. Streams (answer, status, sources, details)."""
         with user_errors():
             paths = file_list(documents)
-            options = make_options(workbench, language, max_new_tokens, temperature, strategy, context_budget)
+            options = make_options(workbench, session, language, max_new_tokens, temperature, strategy, context_budget)
         yield from stream_outputs(workbench, lambda: workbench.ask(paths, question, options))
 
-    _wire(run, stop, ask, [files, question, *settings.inputs], outputs, "ask", extra=[question.submit])
+    _wire(run, stop, ask, [files, question, *settings.inputs, session], outputs, "ask", extra=[question.submit])
 
 
-def _extract_tab(workbench: Workbench, files: gr.File, settings: Settings) -> None:
+def _extract_tab(workbench: Workbench, files: gr.File, settings: Settings, session: gr.State) -> None:
     with gr.Tab("Extract"):
         fields = gr.Textbox(label="Fields (comma-separated)", placeholder="title, author, date, total amount")
         with gr.Accordion("…or a JSON schema of an object", open=False):
@@ -182,20 +207,28 @@ def _extract_tab(workbench: Workbench, files: gr.File, settings: Settings) -> No
         run, stop = _run_and_stop("Extract")
         outputs = _output_area(gr.Code(language="json", label="Extracted JSON"))
 
-    def extract(documents: list[str] | None, fields: str = "", schema: str = "", language: str = "auto",
-                max_new_tokens: float = 512, temperature: float = 0.0, strategy: str = "auto",
-                context_budget: float = 0):  # fmt: skip
+    def extract(
+        documents: list[str] | None,
+        fields: str = "",
+        schema: str = "",
+        language: str = "auto",
+        max_new_tokens: float = 512,
+        temperature: float = 0.0,
+        strategy: str = "auto",
+        context_budget: float = 0,
+        session: dict | None = None,
+    ):
         """Extract fields (or a JSON schema's object) as JSON. Streams (JSON, status, sources, details)."""
         with user_errors():
             paths = file_list(documents)
             spec = spec_from_schema(schema) if (schema or "").strip() else spec_from_fields(fields or "")
-            options = make_options(workbench, language, max_new_tokens, temperature, strategy, context_budget)
+            options = make_options(workbench, session, language, max_new_tokens, temperature, strategy, context_budget)
         yield from stream_outputs(workbench, lambda: workbench.extract(paths, spec, options))
 
-    _wire(run, stop, extract, [files, fields, schema, *settings.inputs], outputs, "extract")
+    _wire(run, stop, extract, [files, fields, schema, *settings.inputs, session], outputs, "extract")
 
 
-def _classify_tab(workbench: Workbench, files: gr.File, settings: Settings) -> None:
+def _classify_tab(workbench: Workbench, files: gr.File, settings: Settings, session: gr.State) -> None:
     with gr.Tab("Classify"):
         labels = gr.Textbox(label="Labels (comma-separated)", placeholder="invoice, contract, report, letter")
         run, stop = _run_and_stop("Classify")
@@ -204,17 +237,25 @@ def _classify_tab(workbench: Workbench, files: gr.File, settings: Settings) -> N
         with gr.Accordion("Details (JSON)", open=False):
             details = gr.JSON(label="Result")
 
-    def classify(documents: list[str] | None, labels: str, language: str = "auto", max_new_tokens: float = 512,
-                 temperature: float = 0.0, strategy: str = "auto", context_budget: float = 0):  # fmt: skip
+    def classify(
+        documents: list[str] | None,
+        labels: str,
+        language: str = "auto",
+        max_new_tokens: float = 512,
+        temperature: float = 0.0,
+        strategy: str = "auto",
+        context_budget: float = 0,
+        session: dict | None = None,
+    ):
         """Classify the documents: every label with its probability. Yields (labels, status, details)."""
         with user_errors():
             paths = file_list(documents)
             parse_labels(labels or "")
-            options = make_options(workbench, language, max_new_tokens, temperature, strategy, context_budget)
+            options = make_options(workbench, session, language, max_new_tokens, temperature, strategy, context_budget)
         for _text, status, _sources, details in stream_outputs(
             workbench, lambda: workbench.classify(paths, labels, options)
         ):
             probabilities = {row["label"]: row["probability"] for row in details.get("labels", [])}
             yield probabilities or None, status, details
 
-    _wire(run, stop, classify, [files, labels, *settings.inputs], [label, status, details], "classify")
+    _wire(run, stop, classify, [files, labels, *settings.inputs, session], [label, status, details], "classify")

@@ -16,12 +16,13 @@ import torch
 class JsonSchemaConstraint:
     """One generation's grammar state: mask logits, accept tokens, say when the JSON is complete."""
 
-    def __init__(self, compiled: Any, vocab_size: int):
+    def __init__(self, compiled: Any, vocab_size: int, closes: bool):
         import xgrammar as xgr
 
         self._xgr = xgr
         self._matcher = xgr.GrammarMatcher(compiled)
         self._bitmask = xgr.allocate_token_bitmask(1, vocab_size)
+        self._closes = closes  # an object or array: complete at its closing bracket
 
     def mask(self, logits: torch.Tensor) -> None:
         """Set the logits of forbidden tokens to -inf, in place. `logits`: (1, vocab)."""
@@ -35,7 +36,9 @@ class JsonSchemaConstraint:
 
     @property
     def finished(self) -> bool:
-        return self._matcher.is_terminated()
+        """The value is complete. An object or array is complete at its closing bracket, without
+        waiting for the end-of-text token (which might not fit in the token limit)."""
+        return self._matcher.is_terminated() or (self._closes and self._matcher.is_completed())
 
 
 class JsonGrammars:
@@ -54,8 +57,16 @@ class JsonGrammars:
         return xgr.GrammarCompiler(info, max_threads=2)
 
     def constraint(self, schema: dict) -> JsonSchemaConstraint:
+        """Raises ValueError when the schema cannot become a grammar (e.g. contradictory bounds)."""
         key = json.dumps(schema, sort_keys=True)
         if key not in self._compiled:
-            # No free whitespace: a model (above all a random one) could otherwise pad forever.
-            self._compiled[key] = self._compiler.compile_json_schema(key, any_whitespace=False, strict_mode=True)
-        return JsonSchemaConstraint(self._compiled[key], self._vocab_size)
+            try:
+                # The user's property order is the output order. No free whitespace: a model
+                # (above all a random one) could otherwise pad forever.
+                self._compiled[key] = self._compiler.compile_json_schema(
+                    json.dumps(schema), any_whitespace=False, strict_mode=True
+                )
+            except RuntimeError as exc:
+                raise ValueError(f"the schema cannot be turned into a grammar: {exc}") from exc
+        closes = schema.get("type") in ("object", "array")
+        return JsonSchemaConstraint(self._compiled[key], self._vocab_size, closes)

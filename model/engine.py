@@ -116,7 +116,8 @@ class Engine:
         when nothing has been measured yet."""
         if self._speeds.prefill is None or self._speeds.decode is None:
             self.generate("The committee reviewed the budget and approved it. " * 12, max_new_tokens=8)
-        return self._speeds.prefill, self._speeds.decode
+        # A calibration that ended early (end of text at once) leaves a gap: assume slow.
+        return self._speeds.prefill or 50.0, self._speeds.decode or 4.0
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text))

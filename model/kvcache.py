@@ -55,6 +55,7 @@ class PrefixCache:
     def give_back(self, key: str, entry: CachedPrefix) -> None:
         """Crop `entry` to its prefix and store it as the most recently used; evict to fit the cap."""
         crop_to(entry.cache, len(entry.ids))
+        entry.nbytes = compact(entry.cache)
         if entry.nbytes > self.max_bytes:
             return  # larger than the whole cache: not kept
         with self._lock:
@@ -69,13 +70,26 @@ class PrefixCache:
 
 
 def cache_nbytes(cache: Any) -> int:
-    """Bytes held by the keys and values of a DynamicCache."""
+    """Bytes of memory held by the keys and values of a DynamicCache (whole storages: a cropped
+    cache's tensors are views that keep the memory of what was cut)."""
     total = 0
     for layer in cache.layers:
         for tensor in (getattr(layer, "keys", None), getattr(layer, "values", None)):
             if tensor is not None:
-                total += tensor.numel() * tensor.element_size()
+                total += tensor.untyped_storage().nbytes()
     return total
+
+
+def compact(cache: Any, slack: float = 1.25) -> int:
+    """Copy the layers whose storage is much larger than what they hold (a long answer was cut
+    off), so the memory is given back; return the bytes held. A short answer is not worth a copy."""
+    for layer in cache.layers:
+        keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+        if keys is None or values is None:
+            continue
+        if keys.untyped_storage().nbytes() > slack * keys.numel() * keys.element_size():
+            layer.keys, layer.values = keys.clone(), values.clone()
+    return cache_nbytes(cache)
 
 
 def crop_to(cache: Any, length: int) -> None:

@@ -32,6 +32,7 @@ def ask(documents: Sequence[Document], question: str, options: TaskOptions, engi
     context = plan_context("ask", documents, instruction, question, options, engine, options.max_new_tokens)
     answer = yield from stream_answer(engine, context, options, template.stop)
     text = answer.text.strip()
-    passages = context.chunks or related_passages(documents, f"{question} {text}", engine)
+    retrieved = context.strategy == "retrieval"
+    passages = context.chunks if retrieved else related_passages(documents, f"{question} {text}", engine)
     extra = {"question": question, "sources": source_list(passages), "quotes": verify_quotes(text, documents)}
     yield make_result("ask", text, context, documents, engine, answer.last, started, language, extra)

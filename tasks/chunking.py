@@ -16,6 +16,8 @@ from tasks.documents import Document
 from tasks.interfaces import TokenCounter
 
 DEFAULT_CHUNK_TOKENS = 384
+CHUNK_HEADER_TOKENS = 12  # what a rendered excerpt adds around a chunk: its page marker, breaks, [...]
+_JOINER = "\n\n"
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])")
 
 
@@ -45,12 +47,13 @@ def chunk_document(document: Document, counter: TokenCounter, max_tokens: int = 
     texts: list[str] = []
     pages: list[int] = []
     used = 0
+    joiner = counter.count_tokens(_JOINER)
     for page, piece, tokens in _pieces(document, counter, max_tokens):
-        if texts and used + tokens > max_tokens:
+        if texts and used + joiner + tokens > max_tokens:
             chunks.append(_chunk(document.name, len(chunks), pages, texts, counter))
             texts, pages, used = [], [], 0
+        used += tokens + (joiner if texts else 0)
         texts.append(piece)
-        used += tokens
         if page not in pages:
             pages.append(page)
     if texts:
@@ -59,7 +62,7 @@ def chunk_document(document: Document, counter: TokenCounter, max_tokens: int = 
 
 
 def _chunk(name: str, index: int, pages: list[int], texts: list[str], counter: TokenCounter) -> Chunk:
-    text = "\n\n".join(texts)
+    text = _JOINER.join(texts)
     return Chunk(name, index, tuple(pages), text, counter.count_tokens(text))
 
 

@@ -72,23 +72,39 @@ def rejoin_hyphenated(text: str, known_words: set[str] | None = None) -> str:
 
 
 def drop_running_lines(pages: Sequence[str]) -> list[str]:
-    """Remove lines that repeat at the top or bottom of most pages, and bare page numbers."""
+    """Remove lines that repeat at the top or bottom of most pages (running headers and footers,
+    'Page 3 of 9'), and page numbers: bare numbers at a page's edge that count up with the pages.
+    Any other number stays, even alone on a line."""
     split = [page.split("\n") for page in pages]
-    if len(split) >= 3:
-        counts = Counter(key for lines in split for key in {_shape(line) for line in _edges(lines)})
-        running = {key for key, count in counts.items() if key and count >= max(3, 0.5 * len(split))}
-    else:
-        running = set()
-    return ["\n".join(_without_running(lines, running)).strip() for lines in split]
+    if len(split) < 3:
+        return ["\n".join(lines).strip() for lines in split]
+    threshold = max(3, 0.5 * len(split))
+    counts = Counter(key for lines in split for key in {_shape(line) for line in _edges(lines)})
+    running = {key for key, count in counts.items() if key and count >= threshold and key != "#"}
+    offsets = Counter(offset for index, lines in enumerate(split) for offset in _number_offsets(lines, index))
+    offset = next((value for value, count in offsets.most_common(1) if count >= threshold), None)
+    return ["\n".join(_without_running(lines, running, index, offset)).strip() for index, lines in enumerate(split)]
 
 
-def _without_running(lines: list[str], running: set[str]) -> list[str]:
+def _without_running(lines: list[str], running: set[str], index: int, offset: int | None) -> list[str]:
     edge = _edge_indexes(len(lines))
     return [
         line
-        for index, line in enumerate(lines)
-        if index not in edge or not (_shape(line) in running or (line.strip() and _PAGE_NUMBER_RE.match(line)))
+        for position, line in enumerate(lines)
+        if position not in edge
+        or not (_shape(line) in running or (offset is not None and _page_number(line, index) == offset))
     ]
+
+
+def _number_offsets(lines: list[str], index: int) -> set[int]:
+    """For each bare number at the page's edge: its value minus the page's index."""
+    return {value for line in _edges(lines) if (value := _page_number(line, index)) is not None}
+
+
+def _page_number(line: str, index: int) -> int | None:
+    match = _PAGE_NUMBER_RE.match(line) if line.strip() else None
+    digits = re.findall(r"\d+", line) if match else []
+    return int(digits[0]) - index if digits else None
 
 
 def _edges(lines: list[str]) -> list[str]:

@@ -80,6 +80,7 @@ def load_document(path: str | Path, name: str | None = None) -> Document:
         raise DocumentError(_no_text_message(name, meta["format"]))
     pages = tuple(Page(number, text) for number, text in enumerate(texts, start=1))
     meta["language"] = detect_language("\n".join(texts))
+    meta["empty_pages"] = [page.number for page in pages if not page.text.strip()]
     return Document(name=name, pages=pages, meta=meta)
 
 

@@ -26,7 +26,7 @@ from tasks.prompts import load_template
 from tasks.sources import related_passages, source_list
 
 MAX_FIELDS = 40
-STRING_MAX_CHARS = 300
+STRING_MAX_CHARS = 1000
 ARRAY_MAX_ITEMS = 20
 NUMBER_BOUND = 10**15
 
@@ -78,7 +78,8 @@ def spec_from_schema(schema: str | dict) -> ExtractionSpec:
 
 def decoding_schema(schema: dict) -> dict:
     """A copy of `schema` with bounds added where it has none, so that the grammar it compiles to
-    always ends: strings of at most 300 characters, numbers within ±1e15, arrays of 20 items."""
+    always ends: strings of at most 1,000 characters, numbers within ±1e15, arrays of 20 items
+    (or more where the schema asks for more)."""
     tight = copy.deepcopy(schema)
     _tighten(tight)
     return tight
@@ -94,12 +95,12 @@ def _tighten(node: Any) -> None:
     types = node.get("type", [])
     types = [types] if isinstance(types, str) else types
     if "string" in types and not any(key in node for key in ("maxLength", "enum", "const", "pattern", "format")):
-        node["maxLength"] = STRING_MAX_CHARS
+        node["maxLength"] = max(STRING_MAX_CHARS, node.get("minLength", 0))
     if {"number", "integer"} & set(types):
-        node.setdefault("minimum", -NUMBER_BOUND)
-        node.setdefault("maximum", NUMBER_BOUND)
+        node.setdefault("minimum", min(-NUMBER_BOUND, node.get("maximum", 0)))
+        node.setdefault("maximum", max(NUMBER_BOUND, node["minimum"]))
     if "array" in types:
-        node.setdefault("maxItems", ARRAY_MAX_ITEMS)
+        node.setdefault("maxItems", max(ARRAY_MAX_ITEMS, node.get("minItems", 0)))
     for key in ("properties", "$defs", "definitions"):
         for child in node.get(key, {}).values():
             _tighten(child)
@@ -128,9 +129,10 @@ def extract(
         )
     if answer.last.finish_reason == "stop":
         data = _validated(answer.text, spec.schema)
+        extra["capped"] = _capped_fields(data)
         extra["unverified"] = _ground(data, documents) if spec.from_fields else {}
         extra["data"] = data
-    passages = context.chunks or related_passages(documents, query, engine)
+    passages = context.chunks if context.strategy == "retrieval" else related_passages(documents, query, engine)
     extra["sources"] = source_list(passages)
     text = json.dumps(extra["data"], ensure_ascii=False, indent=2) if extra["data"] is not None else answer.text
     yield make_result("extract", text, context, documents, engine, answer.last, started, language, extra)
@@ -147,6 +149,13 @@ def _validated(text: str, schema: dict) -> Any:
     except (json.JSONDecodeError, ValidationError) as exc:  # the grammar should make this impossible
         raise UserError(f"the model's JSON did not match the schema: {exc}") from exc
     return data
+
+
+def _capped_fields(data: Any) -> list[str]:
+    """Top-level fields whose string value reached the length bound (the value may go on)."""
+    if not isinstance(data, dict):
+        return []
+    return [name for name, value in data.items() if isinstance(value, str) and len(value) >= STRING_MAX_CHARS]
 
 
 def _ground(data: dict, documents: Sequence[Document]) -> dict[str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from tasks.chunking import Chunk, chunk_documents
+from tasks.chunking import CHUNK_HEADER_TOKENS, DEFAULT_CHUNK_TOKENS, Chunk, chunk_documents
 from tasks.documents import Document
 from tasks.errors import BudgetError
 from tasks.events import Event, Progress
@@ -37,26 +37,31 @@ def map_reduce(
     overhead = engine.count_tokens(template.fill("reduce_intro", name="x") + template.fill("reduce_instruction"))
     # A third of the budget at most, so that two partial summaries and their merge always fit:
     # every merge level then at least halves their number, and the reduction ends.
-    map_tokens = min(options.max_new_tokens, MAP_ANSWER_TOKENS, (budget - overhead - _MARGIN) // 3)
+    map_tokens = min(MAP_ANSWER_TOKENS, (budget - overhead - _MARGIN) // 3)
     room = budget - map_tokens - engine.count_tokens(template.fill("map_instruction", pages="000-000")) - _MARGIN
     if room < 256 or map_tokens < 32:
         raise BudgetError(f"the context budget ({budget:,} tokens) is too small to summarize this document in parts")
-    sections = _sections(chunk_documents(documents, engine, max_tokens=min(384, room)), room)
+    chunks = chunk_documents(documents, engine, max_tokens=min(DEFAULT_CHUNK_TOKENS, room // 2))
+    pending = _sections(chunks, room)
     partials: list[Partial] = []
-    for number, section in enumerate(sections, start=1):
+    while pending:
+        section = pending.pop(0)
         pages = _page_range(section)
-        yield Progress(f"Summarizing part {number} of {len(sections)} ({section[0].document}, pages {pages})")
-        context = Context(
-            "map-reduce", budget, prompt=render_chunks(section) + template.fill("map_instruction", pages=pages)
-        )
+        prompt = render_chunks(section) + template.fill("map_instruction", pages=pages)
+        if engine.count_tokens(prompt) + map_tokens > budget and len(section) > 1:
+            middle = len(section) // 2  # the markers took more room than planned: halve the section
+            pending[:0] = [section[:middle], section[middle:]]
+            continue
+        number = len(partials) + 1
+        yield Progress(f"Summarizing part {number} of {number + len(pending)} ({section[0].document}, pages {pages})")
+        context = Context("map-reduce", budget, prompt=prompt)
         answer = yield from stream_answer(engine, context, options, template.stop, max_new_tokens=map_tokens,
                                           show_text=False)  # fmt: skip
         if answer.last.finish_reason == "cancelled":
-            return answer, _as_json(partials)
+            return Generated("", answer.last), _as_json(partials)
         label = template.fill("part_label", number=number, pages=pages)
-        partials.append(
-            Partial(label, section[0].document, tuple(p for c in section for p in c.pages), answer.text.strip())
-        )
+        pages_covered = tuple(p for c in section for p in c.pages)
+        partials.append(Partial(label, section[0].document, pages_covered, answer.text.strip()))
     names = ", ".join(d.name for d in documents)
     final = yield from _reduce(partials, template, budget, map_tokens, options, engine, names)
     return final, _as_json(partials)
@@ -78,6 +83,8 @@ def _reduce(partials, template, budget, map_tokens, options, engine, name) -> It
             yield Progress(f"Merging {len(partials)} partial summaries")
             context = Context("map-reduce", budget, prompt=prompt)
             answer_tokens = min(options.max_new_tokens, room)
+            if answer_tokens < options.max_new_tokens:
+                yield Progress(f"The budget leaves room for a summary of {answer_tokens:,} tokens at most")
             return (yield from stream_answer(engine, context, options, template.stop, max_new_tokens=answer_tokens))
         groups = _groups(partials, template, name, budget - map_tokens, engine)
         merged: list[Partial] = []
@@ -87,7 +94,7 @@ def _reduce(partials, template, budget, map_tokens, options, engine, name) -> It
             answer: Generated = yield from stream_answer(engine, context, options, template.stop,
                                                          max_new_tokens=map_tokens, show_text=False)  # fmt: skip
             if answer.last.finish_reason == "cancelled":
-                return answer
+                return Generated("", answer.last)
             pages = tuple(p for partial in group for p in partial.pages)
             label = template.fill("part_label", number=number, pages=f"{min(pages)}-{max(pages)}")
             merged.append(Partial(label, group[0].document, pages, answer.text.strip()))
@@ -122,16 +129,16 @@ def _groups(partials, template, name, room, engine) -> list[list[Partial]]:
 
 
 def _sections(chunks: Sequence[Chunk], room: int) -> list[list[Chunk]]:
-    """Consecutive chunks of one document, packed up to `room` tokens."""
+    """Consecutive chunks of one document, packed up to `room` tokens (with their markers)."""
     sections: list[list[Chunk]] = []
     used = 0
     for chunk in chunks:
-        fresh = not sections or sections[-1][-1].document != chunk.document or used + chunk.tokens > room
-        if fresh:
+        cost = chunk.tokens + CHUNK_HEADER_TOKENS
+        if not sections or sections[-1][-1].document != chunk.document or used + cost > room:
             sections.append([])
             used = 0
         sections[-1].append(chunk)
-        used += chunk.tokens
+        used += cost
     return sections
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.budget import Fit, choose_strategy, context_budget, describe_wait, estimate_seconds, require_fit
-from tasks.chunking import chunk_documents
+from tasks.chunking import CHUNK_HEADER_TOKENS, DEFAULT_CHUNK_TOKENS, chunk_documents
 from tasks.documents import Document
 from tasks.errors import BudgetError, InvalidRequest
 from tasks.events import DocumentSummary, Event, Progress, TaskResult, TextDelta
@@ -94,10 +94,29 @@ def plan_context(
     if strategy == "map-reduce":
         return Context("map-reduce", budget)
     room = budget - answer_tokens - engine.count_tokens(instruction) - _EXCERPT_HEADER_TOKENS
-    if room < 64:
-        raise BudgetError(f"the context budget ({budget:,} tokens) leaves no room for excerpts of the documents")
-    chosen = select(chunk_documents(documents, engine), query, room)
-    return Context("retrieval", budget, prompt=render_chunks([s.chunk for s in chosen]) + instruction, chunks=chosen)
+    if room < 128:
+        raise BudgetError(
+            f"the context budget ({budget:,} tokens) leaves no room for excerpts of the documents next to "
+            f"a {answer_tokens:,}-token answer; allow fewer new tokens or a larger budget"
+        )
+    chunks = chunk_documents(documents, engine, max_tokens=min(DEFAULT_CHUNK_TOKENS, room // 2))
+    chosen = select(chunks, query, room, overhead=CHUNK_HEADER_TOKENS)
+    chosen, prompt = fit_excerpts(chosen, instruction, budget - answer_tokens, engine)
+    return Context("retrieval", budget, prompt=prompt, chunks=chosen)
+
+
+def fit_excerpts(
+    chosen: list[ScoredChunk], instruction: str, limit: int, counter: TokenCounter
+) -> tuple[list[ScoredChunk], str]:
+    """The excerpts and instruction as one prompt of at most `limit` tokens, counted exactly:
+    the least relevant excerpts go first when the markers took more room than planned."""
+    chosen = list(chosen)
+    while chosen:
+        prompt = render_chunks([scored.chunk for scored in chosen]) + instruction
+        if counter.count_tokens(prompt) <= limit:
+            return chosen, prompt
+        chosen.remove(min(chosen, key=lambda scored: scored.score))
+    raise BudgetError("no passage of the documents fits in the context budget next to the question and answer")
 
 
 def stream_answer(
@@ -118,7 +137,7 @@ def stream_answer(
     yield Progress(f"Reading {prompt_tokens:,} tokens ({context.strategy}); expected wait: {wait}")
     last: Any = None
     parts: list[str] = []
-    for last in engine.stream(
+    stream = engine.stream(
         context.prompt,
         prefix=context.prefix,
         max_new_tokens=answer_tokens,
@@ -126,10 +145,14 @@ def stream_answer(
         temperature=options.temperature,
         cancel=options.cancel,
         json_schema=json_schema,
-    ):
-        parts.append(last.text)
-        if last.text and show_text:
-            yield TextDelta(last.text)
+    )
+    try:
+        for last in stream:
+            parts.append(last.text)
+            if last.text and show_text:
+                yield TextDelta(last.text)
+    except ValueError as exc:  # the engine's word for a request it cannot serve (size, schema)
+        raise InvalidRequest(str(exc)) from exc
     return Generated("".join(parts), last)
 
 
@@ -172,7 +195,12 @@ def make_result(
         model=engine.model_name,
         usage=usage,
         timings=timings,
-        extra={"language": language, "pages_used": _pages_used(context, documents, pages), **(extra or {})},
+        extra={
+            "language": language,
+            "pages_used": _pages_used(context, documents, pages),
+            **({"empty_pages": empty} if (empty := _empty_pages(documents)) else {}),
+            **(extra or {}),
+        },
     )
 
 
@@ -183,6 +211,10 @@ def _pages_used(context: Context, documents: Sequence[Document], retrieved: list
             by_document.setdefault(name, []).append(page)
         return [{"document": name, "pages": pages} for name, pages in by_document.items()]
     return [{"document": d.name, "pages": [p.number for p in d.pages]} for d in documents]
+
+
+def _empty_pages(documents: Sequence[Document]) -> dict[str, list[int]]:
+    return {d.name: d.meta["empty_pages"] for d in documents if d.meta.get("empty_pages")}
 
 
 def _names(documents: Sequence[Document]) -> str:

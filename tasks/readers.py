@@ -80,14 +80,17 @@ def read_docx(path: Path, name: str) -> RawPages:
 
 
 def _add_paragraph(paragraph, pages: list[list[str]]) -> None:
-    """Append a paragraph's text, starting a new page wherever Word put a page break."""
+    """Append a paragraph's text, starting a new page wherever Word put a page break. Word marks
+    a hard break twice (the break, then where it rendered one), so a break on a page that has no
+    text yet starts nothing."""
     text: list[str] = []
     for node in paragraph.iter():
         tag = node.tag.rsplit("}", 1)[-1]
         is_break = tag == "br" and node.get(_qualified("type")) == "page"
-        if (is_break or tag == "lastRenderedPageBreak") and (text or pages[-1]):
-            pages[-1].append("".join(text))
-            pages.append([])
+        if is_break or tag == "lastRenderedPageBreak":
+            if text or any(line.strip() for line in pages[-1]):
+                pages[-1].append("".join(text))
+                pages.append([])
             text = []
         elif tag == "t" and node.text:
             text.append(node.text)
@@ -110,8 +113,13 @@ def _qualified(tag: str) -> str:
 
 def decode_text(data: bytes, name: str) -> tuple[str, str]:
     """UTF-8 first (with or without BOM); otherwise the encoding charset-normalizer detects."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16"), "utf-16"
+    for bom, encoding in ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+                          (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):  # fmt: skip
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding), encoding
+            except UnicodeDecodeError as exc:
+                raise DocumentError(f"{name}: this {encoding.upper()} text file is damaged ({exc.reason})") from exc
     if b"\x00" in data[:8192]:
         raise DocumentError(f"{name}: this looks like a binary file, not text")
     try:

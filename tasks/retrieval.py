@@ -62,8 +62,9 @@ def rank(chunks: Sequence[Chunk], query: str) -> list[ScoredChunk]:
     return [ScoredChunk(chunks[i], float(scores[i])) for i in order]
 
 
-def select(chunks: Sequence[Chunk], query: str, token_budget: int) -> list[ScoredChunk]:
-    """The best-ranked chunks whose tokens fit `token_budget`, returned in document order.
+def select(chunks: Sequence[Chunk], query: str, token_budget: int, overhead: int = 0) -> list[ScoredChunk]:
+    """The best-ranked chunks whose tokens (plus `overhead` each) fit `token_budget`, returned in
+    document order.
 
     Only chunks that share a term with the query are taken; when none does, the beginning of
     the documents stands in (titles, parties and dates usually sit there)."""
@@ -72,9 +73,9 @@ def select(chunks: Sequence[Chunk], query: str, token_budget: int) -> list[Score
     chosen: list[ScoredChunk] = []
     used = 0
     for scored in matching:
-        if used + scored.chunk.tokens > token_budget:
+        if used + scored.chunk.tokens + overhead > token_budget:
             continue
         chosen.append(scored)
-        used += scored.chunk.tokens
+        used += scored.chunk.tokens + overhead
     position = {id(chunk): i for i, chunk in enumerate(chunks)}
     return sorted(chosen, key=lambda scored: position[id(scored.chunk)])

@@ -28,6 +28,7 @@ from tasks.prompts import TASKS, load_template, render_documents
 from tasks.summarize import summarize
 
 MAX_DOCUMENTS = 20
+CLASSIFY_ANSWER_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class Workbench:
         strategies = {task: self._strategy(task, tokens, budget, options, language) for task in TASKS}
         fits = strategies["summarize"] == "full"
         wait = describe_wait(self._expected_seconds(tokens, budget, strategies["summarize"], options))
-        note = _fit_note(tokens, budget, fits)
+        note = _fit_note(tokens, budget, fits) + _empty_pages_note(documents)
         return DocumentCard(name, pages, characters, language, tokens, budget, fits, strategies, wait, note)
 
     def text(self, paths: Sequence[str | Path] | str | Path) -> str:
@@ -141,7 +142,8 @@ class Workbench:
 
     def _strategy(self, task: str, tokens: int, budget: int, options: TaskOptions, language: str) -> str:
         instruction = load_template(task, language).parts["instruction"]
-        fit = Fit(tokens + self.engine.count_tokens(instruction), options.max_new_tokens, budget)
+        answer = CLASSIFY_ANSWER_TOKENS if task == "classify" else options.max_new_tokens  # labels are short
+        fit = Fit(tokens + self.engine.count_tokens(instruction), answer, budget)
         requested = options.strategy if options.strategy in ("auto", "full", LONG_STRATEGY[task]) else "auto"
         return choose_strategy(task, requested, fit.fits)
 
@@ -161,3 +163,14 @@ def _fit_note(tokens: int, budget: int, fits: bool) -> str:
         f"{tokens:,} tokens, {share:.1f}x the context budget of {budget:,}: nothing is cut; summaries use "
         "map-reduce over sections, questions and extraction use the best-matching passages"
     )
+
+
+def _empty_pages_note(documents: Sequence[Document]) -> str:
+    """Pages without text (scanned images, in a PDF) are said, not skipped silently."""
+    notes = []
+    for document in documents:
+        empty = document.meta.get("empty_pages") or []
+        if empty:
+            listed = ", ".join(map(str, empty[:12])) + (", …" if len(empty) > 12 else "")
+            notes.append(f"{document.name} has no text on page{'s' if len(empty) > 1 else ''} {listed}")
+    return (". " + "; ".join(notes) + " (scanned images? run OCR first to include them).") if notes else ""

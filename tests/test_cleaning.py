@@ -2,7 +2,7 @@
 
 import docx
 
-from tasks.cleaning import drop_running_lines, normalize_characters, rejoin_hyphenated
+from tasks.cleaning import clean_pages, drop_running_lines, normalize_characters, rejoin_hyphenated
 from tasks.documents import load_document
 
 
@@ -76,3 +76,28 @@ def test_html_keeps_text_and_drops_scripts(tmp_path):
     assert "Rapport annuel" in text and "4,2 millions" in text and "Loyer | 1 200" in text
     assert "alert" not in text and "color" not in text
     assert document.language == "fr"
+
+
+def test_numbers_alone_on_a_line_are_kept_unless_they_count_the_pages():
+    assert clean_pages(["Invoice 17\nTotal amount due in EUR:\n4200"], from_pdf=True) == [
+        "Invoice 17\nTotal amount due in EUR:\n4200"
+    ]
+    pages = [f"Chapter text {n}.\nMore words here.\nEven more words.\n{n * 250}" for n in range(1, 6)]
+    assert all(page.endswith(str(n * 250)) for n, page in zip(range(1, 6), drop_running_lines(pages), strict=True))
+    numbered = [f"Text of page {n}.\nMore words here.\nEven more words.\n{n + 10}" for n in range(1, 6)]
+    assert all(not page[-1].isdigit() for page in drop_running_lines(numbered))
+
+
+def test_docx_hard_break_and_its_rendered_twin_make_one_break(tmp_path):
+    from docx.oxml import OxmlElement
+
+    word = docx.Document()
+    word.add_paragraph("Page one text.")
+    word.add_page_break()
+    second = word.add_paragraph()
+    second.runs or second.add_run()
+    second.runs[0]._r.insert(0, OxmlElement("w:lastRenderedPageBreak"))
+    second.runs[0].text = "Page two text."
+    word.save(tmp_path / "twin.docx")
+    document = load_document(tmp_path / "twin.docx")
+    assert [(p.number, p.text) for p in document.pages] == [(1, "Page one text."), (2, "Page two text.")]

@@ -100,3 +100,14 @@ def test_unreadable_files_get_a_clear_message(tmp_path, name, content, message):
 def test_missing_file(tmp_path):
     with pytest.raises(DocumentError, match="file not found"):
         load_document(tmp_path / "gone.pdf")
+
+
+def test_damaged_utf16_text_is_a_clear_error(tmp_path):
+    (tmp_path / "odd.txt").write_bytes(b"\xff\xfeH\x00i\x00!")
+    with pytest.raises(DocumentError, match="UTF-16 text file is damaged"):
+        load_document(tmp_path / "odd.txt")
+
+
+def test_utf16_text_with_a_bom(tmp_path):
+    (tmp_path / "wide.txt").write_bytes("Zpráva o příjmech".encode("utf-16"))
+    assert load_document(tmp_path / "wide.txt").pages[0].text == "Zpráva o příjmech"

@@ -115,3 +115,17 @@ def test_chunked_prefill_next_token_distribution_matches_one_shot(tiny_loaded):
     assert states[0].shape == (1, tiny_loaded.model.config.vocab_size)
     for logits in states[:2]:
         assert torch.allclose(logits, states[2], atol=1e-4, rtol=1e-4)
+
+
+def test_json_that_closes_on_the_last_allowed_token_counts_as_finished(engine):
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    free = engine.generate("Facts as JSON:", prefix=DOC, json_schema=schema, max_new_tokens=50)
+    exact = engine.generate("Facts as JSON:", prefix=DOC, json_schema=schema, max_new_tokens=free.generated_tokens)
+    assert exact.finish_reason == "stop" and exact.text == free.text
+
+
+def test_the_prefix_cache_counts_and_frees_what_an_answer_used(tiny_loaded):
+    engine = Engine(tiny_loaded)
+    prefix_bytes = engine.kv_bytes_per_token * len(engine.encode(DOC))
+    engine.generate(QUESTION, prefix=DOC, max_new_tokens=300)  # a long answer grows the tensors
+    assert prefix_bytes <= engine.prefix_cache.used_bytes <= 1.25 * prefix_bytes

@@ -109,7 +109,7 @@ def test_named_fields_are_strings_or_null_and_found_in_the_document(report_docum
 def test_decoding_schema_bounds_everything_unbounded():
     tight = decoding_schema(SCHEMAS["scalars"])
     props = tight["properties"]
-    assert props["company"]["maxLength"] == 300 and props["revenue_millions"]["maximum"] == 10**15
+    assert props["company"]["maxLength"] == 1000 and props["revenue_millions"]["maximum"] == 10**15
     assert props["year"]["minimum"] == 1900  # the user's bounds stay
     assert "maxLength" not in SCHEMAS["scalars"]["properties"]["company"]  # the user's schema is untouched
 
@@ -137,3 +137,27 @@ def test_fields_are_checked():
     with pytest.raises(InvalidRequest, match="at least one field"):
         spec_from_fields(" , ")
     assert spec_from_fields("title, author ,title").schema["required"] == ["title", "author"]
+
+
+def test_schema_minimums_above_the_default_bounds_still_compile(report_documents, tiny_engine):
+    schema = {
+        "type": "object",
+        "properties": {
+            "codes": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 9}, "minItems": 25}
+        },
+        "required": ["codes"],
+    }
+    result = list(extract(report_documents, spec_from_schema(schema), TaskOptions(max_new_tokens=400), tiny_engine))
+    assert len(result[-1].extra["data"]["codes"]) >= 25
+
+
+def test_a_schema_that_cannot_become_a_grammar_is_explained(report_documents, tiny_engine):
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 10, "maximum": 1}}}
+    with pytest.raises(InvalidRequest, match="cannot be turned into a grammar"):
+        list(extract(report_documents, spec_from_schema(schema), TaskOptions(max_new_tokens=50), tiny_engine))
+
+
+def test_fields_come_out_in_the_order_asked_for(report_documents, tiny_engine):
+    result = list(extract(report_documents, spec_from_fields("title, amount, city"), TaskOptions(max_new_tokens=600),
+                          tiny_engine))[-1]  # fmt: skip
+    assert list(result.extra["data"]) == ["title", "amount", "city"]

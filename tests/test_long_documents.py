@@ -77,3 +77,70 @@ def test_extraction_on_a_long_document_uses_retrieval(workbench, long_pdf):
     result = list(workbench.extract(long_pdf, spec, workbench.options(max_new_tokens=200)))[-1]
     assert result.strategy == "retrieval" and set(result.extra["data"]) == {"vault combination", "keeper"}
     assert any(FACT_PAGE in source["pages"] for source in result.extra["sources"])
+
+
+class RecordingEngine:
+    """The tiny engine, recording the size of every prompt it is asked to read."""
+
+    def __init__(self, engine):
+        self._engine = engine
+        self.requests: list[tuple[int, int]] = []  # (prompt tokens, max new tokens)
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def stream(self, prompt, *, prefix="", max_new_tokens, **options):
+        size = self._engine.count_tokens(prefix) + self._engine.count_tokens(prompt)
+        self.requests.append((size, max_new_tokens))
+        return self._engine.stream(prompt, prefix=prefix, max_new_tokens=max_new_tokens, **options)
+
+
+@pytest.fixture(scope="module")
+def choppy_pdf(tmp_path_factory):
+    """Many one-number paragraphs: the markers and breaks between them are a large share."""
+    from tests.pdfs import PdfFactory
+
+    pages = ["\n\n".join(str(n * 100 + k) for k in range(30)) for n in range(1, 21)]
+    return PdfFactory(tmp_path_factory.mktemp("choppy")).make("numbers.pdf", pages)
+
+
+@pytest.mark.parametrize("task", ["summarize", "ask"])
+def test_every_prompt_stays_within_the_budget(task, tiny_engine, choppy_pdf):
+    from tasks.workbench import Workbench
+
+    engine = RecordingEngine(tiny_engine)
+    workbench = Workbench(engine, context_budget=700)
+    options = workbench.options(max_new_tokens=64)
+    events = (
+        workbench.summarize(choppy_pdf, options)
+        if task == "summarize"
+        else workbench.ask(choppy_pdf, "Which numbers start with 7?", options)
+    )
+    assert list(events)[-1].strategy in ("map-reduce", "retrieval")
+    assert engine.requests and all(size + answer <= 700 for size, answer in engine.requests)
+
+
+def test_an_answer_too_long_for_the_budget_is_refused_clearly(workbench, long_pdf):
+    from tasks.errors import BudgetError
+
+    with pytest.raises(BudgetError, match="no room for excerpts"):
+        list(workbench.ask(long_pdf, "What is the vault combination?", workbench.options(max_new_tokens=900)))
+
+
+def test_a_short_summary_of_a_long_document(workbench, long_pdf):
+    result = list(workbench.summarize(long_pdf, workbench.options(max_new_tokens=16)))[-1]
+    assert result.strategy == "map-reduce" and result.usage["generated_tokens"] <= 16
+
+
+def test_stopping_during_map_reduce_returns_no_hidden_text(workbench, long_pdf):
+    import threading
+
+    cancel = threading.Event()
+    events = []
+    for event in workbench.summarize(long_pdf, workbench.options(max_new_tokens=48, cancel=cancel)):
+        events.append(event)
+        if isinstance(event, Progress) and "part 2" in event.message:
+            cancel.set()
+    result = events[-1]
+    assert result.finish_reason == "cancelled" and result.text == ""
+    assert len(result.extra["sections"]) == 1  # the part finished before the stop is kept

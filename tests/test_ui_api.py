@@ -122,6 +122,17 @@ def test_cancel_frees_the_model_for_the_next_request(served, report):
     assert text and time.perf_counter() - started < 30
 
 
+def test_stop_ends_the_task_and_keeps_what_was_written(served, report):
+    job = served.submit(files(report), "auto", 4096, 0.0, "auto", 0, api_name="/summarize")
+    while len(job.outputs()) < 4:
+        time.sleep(0.05)
+    served.predict(api_name="/stop_summarize")
+    text, status, _sources, details = job.result(timeout=60)
+    assert details["finish_reason"] == "cancelled" and "stopped" in status
+    assert 0 < details["usage"]["generated_tokens"] < 4096
+    assert text == details["text"]
+
+
 def test_generation_unavailable_is_explained(report):
     from app.ui import build_ui
     from tasks.workbench import Workbench
