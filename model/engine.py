@@ -26,10 +26,11 @@ from transformers import DynamicCache
 from model.constraints import JsonGrammars, JsonSchemaConstraint
 from model.kvcache import CachedPrefix, PrefixCache, cache_nbytes, crop_to, holds_prefix
 from model.loader import LoadedModel, LoadReport
+from model.moe import FastExperts
 from model.textstream import IncrementalDecoder, StopStringFilter
 
 FinishReason = Literal["stop", "length", "cancelled"]
-DEFAULT_PREFILL_CHUNK = 512
+DEFAULT_PREFILL_CHUNK = 1024  # bounds peak memory; smaller chunks cost speed (512: -15% here)
 DEFAULT_PREFIX_CACHE_BYTES = 2 * 2**30
 
 
@@ -82,6 +83,7 @@ class Engine:
         self._eos_ids = _eos_token_ids(loaded.model, loaded.tokenizer)
         self._grammars = JsonGrammars(loaded.tokenizer, loaded.model.config.vocab_size)
         self._speeds = _Speeds()
+        self._fast_experts = FastExperts(loaded.model)
 
     @property
     def model_name(self) -> str:
@@ -291,7 +293,7 @@ class Engine:
     def _forward(self, input_ids: torch.Tensor, cache: DynamicCache, keep: int) -> torch.Tensor:
         """Run the model on `input_ids` (1, n) with `cache`; logits of the last `keep` positions
         (all of them when keep is 0): (1, keep or n, vocab)."""
-        with torch.inference_mode():
+        with torch.inference_mode(), self._fast_experts:
             return self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=keep).logits
 
 
