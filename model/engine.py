@@ -24,7 +24,7 @@ import torch
 from transformers import DynamicCache
 
 from model.constraints import JsonGrammars, JsonSchemaConstraint
-from model.kvcache import CachedPrefix, PrefixCache, cache_nbytes, crop_to, holds_prefix
+from model.kvcache import CachedPrefix, PrefixCache, cache_nbytes, crop_to, holds_prefix, new_cache
 from model.loader import LoadedModel, LoadReport
 from model.moe import FastExperts
 from model.textstream import IncrementalDecoder, StopStringFilter
@@ -240,7 +240,7 @@ class Engine:
         entry = self.prefix_cache.take(key) if prefix else None
         cached_tokens = len(entry.ids) if entry else 0
         if prefix and entry is None:
-            entry = CachedPrefix(self.encode(prefix), DynamicCache(config=self.model.config), 0)
+            entry = CachedPrefix(self.encode(prefix), new_cache(self.model.config), 0)
         try:
             rest = list(self.tokenizer.encode(prompt, add_special_tokens=not prefix))
             total = (len(entry.ids) if entry else 0) + len(rest)
@@ -249,7 +249,7 @@ class Engine:
                     f"the prompt ({total:,} tokens) plus {reserve:,} new tokens exceeds the "
                     f"model's context limit of {self.context_limit:,} tokens"
                 )
-            cache = entry.cache if entry else DynamicCache(config=self.model.config)
+            cache = entry.cache if entry else new_cache(self.model.config)
             if entry is not None and not cached_tokens:
                 self._prefill(entry.ids, cache, cancel)
                 entry.nbytes = cache_nbytes(cache)

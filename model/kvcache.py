@@ -14,6 +14,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+_MIN_CAPACITY = 256
+_SLACK = 256  # positions left free when a cached prefix is compacted: room for the next question
+
 
 @dataclass
 class CachedPrefix:
@@ -80,16 +87,66 @@ def cache_nbytes(cache: Any) -> int:
     return total
 
 
-def compact(cache: Any, slack: float = 1.25) -> int:
-    """Copy the layers whose storage is much larger than what they hold (a long answer was cut
-    off), so the memory is given back; return the bytes held. A short answer is not worth a copy."""
+def compact(cache: Any, ratio: float = 1.25) -> int:
+    """Give back the memory of layers whose storage is much larger than what they hold (a long
+    answer was cut off); return the bytes held. A short answer is not worth a copy."""
     for layer in cache.layers:
-        keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
-        if keys is None or values is None:
+        keys = getattr(layer, "keys", None)
+        if keys is None or not keys.numel():
             continue
-        if keys.untyped_storage().nbytes() > slack * keys.numel() * keys.element_size():
-            layer.keys, layer.values = keys.clone(), values.clone()
+        used = keys.numel() * keys.element_size()
+        if keys.untyped_storage().nbytes() > ratio * used + _SLACK * used // max(1, keys.shape[-2]):
+            if isinstance(layer, GrowingLayer):
+                layer.shrink(_SLACK)
+            else:
+                layer.keys, layer.values = keys.clone(), layer.values.clone()
     return cache_nbytes(cache)
+
+
+class GrowingLayer(DynamicLayer):
+    """A KV cache layer whose keys and values live in a buffer with room to grow (the capacity
+    doubles when full), so appending a token writes in place instead of copying the whole cache
+    with `torch.cat` at every step. `keys` / `values` are views of the filled part."""
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        self._key_buffer: torch.Tensor | None = None
+        self._value_buffer: torch.Tensor | None = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        start = self.get_seq_length()
+        end = start + key_states.shape[-2]  # states: (batch, kv_heads, new positions, head_dim)
+        if self._key_buffer is None or end > self._key_buffer.shape[-2]:
+            self._resize(start, max(end, 2 * start, _MIN_CAPACITY), key_states, value_states)
+        self._key_buffer[..., start:end, :] = key_states
+        self._value_buffer[..., start:end, :] = value_states
+        self.keys = self._key_buffer[..., :end, :]
+        self.values = self._value_buffer[..., :end, :]
+        return self.keys, self.values
+
+    def shrink(self, slack: int) -> None:
+        """Reallocate to what is held plus `slack` positions, freeing the rest."""
+        length = self.get_seq_length()
+        self._resize(length, length + slack, self.keys, self.values)
+        self.keys = self._key_buffer[..., :length, :]
+        self.values = self._value_buffer[..., :length, :]
+
+    def _resize(self, keep: int, capacity: int, keys_like: torch.Tensor, values_like: torch.Tensor) -> None:
+        key_buffer = keys_like.new_empty((*keys_like.shape[:-2], capacity, keys_like.shape[-1]))
+        value_buffer = values_like.new_empty((*values_like.shape[:-2], capacity, values_like.shape[-1]))
+        if keep:
+            key_buffer[..., :keep, :] = self.keys[..., :keep, :]
+            value_buffer[..., :keep, :] = self.values[..., :keep, :]
+        self._key_buffer, self._value_buffer = key_buffer, value_buffer
+
+
+def new_cache(config: Any) -> DynamicCache:
+    """A DynamicCache for `config` whose layers grow in place (see GrowingLayer)."""
+    cache = DynamicCache(config=config)
+    cache.layers = [GrowingLayer() for _ in range(config.num_hidden_layers)]
+    return cache
 
 
 def crop_to(cache: Any, length: int) -> None:
