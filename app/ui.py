@@ -20,7 +20,6 @@ from app.handlers import (
     user_errors,
 )
 from tasks.budget import STRATEGY_CHOICES
-from tasks.classify import parse_labels
 from tasks.documents import SUPPORTED_SUFFIXES
 from tasks.extract import spec_from_fields, spec_from_schema
 from tasks.language import LANGUAGES
@@ -250,7 +249,6 @@ def _classify_tab(workbench: Workbench, files: gr.File, settings: Settings, sess
         """Classify the documents: every label with its probability. Yields (labels, status, details)."""
         with user_errors():
             paths = file_list(documents)
-            parse_labels(labels or "")
             options = make_options(workbench, session, language, max_new_tokens, temperature, strategy, context_budget)
         for _text, status, _sources, details in stream_outputs(
             workbench, lambda: workbench.classify(paths, labels, options)
