@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from model.checkpoints import TINY_RANDOM, tiny_random_path
+from model.quant4 import quantize_4bit, weight_bytes
 from model.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -63,28 +64,35 @@ class LoadedModel:
 
 def load_model(model_id: str, runtime: Runtime) -> LoadedModel:
     """Load `model_id` (hub id, local folder or `tiny-random`) as `runtime` says."""
-    if runtime.quantization == "4bit":
-        raise ModelLoadError(
-            "4-bit loading is not available in this version yet (it must quantize the MoE experts, "
-            "which plain bitsandbytes skips); use --quant bf16 or --quant fp16 on the GPU"
-        )
     started = time.perf_counter()
     source = resolve_source(model_id)
     model, tokenizer = _from_pretrained(source, runtime)
+    parameters = sum(p.numel() for p in model.parameters())
+    if runtime.quantization == "4bit":
+        _quantize(model)
     report = LoadReport(
         model_id=model_id,
         source=source,
         device=runtime.device,
         dtype=runtime.dtype,
         quantization=runtime.quantization,
-        parameters=sum(p.numel() for p in model.parameters()),
-        weight_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
+        parameters=parameters,
+        weight_bytes=weight_bytes(model),
         context_limit=_context_limit(model.config),
         load_seconds=time.perf_counter() - started,
         is_demo=model_id == TINY_RANDOM,
     )
     logger.info("loaded %s in %.1f s", report.summary(), report.load_seconds)
     return LoadedModel(model, tokenizer, report)
+
+
+def _quantize(model: Any) -> None:
+    try:
+        packed = quantize_4bit(model)
+    except ImportError as exc:
+        raise ModelLoadError(f"--quant 4bit needs the bitsandbytes package ({exc})") from exc
+    if not packed:
+        raise ModelLoadError("--quant 4bit covers GraniteMoE models; this model has no layers it can pack")
 
 
 def resolve_source(model_id: str) -> str:

@@ -50,6 +50,8 @@ def fast_experts_forward(
 
 
 def _expert(self, expert: int, states: torch.Tensor) -> torch.Tensor:
+    if hasattr(self, "apply_expert"):  # experts stored another way (model.quant4)
+        return self.apply_expert(expert, states)
     gate, up = F.linear(states, self.gate_up_proj[expert]).chunk(2, dim=-1)
     return F.linear(self.act_fn(gate) * up, self.down_proj[expert])
 

@@ -1,0 +1,87 @@
+"""4-bit (NF4) weights for GraniteMoE, the experts included, with bitsandbytes' functional API.
+
+`BitsAndBytesConfig(load_in_4bit=True)` only replaces `nn.Linear`, and GraniteMoE keeps its
+experts (about 90% of the weights) in 3-D parameters, so that route leaves them in 16 bits. Here
+every expert matrix and every attention projection is quantized to NF4 in blocks of 64 values;
+the embeddings and norms stay in the compute dtype. A matrix is dequantized just before it is
+used, so decode reads only the chosen experts' 4-bit weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.moe import fast_experts_forward
+
+BLOCK = 64
+
+
+class Packed(nn.Module):
+    """One weight matrix (out, in) in NF4; `weight()` gives it back in the compute dtype."""
+
+    def __init__(self, matrix: torch.Tensor):
+        super().__init__()
+        import bitsandbytes.functional as bnb
+
+        data, self.state = bnb.quantize_4bit(matrix.contiguous(), blocksize=BLOCK, quant_type="nf4")
+        self.register_buffer("data", data)
+        self.register_buffer("absmax", self.state.absmax)  # counted in the weight memory
+
+    def weight(self) -> torch.Tensor:
+        import bitsandbytes.functional as bnb
+
+        return bnb.dequantize_4bit(self.data, self.state)
+
+
+class Linear4bit(nn.Module):
+    """A drop-in for a bias-free nn.Linear with NF4 weights."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        if linear.bias is not None:
+            raise ValueError("Linear4bit covers bias-free layers only")
+        self.packed = Packed(linear.weight.data)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return F.linear(states, self.packed.weight())
+
+
+class Experts4bit(nn.Module):
+    """GraniteMoE experts with NF4 weights, dispatched like model.moe's fast path."""
+
+    def __init__(self, experts: nn.Module):
+        super().__init__()
+        self.num_experts = experts.num_experts
+        self.act_fn = experts.act_fn
+        self.gate_up = nn.ModuleList(Packed(matrix) for matrix in experts.gate_up_proj.data)
+        self.down = nn.ModuleList(Packed(matrix) for matrix in experts.down_proj.data)
+
+    def apply_expert(self, expert: int, states: torch.Tensor) -> torch.Tensor:
+        gate, up = F.linear(states, self.gate_up[expert].weight()).chunk(2, dim=-1)
+        return F.linear(self.act_fn(gate) * up, self.down[expert].weight())
+
+    forward = fast_experts_forward
+
+
+def quantize_4bit(model: nn.Module) -> int:
+    """Quantize `model` in place (on its current device); return how many matrices were packed."""
+    packed = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child).__name__ == "GraniteMoeExperts":
+                setattr(module, name, Experts4bit(child))
+                packed += 2 * child.num_experts
+            elif isinstance(child, nn.Linear) and name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+                setattr(module, name, Linear4bit(child))
+                packed += 1
+    return packed
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Memory of the weights as stored: parameters plus packed 4-bit buffers."""
+    parameters = sum(p.numel() * p.element_size() for p in model.parameters())
+    packed = sum(b.numel() * b.element_size() for m in model.modules() if isinstance(m, Packed) for b in m.buffers())
+    return parameters + packed
