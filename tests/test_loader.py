@@ -40,8 +40,3 @@ def test_pickle_only_folder_is_refused(tmp_path):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_model(str(tmp_path / "nowhere"), CPU)
-
-
-def test_four_bit_is_refused_until_the_experts_can_be_quantized(tiny_checkpoint):
-    with pytest.raises(ModelLoadError, match="4-bit"):
-        load_model("tiny-random", Runtime("cuda", "bfloat16", "4bit"))
