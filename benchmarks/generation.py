@@ -7,12 +7,13 @@ Prints one JSON object: prefill speed on a 2K-token prompt (and 8K without --qui
 of 64 new tokens after a 1K-token prompt, whether the greedy outputs match, the speed-up of a second
 question on a prefilled 4K-token document, the measured matmul peak and weight-streaming bandwidth,
 how close our decode comes to the bandwidth bound and our prefill to the arithmetic peak, and the
-peak resident memory.
+peak resident memory; then the same decode with `--quant int8` weights and its largest logit change.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -27,6 +28,9 @@ import torch
 
 from benchmarks.random_granite import build_random_granite, filler_text
 from model.engine import Engine
+from model.kvcache import new_cache
+from model.loader import LoadedModel
+from model.quant8 import quantize_int8
 from model.runtime import Runtime
 
 DECODE_TOKENS = 64
@@ -110,6 +114,26 @@ def measure_decode(engine: Engine) -> dict:
     }
 
 
+def decode_step_logits(engine: Engine, text: str) -> torch.Tensor:
+    """Next-token logits when the prompt's last token goes through as a decode step."""
+    ids = engine.encode(text)
+    cache = new_cache(engine.model.config)
+    engine._prefill(ids[:-1], cache, None)
+    return engine._forward(torch.tensor([ids[-1:]]), cache, keep=1)[0, -1].float()
+
+
+def measure_int8(engine: Engine) -> dict:
+    """`--quant int8`: decode speed and the largest logit change at a decode step (changes the model)."""
+    text = prompt_text(engine, 1024)
+    reference = decode_step_logits(engine, text)
+    quantize_int8(engine.model)
+    report = dataclasses.replace(engine.report, quantization="int8")
+    int8 = Engine(LoadedModel(engine.model, engine.tokenizer, report))
+    result = int8.generate(text, max_new_tokens=DECODE_TOKENS)
+    error = (decode_step_logits(int8, text) - reference).abs().max()
+    return {"tps": (result.generated_tokens - 1) / result.decode_seconds, "max_logit_error": float(error)}
+
+
 def measure_cached_question(engine: Engine, tokens: int = 4096) -> float:
     document = prompt_text(engine, tokens)
     first = engine.generate(QUESTION.format(q="Who approved the plan?"), prefix=document, max_new_tokens=1)
@@ -149,6 +173,12 @@ def main() -> int:
         "decode_fraction_of_bound": round(decode["ours_tps"] / bound, 3),
         "outputs_match": decode["outputs_match"],
         "cached_question_speedup": round(measure_cached_question(engine), 1),
+    }
+    int8 = measure_int8(engine)  # last: it adds int8 weights to the model
+    report |= {
+        "ours_int8_decode_tps": round(int8["tps"], 2),
+        "int8_decode_speedup": round(int8["tps"] / decode["stock_tps"], 2),
+        "int8_max_logit_error": round(int8["max_logit_error"], 4),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))

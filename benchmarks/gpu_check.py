@@ -26,8 +26,8 @@ import torch
 
 from benchmarks.random_granite import build_random_granite, filler_text
 from model.engine import Engine
-from model.loader import load_model
-from model.quant4 import quantize_4bit, weight_bytes
+from model.loader import load_model, weight_bytes
+from model.quant4 import quantize_4bit
 from model.runtime import Runtime, decide_runtime, detect_hardware
 
 PROMPT = "Der Bericht beschreibt den Umsatz. この文書は会社の売上"

@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from model.checkpoints import TINY_RANDOM, tiny_random_path
-from model.quant4 import quantize_4bit, weight_bytes
+from model.quant4 import Packed, quantize_4bit
+from model.quant8 import Int8Matrix, quantize_int8
 from model.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class LoadReport:
     is_demo: bool
 
     def summary(self) -> str:
-        quant = "4-bit" if self.quantization == "4bit" else "no quantization"
+        quant = {"4bit": "4-bit", "int8": "int8 decode"}.get(self.quantization, "no quantization")
         return (
             f"{self.model_id} · {self.device} · {self.dtype} · {quant} · "
             f"{self.parameters / 1e6:,.1f}M parameters · {self.weight_bytes / 2**20:,.0f} MiB of weights"
@@ -70,6 +71,8 @@ def load_model(model_id: str, runtime: Runtime) -> LoadedModel:
     parameters = sum(p.numel() for p in model.parameters())
     if runtime.quantization == "4bit":
         _quantize(model)
+    elif runtime.quantization == "int8":
+        quantize_int8(model)
     report = LoadReport(
         model_id=model_id,
         source=source,
@@ -84,6 +87,13 @@ def load_model(model_id: str, runtime: Runtime) -> LoadedModel:
     )
     logger.info("loaded %s in %.1f s", report.summary(), report.load_seconds)
     return LoadedModel(model, tokenizer, report)
+
+
+def weight_bytes(model: Any) -> int:
+    """Memory of the weights as stored: parameters plus packed 4-bit and int8 weight buffers."""
+    parameters = sum(p.numel() * p.element_size() for p in model.parameters())
+    stores = [m for m in model.modules() if isinstance(m, (Packed, Int8Matrix))]
+    return parameters + sum(b.numel() * b.element_size() for m in stores for b in m.buffers())
 
 
 def _quantize(model: Any) -> None:

@@ -78,10 +78,3 @@ def quantize_4bit(model: nn.Module) -> int:
                 setattr(module, name, Linear4bit(child))
                 packed += 1
     return packed
-
-
-def weight_bytes(model: nn.Module) -> int:
-    """Memory of the weights as stored: parameters plus packed 4-bit buffers."""
-    parameters = sum(p.numel() * p.element_size() for p in model.parameters())
-    packed = sum(b.numel() * b.element_size() for m in model.modules() if isinstance(m, Packed) for b in m.buffers())
-    return parameters + packed

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 DeviceSetting = Literal["auto", "cpu", "cuda"]
-QuantSetting = Literal["auto", "bf16", "fp16", "fp32", "4bit"]
+QuantSetting = Literal["auto", "bf16", "fp16", "fp32", "4bit", "int8"]
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-QUANT_CHOICES: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32", "4bit")
+QUANT_CHOICES: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32", "4bit", "int8")
 
 _DTYPE_OF_QUANT = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
@@ -33,10 +33,10 @@ class Runtime:
 
     device: Literal["cpu", "cuda"]
     dtype: str
-    quantization: Literal["none", "4bit"]
+    quantization: Literal["none", "4bit", "int8"]
 
     def describe(self) -> str:
-        quant = "4-bit weights" if self.quantization == "4bit" else "no quantization"
+        quant = {"4bit": "4-bit weights", "int8": "int8 decode weights"}.get(self.quantization, "no quantization")
         return f"{self.device}, {self.dtype}, {quant}"
 
 
@@ -59,6 +59,10 @@ def decide_runtime(device: str, quant: str, hardware: Hardware) -> Runtime:
                 "use --quant fp32 (the CPU default) or run on a machine with a GPU"
             )
         return Runtime("cuda", _best_cuda_dtype(hardware), "4bit")
+    if quant == "int8":
+        if chosen_device != "cpu":
+            raise ValueError("--quant int8 is the CPU's decode path; on a GPU use --quant 4bit or bf16")
+        return Runtime("cpu", "float32", "int8")
     if quant == "auto":
         dtype = "float32" if chosen_device == "cpu" else _best_cuda_dtype(hardware)
         return Runtime(chosen_device, dtype, "none")

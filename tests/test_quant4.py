@@ -6,8 +6,8 @@ from transformers import GraniteMoeConfig, GraniteMoeForCausalLM
 
 from model.checkpoints import GRANITE_3_1_1B_A400M
 from model.engine import Engine
-from model.loader import load_model
-from model.quant4 import Experts4bit, Packed, quantize_4bit, weight_bytes
+from model.loader import load_model, weight_bytes
+from model.quant4 import Experts4bit, Packed, quantize_4bit
 from model.runtime import Runtime
 
 pytest.importorskip("bitsandbytes")

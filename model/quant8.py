@@ -1,0 +1,81 @@
+"""`--quant int8` on the CPU: int8 weights for decode, fp32 weights for prefill.
+
+Decode reads every active weight once per token, so it is bound by memory traffic: int8 weights
+(per-row scales) are a quarter of the fp32 bytes, and torch's `_weight_int8pack_mm` kernel
+multiplies them with bf16 activations at memory speed. Prefill is bound by arithmetic, where this
+CPU is fastest in fp32, so it keeps the fp32 weights. The price is memory: both copies are kept.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.moe import fast_experts_forward
+
+
+class Int8Matrix(nn.Module):
+    """An (out, in) matrix as int8 with one bf16 scale per row."""
+
+    def __init__(self, matrix: torch.Tensor):
+        super().__init__()
+        scale = matrix.float().abs().amax(dim=1).clamp(min=1e-12) / 127
+        self.register_buffer("data", torch.round(matrix.float() / scale[:, None]).clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scale", scale.to(torch.bfloat16))
+
+    def mul(self, states: torch.Tensor) -> torch.Tensor:
+        """states (n, in), any float dtype -> (n, out) in the same dtype."""
+        out = torch.ops.aten._weight_int8pack_mm(states.to(torch.bfloat16), self.data, self.scale)
+        return out.to(states.dtype)
+
+
+class DualLinear(nn.Module):
+    """An nn.Linear that uses int8 weights for a single token and its fp32 weights otherwise."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.linear = linear
+        self.int8 = Int8Matrix(linear.weight.data)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        if states.numel() != states.shape[-1]:  # more than one token: prefill
+            return self.linear(states)
+        return self.int8.mul(states.reshape(1, -1)).reshape(*states.shape[:-1], -1)
+
+
+class DualExperts(nn.Module):
+    """GraniteMoE experts with int8 copies for decode, dispatched like model.moe's fast path."""
+
+    def __init__(self, experts: nn.Module):
+        super().__init__()
+        self.experts = experts  # the fp32 weights, for prefill
+        self.num_experts = experts.num_experts
+        self.act_fn = experts.act_fn
+        self.gate_up = nn.ModuleList(Int8Matrix(m) for m in experts.gate_up_proj.data)
+        self.down = nn.ModuleList(Int8Matrix(m) for m in experts.down_proj.data)
+
+    def apply_expert(self, expert: int, states: torch.Tensor) -> torch.Tensor:
+        if states.shape[0] != 1:
+            gate, up = F.linear(states, self.experts.gate_up_proj[expert]).chunk(2, dim=-1)
+            return F.linear(self.act_fn(gate) * up, self.experts.down_proj[expert])
+        gate, up = self.gate_up[expert].mul(states).chunk(2, dim=-1)
+        return self.down[expert].mul(self.act_fn(gate) * up)
+
+    forward = fast_experts_forward
+
+
+def quantize_int8(model: nn.Module) -> int:
+    """Add int8 decode copies to `model` in place (experts, attention, output head); return how
+    many matrices got one."""
+    count = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child).__name__ == "GraniteMoeExperts":
+                setattr(module, name, DualExperts(child))
+                count += 2 * child.num_experts
+            elif isinstance(child, nn.Linear) and child.bias is None and name in ("q_proj", "k_proj", "v_proj",
+                                                                                 "o_proj", "lm_head"):  # fmt: skip
+                setattr(module, name, DualLinear(child))
+                count += 1
+    return count
