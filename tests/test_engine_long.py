@@ -132,24 +132,28 @@ def test_the_prefix_cache_counts_and_frees_what_an_answer_used(tiny_loaded):
     assert prefix_bytes <= engine.prefix_cache.used_bytes <= 1.25 * prefix_bytes + slack
 
 
-def test_the_growing_cache_gives_the_same_output_as_concatenation(tiny_loaded, engine):
+def greedy_with(layer_class, model, ids: torch.Tensor, steps: int) -> tuple[list[int], torch.Tensor]:
+    """Greedy tokens and the last logits, with every cache layer of `layer_class`."""
     from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    cache.layers = [layer_class() for _ in cache.layers]
+    tokens = []
+    with torch.inference_mode():
+        logits = model(input_ids=ids, cache=cache, logits_to_keep=1).logits[:, -1]
+        for _ in range(steps):
+            tokens.append(int(logits.argmax()))
+            logits = model(input_ids=torch.tensor([[tokens[-1]]]), cache=cache).logits[:, -1]
+    return tokens, logits
+
+
+def test_the_growing_cache_gives_the_same_output_as_concatenation(tiny_loaded, engine):
+    from transformers.cache_utils import DynamicLayer
 
     from model.kvcache import GrowingLayer
 
-    reference = stock_style = None
-    with torch.inference_mode():
-        ids = torch.tensor([engine.encode(DOC + TAIL)])
-        for layer_kind in ("dynamic", "growing"):
-            cache = DynamicCache(config=tiny_loaded.model.config)
-            if layer_kind == "growing":
-                cache.layers = [GrowingLayer() for _ in cache.layers]
-            tokens = []
-            logits = tiny_loaded.model(input_ids=ids, cache=cache, logits_to_keep=1).logits[:, -1]
-            for _ in range(300):  # past the first capacity, so the buffer grows
-                tokens.append(int(logits.argmax()))
-                logits = tiny_loaded.model(input_ids=torch.tensor([[tokens[-1]]]), cache=cache).logits[:, -1]
-            if layer_kind == "dynamic":
-                reference, stock_style = tokens, logits
-            else:
-                assert tokens == reference and torch.allclose(logits, stock_style, atol=1e-5)
+    ids = torch.tensor([engine.encode(DOC + TAIL)])
+    steps = 300  # past the first capacity, so the buffer grows
+    stock_tokens, stock_logits = greedy_with(DynamicLayer, tiny_loaded.model, ids, steps)
+    tokens, logits = greedy_with(GrowingLayer, tiny_loaded.model, ids, steps)
+    assert tokens == stock_tokens and torch.allclose(logits, stock_logits, atol=1e-5)
