@@ -78,3 +78,22 @@ def _grouped(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k
             start += count
     outputs *= top_k_weights.reshape(-1)[order, None].to(outputs.dtype)
     return torch.zeros_like(hidden_states).index_add_(0, token_of, outputs)
+
+
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def replace_layers(model: torch.nn.Module, make_experts: type, make_linear: type, linear_names: tuple[str, ...]) -> int:
+    """Replace every GraniteMoE experts module by `make_experts(module)` and every bias-free
+    nn.Linear named in `linear_names` by `make_linear(module)`; return how many weight matrices
+    the new modules cover (two per expert, one per linear)."""
+    matrices = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child).__name__ == "GraniteMoeExperts":
+                setattr(parent, name, make_experts(child))
+                matrices += 2 * child.num_experts
+            elif isinstance(child, torch.nn.Linear) and child.bias is None and name in linear_names:
+                setattr(parent, name, make_linear(child))
+                matrices += 1
+    return matrices

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.moe import fast_experts_forward
+from model.moe import ATTENTION_PROJECTIONS, fast_experts_forward, replace_layers
 
 BLOCK = 64
 
@@ -68,13 +68,4 @@ class Experts4bit(nn.Module):
 
 def quantize_4bit(model: nn.Module) -> int:
     """Quantize `model` in place (on its current device); return how many matrices were packed."""
-    packed = 0
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if type(child).__name__ == "GraniteMoeExperts":
-                setattr(module, name, Experts4bit(child))
-                packed += 2 * child.num_experts
-            elif isinstance(child, nn.Linear) and name in ("q_proj", "k_proj", "v_proj", "o_proj"):
-                setattr(module, name, Linear4bit(child))
-                packed += 1
-    return packed
+    return replace_layers(model, Experts4bit, Linear4bit, ATTENTION_PROJECTIONS)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.moe import fast_experts_forward
+from model.moe import ATTENTION_PROJECTIONS, fast_experts_forward, replace_layers
 
 
 class Int8Matrix(nn.Module):
@@ -68,14 +68,4 @@ class DualExperts(nn.Module):
 def quantize_int8(model: nn.Module) -> int:
     """Add int8 decode copies to `model` in place (experts, attention, output head); return how
     many matrices got one."""
-    count = 0
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if type(child).__name__ == "GraniteMoeExperts":
-                setattr(module, name, DualExperts(child))
-                count += 2 * child.num_experts
-            elif isinstance(child, nn.Linear) and child.bias is None and name in ("q_proj", "k_proj", "v_proj",
-                                                                                 "o_proj", "lm_head"):  # fmt: skip
-                setattr(module, name, DualLinear(child))
-                count += 1
-    return count
+    return replace_layers(model, DualExperts, DualLinear, (*ATTENTION_PROJECTIONS, "lm_head"))
