@@ -24,7 +24,7 @@ import torch
 from transformers import DynamicCache
 
 from model.constraints import JsonGrammars, JsonSchemaConstraint
-from model.kvcache import CachedPrefix, PrefixCache, cache_nbytes, crop_to, holds_prefix, new_cache
+from model.kvcache import CachedPrefix, PrefixCache, cache_nbytes, crop_to, holds_prefix, new_cache, reserve_room
 from model.loader import LoadedModel, LoadReport
 from model.moe import FastExperts
 from model.textstream import IncrementalDecoder, StopStringFilter
@@ -239,17 +239,21 @@ class Engine:
         key = PrefixCache.key(prefix) if prefix else ""
         entry = self.prefix_cache.take(key) if prefix else None
         cached_tokens = len(entry.ids) if entry else 0
+        rest = list(self.tokenizer.encode(prompt, add_special_tokens=not prefix))
         if prefix and entry is None:
-            entry = CachedPrefix(self.encode(prefix), new_cache(self.model.config), 0)
+            ids = self.encode(prefix)
+            entry = CachedPrefix(ids, new_cache(self.model.config, len(ids) + len(rest) + reserve), 0)
         try:
-            rest = list(self.tokenizer.encode(prompt, add_special_tokens=not prefix))
             total = (len(entry.ids) if entry else 0) + len(rest)
+            if total == 0:
+                raise ValueError("there is nothing to read: the prompt is empty")
             if total + reserve > self.context_limit:
                 raise ValueError(
                     f"the prompt ({total:,} tokens) plus {reserve:,} new tokens exceeds the "
                     f"model's context limit of {self.context_limit:,} tokens"
                 )
-            cache = entry.cache if entry else new_cache(self.model.config)
+            cache = entry.cache if entry else new_cache(self.model.config, total + reserve)
+            reserve_room(cache, total + reserve)
             if entry is not None and not cached_tokens:
                 self._prefill(entry.ids, cache, cancel)
                 entry.nbytes = cache_nbytes(cache)

@@ -19,7 +19,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 _MIN_CAPACITY = 256
-_SLACK = 256  # positions left free when a cached prefix is compacted: room for the next question
+_SLACK = 1024  # positions left free when a cached prefix is compacted: room for the next question and answer
 
 
 @dataclass
@@ -104,9 +104,15 @@ def compact(cache: Any, ratio: float = 1.25) -> int:
 
 
 class GrowingLayer(DynamicLayer):
-    """A KV cache layer whose keys and values live in a buffer with room to grow (the capacity
-    doubles when full), so appending a token writes in place instead of copying the whole cache
-    with `torch.cat` at every step. `keys` / `values` are views of the filled part."""
+    """A KV cache layer whose keys and values live in a buffer with room to grow, so appending a
+    token writes in place instead of copying the whole cache with `torch.cat` at every step.
+    `keys` / `values` are views of the filled part. Sized up front from `reserve` (the engine
+    knows prompt plus answer), it never grows during a request; past that it grows by a quarter.
+    Writes happen in place, so use it under `torch.inference_mode()` (as the engine does)."""
+
+    def __init__(self, reserve: int = 0):
+        super().__init__()
+        self.reserve = reserve
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         super().lazy_initialization(key_states, value_states)
@@ -119,12 +125,45 @@ class GrowingLayer(DynamicLayer):
         start = self.get_seq_length()
         end = start + key_states.shape[-2]  # states: (batch, kv_heads, new positions, head_dim)
         if self._key_buffer is None or end > self._key_buffer.shape[-2]:
-            self._resize(start, max(end, 2 * start, _MIN_CAPACITY), key_states, value_states)
+            capacity = max(end, self.reserve, start + start // 4 + _MIN_CAPACITY)
+            self._resize(start, capacity, key_states, value_states)
         self._key_buffer[..., start:end, :] = key_states
         self._value_buffer[..., start:end, :] = value_states
         self.keys = self._key_buffer[..., :end, :]
         self.values = self._value_buffer[..., :end, :]
         return self.keys, self.values
+
+    def reserve_room(self, total: int) -> None:
+        """Make room for `total` positions now (one copy), so the request ahead needs none."""
+        if self.is_initialized and self._key_buffer is not None and total > self._key_buffer.shape[-2]:
+            length = self.get_seq_length()
+            self._resize(length, total, self.keys, self.values)
+            self.keys = self._key_buffer[..., :length, :]
+            self.values = self._value_buffer[..., :length, :]
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        super().batch_repeat_interleave(repeats)
+        self._adopt()
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        super().batch_select_indices(indices)
+        self._adopt()
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        super().reorder_cache(beam_idx)
+        self._adopt()
+
+    def _adopt(self) -> None:
+        """After an operation that replaced `keys`/`values` (beam search), buffer the new ones."""
+        if self.is_initialized and self.keys is not None and self.keys.numel():
+            length = self.get_seq_length()
+            keys, values = self.keys, self.values
+            self._key_buffer = self._value_buffer = None
+            self._resize(0, length + _MIN_CAPACITY, keys, values)
+            self._key_buffer[..., :length, :] = keys
+            self._value_buffer[..., :length, :] = values
+            self.keys = self._key_buffer[..., :length, :]
+            self.values = self._value_buffer[..., :length, :]
 
     def shrink(self, slack: int) -> None:
         """Reallocate to what is held plus `slack` positions, freeing the rest."""
@@ -142,11 +181,17 @@ class GrowingLayer(DynamicLayer):
         self._key_buffer, self._value_buffer = key_buffer, value_buffer
 
 
-def new_cache(config: Any) -> DynamicCache:
-    """A DynamicCache for `config` whose layers grow in place (see GrowingLayer)."""
+def new_cache(config: Any, reserve: int = 0) -> DynamicCache:
+    """A DynamicCache for `config` whose layers grow in place, sized for `reserve` positions."""
     cache = DynamicCache(config=config)
-    cache.layers = [GrowingLayer() for _ in range(config.num_hidden_layers)]
+    cache.layers = [GrowingLayer(reserve) for _ in range(config.num_hidden_layers)]
     return cache
+
+
+def reserve_room(cache: Any, total: int) -> None:
+    for layer in cache.layers:
+        if isinstance(layer, GrowingLayer):
+            layer.reserve_room(total)
 
 
 def crop_to(cache: Any, length: int) -> None:

@@ -69,10 +69,8 @@ def load_model(model_id: str, runtime: Runtime) -> LoadedModel:
     source = resolve_source(model_id)
     model, tokenizer = _from_pretrained(source, runtime)
     parameters = sum(p.numel() for p in model.parameters())
-    if runtime.quantization == "4bit":
-        _quantize(model)
-    elif runtime.quantization == "int8":
-        quantize_int8(model)
+    if runtime.quantization != "none":
+        _quantize(model, runtime.quantization)
     report = LoadReport(
         model_id=model_id,
         source=source,
@@ -96,13 +94,13 @@ def weight_bytes(model: Any) -> int:
     return parameters + sum(b.numel() * b.element_size() for m in stores for b in m.buffers())
 
 
-def _quantize(model: Any) -> None:
+def _quantize(model: Any, kind: str) -> None:
+    if not any(type(module).__name__ == "GraniteMoeExperts" for module in model.modules()):
+        raise ModelLoadError(f"--quant {kind} covers GraniteMoE models (their experts); this model has none")
     try:
-        packed = quantize_4bit(model)
+        quantize_4bit(model) if kind == "4bit" else quantize_int8(model)
     except ImportError as exc:
-        raise ModelLoadError(f"--quant 4bit needs the bitsandbytes package ({exc})") from exc
-    if not packed:
-        raise ModelLoadError("--quant 4bit covers GraniteMoE models; this model has no layers it can pack")
+        raise ModelLoadError(f"--quant {kind} needs the bitsandbytes package ({exc})") from exc
 
 
 def resolve_source(model_id: str) -> str:

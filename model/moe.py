@@ -13,6 +13,7 @@ anyone else, such as the benchmark's `model.generate` baseline.
 
 from __future__ import annotations
 
+import threading
 import types
 
 import torch
@@ -29,15 +30,23 @@ class FastExperts:
             for module in model.modules()
             if type(module).__name__ == "GraniteMoeExperts" and hasattr(module, "gate_up_proj")
         ]
+        self._lock = threading.Lock()
+        self._users = 0  # streams in other threads may be inside at the same time
 
     def __enter__(self) -> FastExperts:
-        for module in self.modules:
-            module.forward = types.MethodType(fast_experts_forward, module)
+        with self._lock:
+            if self._users == 0:
+                for module in self.modules:
+                    module.forward = types.MethodType(fast_experts_forward, module)
+            self._users += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for module in self.modules:
-            module.__dict__.pop("forward", None)  # back to the class's (stock) forward
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                for module in self.modules:
+                    module.__dict__.pop("forward", None)  # back to the class's (stock) forward
 
 
 def fast_experts_forward(
@@ -49,9 +58,9 @@ def fast_experts_forward(
     return _grouped(self, hidden_states, top_k_index, top_k_weights)
 
 
-def _expert(self, expert: int, states: torch.Tensor) -> torch.Tensor:
-    if hasattr(self, "apply_expert"):  # experts stored another way (model.quant4)
-        return self.apply_expert(expert, states)
+def _expert(self, expert: int, states: torch.Tensor, decode: bool = False) -> torch.Tensor:
+    if hasattr(self, "apply_expert"):  # experts stored another way (model.quant4, model.quant8)
+        return self.apply_expert(expert, states, decode)
     gate, up = F.linear(states, self.gate_up_proj[expert]).chunk(2, dim=-1)
     return F.linear(self.act_fn(gate) * up, self.down_proj[expert])
 
@@ -59,7 +68,7 @@ def _expert(self, expert: int, states: torch.Tensor) -> torch.Tensor:
 def _one_token(self, state: torch.Tensor, experts: list[int], weights: torch.Tensor) -> torch.Tensor:
     out = torch.zeros_like(state)
     for slot, expert in enumerate(experts):
-        out += _expert(self, expert, state) * weights[slot]
+        out += _expert(self, expert, state, decode=True) * weights[slot]
     return out
 
 

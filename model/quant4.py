@@ -30,8 +30,12 @@ class Packed(nn.Module):
         self.register_buffer("absmax", self.state.absmax)  # counted in the weight memory
 
     def weight(self) -> torch.Tensor:
+        """The matrix in the compute dtype. Quantize after the model is on its device: the
+        quantization state does not follow `.to()`, so a moved module says so."""
         import bitsandbytes.functional as bnb
 
+        if self.state.absmax.device != self.data.device:
+            raise RuntimeError("a 4-bit module was moved after quantization; quantize on the target device")
         return bnb.dequantize_4bit(self.data, self.state)
 
 
@@ -59,7 +63,7 @@ class Experts4bit(nn.Module):
         self.gate_up = nn.ModuleList(Packed(matrix) for matrix in experts.gate_up_proj.data)
         self.down = nn.ModuleList(Packed(matrix) for matrix in experts.down_proj.data)
 
-    def apply_expert(self, expert: int, states: torch.Tensor) -> torch.Tensor:
+    def apply_expert(self, expert: int, states: torch.Tensor, decode: bool = False) -> torch.Tensor:
         gate, up = F.linear(states, self.gate_up[expert].weight()).chunk(2, dim=-1)
         return F.linear(self.act_fn(gate) * up, self.down[expert].weight())
 

@@ -4,6 +4,7 @@ Decode reads every active weight once per token, so it is bound by memory traffi
 (per-row scales) are a quarter of the fp32 bytes, and torch's `_weight_int8pack_mm` kernel
 multiplies them with bf16 activations at memory speed. Prefill is bound by arithmetic, where this
 CPU is fastest in fp32, so it keeps the fp32 weights. The price is memory: both copies are kept.
+One exception: the prefill's last position goes through the int8 output head (it is one token).
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ class Int8Matrix(nn.Module):
 
     def __init__(self, matrix: torch.Tensor):
         super().__init__()
-        scale = matrix.float().abs().amax(dim=1).clamp(min=1e-12) / 127
-        self.register_buffer("data", torch.round(matrix.float() / scale[:, None]).clamp(-127, 127).to(torch.int8))
-        self.register_buffer("scale", scale.to(torch.bfloat16))
+        # The scale is rounded to bf16 first, so the values are quantized with the scale used later.
+        scale = (matrix.float().abs().amax(dim=1).clamp(min=1e-12) / 127).to(torch.bfloat16)
+        data = torch.round(matrix.float() / scale.float()[:, None]).clamp(-127, 127).to(torch.int8)
+        self.register_buffer("data", data)
+        self.register_buffer("scale", scale)
 
     def mul(self, states: torch.Tensor) -> torch.Tensor:
         """states (n, in), any float dtype -> (n, out) in the same dtype."""
-        out = torch.ops.aten._weight_int8pack_mm(states.to(torch.bfloat16), self.data, self.scale)
+        out = torch.ops.aten._weight_int8pack_mm(states.to(torch.bfloat16).contiguous(), self.data, self.scale)
         return out.to(states.dtype)
 
 
@@ -55,8 +58,8 @@ class DualExperts(nn.Module):
         self.gate_up = nn.ModuleList(Int8Matrix(m) for m in experts.gate_up_proj.data)
         self.down = nn.ModuleList(Int8Matrix(m) for m in experts.down_proj.data)
 
-    def apply_expert(self, expert: int, states: torch.Tensor) -> torch.Tensor:
-        if states.shape[0] != 1:
+    def apply_expert(self, expert: int, states: torch.Tensor, decode: bool = False) -> torch.Tensor:
+        if not decode:  # prefill, even for an expert that got a single token
             gate, up = F.linear(states, self.experts.gate_up_proj[expert]).chunk(2, dim=-1)
             return F.linear(self.act_fn(gate) * up, self.experts.down_proj[expert])
         gate, up = self.gate_up[expert].mul(states).chunk(2, dim=-1)
@@ -67,5 +70,14 @@ class DualExperts(nn.Module):
 
 def quantize_int8(model: nn.Module) -> int:
     """Add int8 decode copies to `model` in place (experts, attention, output head); return how
-    many matrices got one."""
-    return replace_layers(model, DualExperts, DualLinear, (*ATTENTION_PROJECTIONS, "lm_head"))
+    many matrices got one. Matrices the int8 kernel cannot take (rows not a multiple of 16 long)
+    stay fp32 only."""
+    return replace_layers(model, _dual_experts, _dual_linear, (*ATTENTION_PROJECTIONS, "lm_head"))
+
+
+def _dual_experts(experts: nn.Module) -> nn.Module:
+    return DualExperts(experts) if experts.hidden_dim % 16 == 0 and experts.intermediate_dim % 16 == 0 else experts
+
+
+def _dual_linear(linear: nn.Linear) -> nn.Module:
+    return DualLinear(linear) if linear.in_features % 16 == 0 else linear

@@ -157,3 +157,23 @@ def test_the_growing_cache_gives_the_same_output_as_concatenation(tiny_loaded, e
     stock_tokens, stock_logits = greedy_with(DynamicLayer, tiny_loaded.model, ids, steps)
     tokens, logits = greedy_with(GrowingLayer, tiny_loaded.model, ids, steps)
     assert tokens == stock_tokens and torch.allclose(logits, stock_logits, atol=1e-5)
+
+
+def test_an_empty_prompt_is_a_clear_error(engine):
+    with pytest.raises(ValueError, match="the prompt is empty"):
+        engine.generate("", max_new_tokens=3)
+
+
+def test_the_growing_cache_follows_beam_search_like_the_stock_cache(tiny_loaded, engine):
+    from transformers import DynamicCache
+
+    from model.kvcache import new_cache
+
+    ids = torch.tensor([engine.encode(TAIL)])
+    runs = []
+    for cache in (DynamicCache(config=tiny_loaded.model.config), new_cache(tiny_loaded.model.config)):
+        with torch.inference_mode():
+            out = tiny_loaded.model.generate(ids, cache=cache, num_beams=3, max_new_tokens=12, do_sample=False,
+                                             attention_mask=torch.ones_like(ids))  # fmt: skip
+        runs.append(out.tolist())
+    assert runs[0] == runs[1]

@@ -49,3 +49,25 @@ def test_loader_and_engine_with_int8(tiny_checkpoint):
     assert loaded.report.quantization == "int8"
     assert loaded.report.weight_bytes > fp32.report.weight_bytes  # both copies are kept
     assert Engine(loaded).generate(PROMPT, max_new_tokens=12).generated_tokens == 12
+
+
+def test_prefill_uses_fp32_even_for_an_expert_with_one_token(tiny_loaded):
+    experts = copy.deepcopy(tiny_loaded.model.model.layers[0].block_sparse_moe.experts)
+    dual = DualExperts(experts)
+    states = torch.randn(3, 128)
+    index = torch.tensor([[0, 1], [0, 1], [2, 3]])  # experts 2 and 3 get a single token each
+    weights = torch.full((3, 2), 0.5)
+    with torch.inference_mode():
+        stock = experts(states, index, weights)
+        ours = dual(states, index, weights)
+    assert torch.allclose(ours, stock, atol=1e-5)
+
+
+def test_matrices_the_int8_kernel_cannot_take_stay_fp32():
+    from torch import nn
+
+    from model.quant8 import _dual_linear
+
+    assert isinstance(_dual_linear(nn.Linear(48, 8, bias=False)), DualLinear)
+    odd = nn.Linear(30, 8, bias=False)
+    assert _dual_linear(odd) is odd
