@@ -24,7 +24,16 @@ import torch
 from transformers import DynamicCache
 
 from model.constraints import JsonGrammars, JsonSchemaConstraint
-from model.kvcache import CachedPrefix, PrefixCache, cache_nbytes, crop_to, holds_prefix, new_cache, reserve_room
+from model.kvcache import (
+    PREFIX_SLACK,
+    CachedPrefix,
+    PrefixCache,
+    cache_nbytes,
+    crop_to,
+    holds_prefix,
+    new_cache,
+    reserve_room,
+)
 from model.loader import LoadedModel, LoadReport
 from model.moe import FastExperts
 from model.textstream import IncrementalDecoder, StopStringFilter
@@ -242,7 +251,8 @@ class Engine:
         rest = list(self.tokenizer.encode(prompt, add_special_tokens=not prefix))
         if prefix and entry is None:
             ids = self.encode(prefix)
-            entry = CachedPrefix(ids, new_cache(self.model.config, len(ids) + len(rest) + reserve), 0)
+            room = len(ids) + len(rest) + reserve + PREFIX_SLACK  # later questions fit without a copy
+            entry = CachedPrefix(ids, new_cache(self.model.config, room), 0)
         try:
             total = (len(entry.ids) if entry else 0) + len(rest)
             if total == 0:

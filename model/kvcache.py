@@ -19,7 +19,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 _MIN_CAPACITY = 256
-_SLACK = 1024  # positions left free when a cached prefix is compacted: room for the next question and answer
+PREFIX_SLACK = 1024  # positions kept free in a cached prefix: room for the next question and answer
 
 
 @dataclass
@@ -95,9 +95,9 @@ def compact(cache: Any, ratio: float = 1.25) -> int:
         if keys is None or not keys.numel():
             continue
         used = keys.numel() * keys.element_size()
-        if keys.untyped_storage().nbytes() > ratio * used + _SLACK * used // max(1, keys.shape[-2]):
+        if keys.untyped_storage().nbytes() > ratio * used + PREFIX_SLACK * used // max(1, keys.shape[-2]):
             if isinstance(layer, GrowingLayer):
-                layer.shrink(_SLACK)
+                layer.shrink(PREFIX_SLACK)
             else:
                 layer.keys, layer.values = keys.clone(), layer.values.clone()
     return cache_nbytes(cache)
@@ -137,7 +137,7 @@ class GrowingLayer(DynamicLayer):
         """Make room for `total` positions now (one copy), so the request ahead needs none."""
         if self.is_initialized and self._key_buffer is not None and total > self._key_buffer.shape[-2]:
             length = self.get_seq_length()
-            self._resize(length, total, self.keys, self.values)
+            self._resize(length, total + PREFIX_SLACK, self.keys, self.values)
             self.keys = self._key_buffer[..., :length, :]
             self.values = self._value_buffer[..., :length, :]
 
