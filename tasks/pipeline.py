@@ -59,6 +59,7 @@ class Context:
     prefix: str = ""
     prompt: str = ""
     chunks: list[ScoredChunk] = field(default_factory=list)
+    document_tokens: int = 0  # all the documents as the model reads them, counted once
 
 
 def output_language(documents: Sequence[Document], options: TaskOptions) -> str:
@@ -86,13 +87,14 @@ def plan_context(
     excerpts for `query` that fit; `map-reduce` is left to the summarize task."""
     budget = budget_for(engine, options)
     prefix = render_documents(documents)
-    fit = Fit(engine.count_tokens(prefix) + engine.count_tokens(instruction), answer_tokens, budget)
+    document_tokens = engine.count_tokens(prefix)
+    fit = Fit(document_tokens + engine.count_tokens(instruction), answer_tokens, budget)
     strategy = choose_strategy(task, options.strategy, fit.fits)
     if strategy == "full":
         require_fit(fit, _names(documents))
-        return Context("full", budget, prefix=prefix, prompt=instruction)
+        return Context("full", budget, prefix=prefix, prompt=instruction, document_tokens=document_tokens)
     if strategy == "map-reduce":
-        return Context("map-reduce", budget)
+        return Context("map-reduce", budget, document_tokens=document_tokens)
     room = budget - answer_tokens - engine.count_tokens(instruction) - _EXCERPT_HEADER_TOKENS
     if room < 128:
         raise BudgetError(
@@ -102,7 +104,7 @@ def plan_context(
     chunks = chunk_documents(documents, engine, max_tokens=min(DEFAULT_CHUNK_TOKENS, room // 2))
     chosen = select(chunks, query, room, overhead=CHUNK_HEADER_TOKENS)
     chosen, prompt = fit_excerpts(chosen, instruction, budget - answer_tokens, engine)
-    return Context("retrieval", budget, prompt=prompt, chunks=chosen)
+    return Context("retrieval", budget, prompt=prompt, chunks=chosen, document_tokens=document_tokens)
 
 
 def fit_excerpts(
@@ -156,12 +158,6 @@ def stream_answer(
     return Generated("".join(parts), last)
 
 
-def summarize_documents(documents: Sequence[Document], counter: TokenCounter) -> DocumentSummary:
-    """name, pages, tokens: of the one document, or of all of them together."""
-    tokens = sum(counter.count_tokens(render_documents([d])) for d in documents)
-    return DocumentSummary(_names(documents), sum(len(d.pages) for d in documents), tokens)
-
-
 def make_result(
     task: str,
     text: str,
@@ -190,7 +186,7 @@ def make_result(
         task=task,
         text=text,
         strategy=context.strategy,
-        document=summarize_documents(documents, engine),
+        document=DocumentSummary(_names(documents), sum(len(d.pages) for d in documents), context.document_tokens),
         finish_reason=getattr(last, "finish_reason", None) or "stop",
         model=engine.model_name,
         usage=usage,
