@@ -12,12 +12,14 @@ import time
 import torch
 
 from model.checkpoints import GRANITE_3_1_1B_A400M, TINY_RANDOM, tiny_random_path
-from model.loader import LoadedModel, LoadReport
+from model.loader import LoadedModel, LoadReport, prepare_weights, weight_bytes
 from model.runtime import Runtime
 
 
-def build_random_granite(runtime: Runtime, seed: int = 0) -> LoadedModel:
-    """Build the real-size model on `runtime.device` in `runtime.dtype` (random weights)."""
+def build_random_granite(runtime: Runtime, seed: int = 0, *, prepare: bool = True) -> LoadedModel:
+    """Build the real-size model on `runtime.device` in `runtime.dtype` (random weights), its
+    weights quantized and packed as the loader would (`prepare=False`: left as transformers
+    builds them, the stock baseline)."""
     from transformers import AutoTokenizer, GraniteMoeConfig, GraniteMoeForCausalLM
 
     started = time.perf_counter()
@@ -26,14 +28,17 @@ def build_random_granite(runtime: Runtime, seed: int = 0) -> LoadedModel:
     torch.manual_seed(seed)
     with torch.device(runtime.device):
         model = GraniteMoeForCausalLM(config).to(getattr(torch, runtime.dtype)).eval()
+    parameters = sum(p.numel() for p in model.parameters())
+    if prepare:
+        prepare_weights(model, runtime)
     report = LoadReport(
         model_id=f"granite-3.1-1b-a400m (random weights, tokenizer of {TINY_RANDOM})",
         source="random",
         device=runtime.device,
         dtype=runtime.dtype,
         quantization=runtime.quantization,
-        parameters=sum(p.numel() for p in model.parameters()),
-        weight_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
+        parameters=parameters,
+        weight_bytes=weight_bytes(model),
         context_limit=config.max_position_embeddings,
         load_seconds=time.perf_counter() - started,
         is_demo=True,

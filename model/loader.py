@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from model.checkpoints import TINY_RANDOM, tiny_random_path
+from model.packed import pack_for_cpu, packed_bytes
 from model.quant4 import Packed, quantize_4bit
 from model.quant8 import Int8Matrix, quantize_int8
 from model.runtime import Runtime
@@ -69,8 +70,7 @@ def load_model(model_id: str, runtime: Runtime) -> LoadedModel:
     source = resolve_source(model_id)
     model, tokenizer = _from_pretrained(source, runtime)
     parameters = sum(p.numel() for p in model.parameters())
-    if runtime.quantization != "none":
-        _quantize(model, runtime.quantization)
+    prepare_weights(model, runtime)
     report = LoadReport(
         model_id=model_id,
         source=source,
@@ -87,11 +87,20 @@ def load_model(model_id: str, runtime: Runtime) -> LoadedModel:
     return LoadedModel(model, tokenizer, report)
 
 
+def prepare_weights(model: Any, runtime: Runtime) -> None:
+    """Quantize and pack the weights of a freshly built `model` in place, as `runtime` says."""
+    if runtime.quantization != "none":
+        _quantize(model, runtime.quantization)
+    if runtime.device == "cpu" and runtime.dtype == "float32":
+        pack_for_cpu(model)  # after int8, whose decode copies come from the unpacked weights
+
+
 def weight_bytes(model: Any) -> int:
-    """Memory of the weights as stored: parameters plus packed 4-bit and int8 weight buffers."""
+    """Memory of the weights as stored: parameters, 4-bit and int8 weight buffers, and the
+    oneDNN-packed fp32 matrices."""
     parameters = sum(p.numel() * p.element_size() for p in model.parameters())
     stores = [m for m in model.modules() if isinstance(m, (Packed, Int8Matrix))]
-    return parameters + sum(b.numel() * b.element_size() for m in stores for b in m.buffers())
+    return parameters + sum(b.numel() * b.element_size() for m in stores for b in m.buffers()) + packed_bytes(model)
 
 
 def _quantize(model: Any, kind: str) -> None:

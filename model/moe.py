@@ -6,47 +6,15 @@ searches that mask for its tokens. Here:
   weights, so only those experts' weights are read and nothing is searched;
 - prefill (many tokens): the (token, slot) pairs are sorted by expert once, so every expert runs
   one matrix product over a contiguous block of its tokens.
-Outputs match the stock layer up to float rounding (a test checks it). The swap lasts only
-while the engine calls the model (`with FastExperts(model):`), so the model object stays stock for
-anyone else, such as the benchmark's `model.generate` baseline.
+Outputs match the stock layer up to float rounding (a test checks it). The engine swaps this in
+only while it calls the model (model.fastpath).
 """
 
 from __future__ import annotations
 
-import threading
-import types
-
 import torch
-import torch.nn.functional as F
 
-
-class FastExperts:
-    """A reusable context: inside it, every GraniteMoE experts module of `model` uses
-    `fast_experts_forward`. Models without such modules are left alone."""
-
-    def __init__(self, model: torch.nn.Module):
-        self.modules = [
-            module
-            for module in model.modules()
-            if type(module).__name__ == "GraniteMoeExperts" and hasattr(module, "gate_up_proj")
-        ]
-        self._lock = threading.Lock()
-        self._users = 0  # streams in other threads may be inside at the same time
-
-    def __enter__(self) -> FastExperts:
-        with self._lock:
-            if self._users == 0:
-                for module in self.modules:
-                    module.forward = types.MethodType(fast_experts_forward, module)
-            self._users += 1
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._users -= 1
-            if self._users == 0:
-                for module in self.modules:
-                    module.__dict__.pop("forward", None)  # back to the class's (stock) forward
+from model.kernels import linear
 
 
 def fast_experts_forward(
@@ -58,35 +26,41 @@ def fast_experts_forward(
     return _grouped(self, hidden_states, top_k_index, top_k_weights)
 
 
-def _expert(self, expert: int, states: torch.Tensor, decode: bool = False) -> torch.Tensor:
-    if hasattr(self, "apply_expert"):  # experts stored another way (model.quant4, model.quant8)
+def expert_output(self, expert: int, states: torch.Tensor, decode: bool = False) -> torch.Tensor:
+    """One expert applied to `states` (rows, hidden), however its weights are stored."""
+    if hasattr(self, "apply_expert"):  # experts stored another way (model.quant4, model.quant8, model.packed)
         return self.apply_expert(expert, states, decode)
-    gate, up = F.linear(states, self.gate_up_proj[expert]).chunk(2, dim=-1)
-    return F.linear(self.act_fn(gate) * up, self.down_proj[expert])
+    gate, up = linear(states, self.gate_up_proj[expert]).chunk(2, dim=-1)
+    return linear(self.act_fn(gate) * up, self.down_proj[expert])
 
 
 def _one_token(self, state: torch.Tensor, experts: list[int], weights: torch.Tensor) -> torch.Tensor:
     out = torch.zeros_like(state)
     for slot, expert in enumerate(experts):
-        out += _expert(self, expert, state, decode=True) * weights[slot]
+        out += expert_output(self, expert, state, decode=True) * weights[slot]
     return out
 
 
 def _grouped(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor) -> torch.Tensor:
+    """Each expert gathers its own tokens, runs once, and adds its weighted output back. Working
+    per expert keeps every temporary small (a few MB): one gather of all (token, slot) pairs
+    would be 64 MB per layer for 2K tokens, and allocations that size come fresh from the
+    operating system each time, which made the page faults cost more than the copies."""
     k = top_k_index.shape[1]
     flat = top_k_index.reshape(-1)  # (tokens * k,)
     order = torch.argsort(flat, stable=True)
     counts = torch.bincount(flat, minlength=self.num_experts).tolist()
     token_of = order // k
-    states = hidden_states.index_select(0, token_of)  # grouped by expert
-    outputs = torch.empty_like(states)
+    weight_of = top_k_weights.reshape(-1)[order].to(hidden_states.dtype)[:, None]
+    out = torch.zeros_like(hidden_states)
     start = 0
     for expert, count in enumerate(counts):
         if count:
-            outputs[start : start + count] = _expert(self, expert, states[start : start + count])
+            tokens = token_of[start : start + count]
+            result = expert_output(self, expert, hidden_states.index_select(0, tokens))
+            out.index_add_(0, tokens, result.mul_(weight_of[start : start + count]))
             start += count
-    outputs *= top_k_weights.reshape(-1)[order, None].to(outputs.dtype)
-    return torch.zeros_like(hidden_states).index_add_(0, token_of, outputs)
+    return out
 
 
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -96,13 +70,27 @@ def replace_layers(model: torch.nn.Module, make_experts: type, make_linear: type
     """Replace every GraniteMoE experts module by `make_experts(module)` and every bias-free
     nn.Linear named in `linear_names` by `make_linear(module)`; return how many weight matrices
     the new modules cover (two per expert, one per linear)."""
+
+    def kind(name: str, child: torch.nn.Module) -> str | None:
+        if type(child).__name__ == "GraniteMoeExperts":
+            return "experts"
+        if isinstance(child, torch.nn.Linear) and child.bias is None and name in linear_names:
+            return "linear"
+        return None
+
+    # Only names are listed first, so no list holds the old modules: each one is freed as soon
+    # as it is replaced, and memory never holds the whole model twice.
+    targets = [
+        (parent_name, name, found)
+        for parent_name, parent in model.named_modules()
+        for name, child in parent.named_children()
+        if (found := kind(name, child))
+    ]
     matrices = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child).__name__ == "GraniteMoeExperts":
-                setattr(parent, name, make_experts(child))
-                matrices += 2 * child.num_experts
-            elif isinstance(child, torch.nn.Linear) and child.bias is None and name in linear_names:
-                setattr(parent, name, make_linear(child))
-                matrices += 1
+    for parent_name, name, found in targets:
+        parent = model.get_submodule(parent_name)
+        child = getattr(parent, name)
+        matrices += 2 * child.num_experts if found == "experts" else 1
+        setattr(parent, name, make_experts(child) if found == "experts" else make_linear(child))
+        del child
     return matrices

@@ -10,10 +10,9 @@ One exception: the prefill's last position goes through the int8 output head (it
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from model.moe import ATTENTION_PROJECTIONS, fast_experts_forward, replace_layers
+from model.moe import ATTENTION_PROJECTIONS, expert_output, fast_experts_forward, replace_layers
 
 
 class Int8Matrix(nn.Module):
@@ -52,7 +51,7 @@ class DualExperts(nn.Module):
 
     def __init__(self, experts: nn.Module):
         super().__init__()
-        self.experts = experts  # the fp32 weights, for prefill
+        self.experts = experts  # the fp32 weights, for prefill (model.packed may pack them)
         self.num_experts = experts.num_experts
         self.act_fn = experts.act_fn
         self.gate_up = nn.ModuleList(Int8Matrix(m) for m in experts.gate_up_proj.data)
@@ -60,8 +59,7 @@ class DualExperts(nn.Module):
 
     def apply_expert(self, expert: int, states: torch.Tensor, decode: bool = False) -> torch.Tensor:
         if not decode:  # prefill, even for an expert that got a single token
-            gate, up = F.linear(states, self.experts.gate_up_proj[expert]).chunk(2, dim=-1)
-            return F.linear(self.act_fn(gate) * up, self.experts.down_proj[expert])
+            return expert_output(self.experts, expert, states)
         gate, up = self.gate_up[expert].mul(states).chunk(2, dim=-1)
         return self.down[expert].mul(self.act_fn(gate) * up)
 

@@ -43,6 +43,15 @@ def tiny_loaded(tiny_checkpoint: Path):
 
 
 @pytest.fixture(scope="session")
+def tiny_stock(tiny_checkpoint: Path):
+    """The tiny model exactly as transformers loads it (no packed weights, no fast path): the
+    reference the engine is compared with."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_checkpoint, dtype="float32").eval()
+
+
+@pytest.fixture(scope="session")
 def tiny_engine(tiny_loaded):
     from model.engine import Engine
 

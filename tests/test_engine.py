@@ -12,15 +12,15 @@ PROMPT = (
 )
 
 
-def stock_greedy(engine, prompt, n):
+def stock_greedy(model, engine, prompt, n):
     ids = engine.encode(prompt)
     with torch.inference_mode():
-        out = engine.model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None)
+        out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, eos_token_id=None)
     return out[0, len(ids) :].tolist()
 
 
-def test_greedy_output_matches_stock_generate(tiny_engine):
-    reference = stock_greedy(tiny_engine, PROMPT, 40)
+def test_greedy_output_matches_stock_generate(tiny_engine, tiny_stock):
+    reference = stock_greedy(tiny_stock, tiny_engine, PROMPT, 40)
     assert len(set(reference)) > 5  # the tiny model's output is varied, so the match means something
     ours = tiny_engine.generate(PROMPT, max_new_tokens=40)
     assert ours.generated_tokens == 40
@@ -50,7 +50,7 @@ def test_stop_string_ends_generation_without_showing_it(tiny_engine):
 
 def test_end_of_text_token_stops(tiny_loaded):
     engine = Engine(tiny_loaded)
-    first = stock_greedy(engine, PROMPT, 3)[2]
+    first = stock_greedy(engine.model, engine, PROMPT, 3)[2]
     engine._eos_ids = frozenset({first})  # pretend the model's third token is end-of-text
     result = engine.generate(PROMPT, max_new_tokens=20)
     assert result.finish_reason == "stop"

@@ -8,10 +8,10 @@ from model.runtime import Runtime
 CPU = Runtime("cpu", "float32", "none")
 
 
-def test_report_describes_what_was_loaded(tiny_loaded):
+def test_report_describes_what_was_loaded(tiny_loaded, tiny_stock):
     report = tiny_loaded.report
     assert (report.device, report.dtype, report.quantization) == ("cpu", "float32", "none")
-    assert report.parameters == sum(p.numel() for p in tiny_loaded.model.parameters())
+    assert report.parameters == sum(p.numel() for p in tiny_stock.parameters())  # counted before packing
     assert report.weight_bytes == report.parameters * 4
     assert report.context_limit == 131072
     assert report.is_demo

@@ -28,16 +28,16 @@ def test_runtime_offers_int8_on_the_cpu_only():
         decide_runtime("cuda", "int8", Hardware(True, True))
 
 
-def test_int8_decode_stays_close_and_prefill_stays_fp32(tiny_loaded):
-    model = copy.deepcopy(tiny_loaded.model)
+def test_int8_decode_stays_close_and_prefill_stays_fp32(tiny_stock):
+    model = copy.deepcopy(tiny_stock)
     assert quantize_int8(model) == 2 * (2 * 4 + 4) + 1  # per layer: 4 experts x 2, q/k/v/o; and the head
     assert sum(isinstance(m, DualExperts) for m in model.modules()) == 2
     assert isinstance(model.lm_head, DualLinear)
     ids = torch.tensor([[5, 17, 99, 311, 42, 7]])
     with torch.inference_mode():
-        full_prefill = tiny_loaded.model(input_ids=ids).logits
+        full_prefill = tiny_stock(input_ids=ids).logits
         dual_prefill = model(input_ids=ids).logits  # several tokens: the fp32 weights
-        full_step = tiny_loaded.model(input_ids=ids[:, :1]).logits
+        full_step = tiny_stock(input_ids=ids[:, :1]).logits
         int8_step = model(input_ids=ids[:, :1]).logits  # one token: the int8 weights
     assert torch.allclose(dual_prefill[:, :-1], full_prefill[:, :-1], atol=1e-5)
     assert (int8_step - full_step).abs().max() < 0.05 * full_step.abs().max()
@@ -51,8 +51,8 @@ def test_loader_and_engine_with_int8(tiny_checkpoint):
     assert Engine(loaded).generate(PROMPT, max_new_tokens=12).generated_tokens == 12
 
 
-def test_prefill_uses_fp32_even_for_an_expert_with_one_token(tiny_loaded):
-    experts = copy.deepcopy(tiny_loaded.model.model.layers[0].block_sparse_moe.experts)
+def test_prefill_uses_fp32_even_for_an_expert_with_one_token(tiny_stock):
+    experts = copy.deepcopy(tiny_stock.model.layers[0].block_sparse_moe.experts)
     dual = DualExperts(experts)
     states = torch.randn(3, 128)
     index = torch.tensor([[0, 1], [0, 1], [2, 3]])  # experts 2 and 3 get a single token each
