@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from model.checkpoints import TINY_RANDOM, tiny_random_path
+from model.moe import ATTENTION_PROJECTIONS
 from model.packed import pack_for_cpu, packed_bytes
 from model.quant4 import Packed, quantize_4bit
 from model.quant8 import Int8Matrix, quantize_int8
@@ -92,7 +93,7 @@ def prepare_weights(model: Any, runtime: Runtime) -> None:
     if runtime.quantization != "none":
         _quantize(model, runtime.quantization)
     if runtime.device == "cpu" and runtime.dtype == "float32":
-        pack_for_cpu(model)  # after int8, whose decode copies come from the unpacked weights
+        pack_for_cpu(model, ATTENTION_PROJECTIONS)  # after int8, whose copies come from unpacked weights
 
 
 def weight_bytes(model: Any) -> int:
