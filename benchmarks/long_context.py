@@ -1,6 +1,6 @@
 """Long-context measurements on the real-size Granite-3.1-1B-A400M architecture (random weights).
 
-    python benchmarks/long_context.py [--tokens 4096] [--chunk 2048] [--json]
+    python benchmarks/long_context.py [--tokens 4096] [--chunk N] [--json]
 
 Reports, for a prompt of --tokens tokens on this machine:
 - the peak memory added by prefilling it in one pass and in chunks of --chunk tokens (each in a
@@ -109,9 +109,11 @@ def in_subprocess(tokens: int, chunk: int) -> dict:
 
 
 def main() -> int:
+    from model.engine import DEFAULT_PREFILL_CHUNK
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=4096)
-    parser.add_argument("--chunk", type=int, default=2048, help="prefill chunk (the engine's default: 2048)")
+    parser.add_argument("--chunk", type=int, default=DEFAULT_PREFILL_CHUNK, help="prefill chunk (the engine's default)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     one_shot = in_subprocess(args.tokens, 10**9)

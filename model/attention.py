@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from transformers import AttentionInterface
 
+from model.kernels import runs_fp32_on_cpu
+
 NAME = "granite_longdoc_cpu"
 
 _flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
@@ -70,13 +72,7 @@ def _causal(query, key, value, scaling):
 def applies_to(model: torch.nn.Module) -> bool:
     """Whether the engine may use this attention for `model`: fp32 on the CPU, where the model
     would otherwise use SDPA."""
-    parameter = next(model.parameters(), None)
-    return (
-        parameter is not None
-        and parameter.device.type == "cpu"
-        and parameter.dtype == torch.float32
-        and getattr(model.config, "_attn_implementation", None) == "sdpa"
-    )
+    return runs_fp32_on_cpu(model) and getattr(model.config, "_attn_implementation", None) == "sdpa"
 
 
 AttentionInterface.register(NAME, engine_attention)

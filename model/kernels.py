@@ -26,6 +26,12 @@ ONEDNN = _onednn_available()
 ONEDNN_MAX_ROWS = 64
 
 
+def runs_fp32_on_cpu(model: torch.nn.Module) -> bool:
+    """Whether `model`'s weights are fp32 tensors on the CPU (judged by its first parameter)."""
+    parameter = next(model.parameters(), None)
+    return parameter is not None and parameter.device.type == "cpu" and parameter.dtype == torch.float32
+
+
 def uses_onednn(weight: torch.Tensor) -> bool:
     """Whether `linear` multiplies by this weight with oneDNN."""
     return ONEDNN and weight.device.type == "cpu" and weight.dtype == torch.float32

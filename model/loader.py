@@ -92,8 +92,7 @@ def prepare_weights(model: Any, runtime: Runtime) -> None:
     """Quantize and pack the weights of a freshly built `model` in place, as `runtime` says."""
     if runtime.quantization != "none":
         _quantize(model, runtime.quantization)
-    if runtime.device == "cpu" and runtime.dtype == "float32":
-        pack_for_cpu(model, ATTENTION_PROJECTIONS)  # after int8, whose copies come from unpacked weights
+    pack_for_cpu(model, ATTENTION_PROJECTIONS)  # fp32 on the CPU only; after int8 (made from unpacked weights)
 
 
 def weight_bytes(model: Any) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model.kernels import ONEDNN
+from model.kernels import ONEDNN, runs_fp32_on_cpu
 from model.moe import fast_experts_forward, replace_layers
 
 _ROWS_HINT = 16  # oneDNN picks the blocking for this many rows; it suits 1 to thousands here
@@ -82,15 +82,8 @@ class PackedExperts(nn.Module):
 
 def can_pack(model: nn.Module) -> bool:
     """Packing needs oneDNN and a GraniteMoE model in fp32 on the CPU."""
-    parameter = next(model.parameters(), None)
     has_experts = any(type(module).__name__ == "GraniteMoeExperts" for module in model.modules())
-    return (
-        ONEDNN
-        and has_experts
-        and parameter is not None
-        and parameter.device.type == "cpu"
-        and parameter.dtype == torch.float32
-    )
+    return ONEDNN and has_experts and runs_fp32_on_cpu(model)
 
 
 def pack_for_cpu(model: nn.Module, linear_names: tuple[str, ...] = ()) -> int:

@@ -61,6 +61,10 @@ class Context:
     chunks: list[ScoredChunk] = field(default_factory=list)
     document_tokens: int = 0  # all the documents as the model reads them, counted once
 
+    def prompt_tokens(self, counter: TokenCounter) -> int:
+        """Tokens the model reads. A prefix is always the whole documents, already counted."""
+        return (self.document_tokens if self.prefix else 0) + counter.count_tokens(self.prompt)
+
 
 def output_language(documents: Sequence[Document], options: TaskOptions) -> str:
     """The chosen language, else the first document's detected one, else English."""
@@ -87,15 +91,15 @@ def plan_context(
     excerpts for `query` that fit; `map-reduce` is left to the summarize task."""
     budget = budget_for(engine, options)
     prefix = render_documents(documents)
-    document_tokens = engine.count_tokens(prefix)
-    fit = Fit(document_tokens + engine.count_tokens(instruction), answer_tokens, budget)
+    document_tokens, instruction_tokens = engine.count_tokens(prefix), engine.count_tokens(instruction)
+    fit = Fit(document_tokens + instruction_tokens, answer_tokens, budget)
     strategy = choose_strategy(task, options.strategy, fit.fits)
     if strategy == "full":
         require_fit(fit, _names(documents))
         return Context("full", budget, prefix=prefix, prompt=instruction, document_tokens=document_tokens)
     if strategy == "map-reduce":
         return Context("map-reduce", budget, document_tokens=document_tokens)
-    room = budget - answer_tokens - engine.count_tokens(instruction) - _EXCERPT_HEADER_TOKENS
+    room = budget - answer_tokens - instruction_tokens - _EXCERPT_HEADER_TOKENS
     if room < 128:
         raise BudgetError(
             f"the context budget ({budget:,} tokens) leaves no room for excerpts of the documents next to "
@@ -134,7 +138,7 @@ def stream_answer(
     """Generate from `context`, yielding progress (with the expected wait) and text deltas;
     returns the whole text and the last engine chunk (`answer = yield from stream_answer(...)`)."""
     answer_tokens = max_new_tokens or options.max_new_tokens
-    prompt_tokens = engine.count_tokens(context.prefix) + engine.count_tokens(context.prompt)
+    prompt_tokens = context.prompt_tokens(engine)
     wait = describe_wait(estimate_seconds(prompt_tokens, answer_tokens, engine.throughput()))
     yield Progress(f"Reading {prompt_tokens:,} tokens ({context.strategy}); expected wait: {wait}")
     last: Any = None
@@ -172,7 +176,7 @@ def make_result(
     usage = {"budget": context.budget}
     timings = {"total_seconds": round(time.perf_counter() - started, 3)}
     if last is None:  # nothing generated (classification): the prompt's size still matters
-        usage["prompt_tokens"] = engine.count_tokens(context.prefix) + engine.count_tokens(context.prompt)
+        usage["prompt_tokens"] = context.prompt_tokens(engine)
     else:
         usage |= {"prompt_tokens": last.prompt_tokens, "generated_tokens": last.generated_tokens,
                   "cached_tokens": last.cached_tokens}  # fmt: skip

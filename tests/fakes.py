@@ -5,17 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True)
-class FakeChunk:
-    text: str
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    prefill_seconds: float = 0.0
-    decode_seconds: float = 0.0
-    cached_tokens: int = 0
-    decode_tokens_per_second: float = 0.0
+from model.engine import GenerationChunk
 
 
 @dataclass
@@ -38,13 +28,13 @@ class FakeEngine:
         return 100.0, 10.0
 
     def stream(self, prompt: str, *, prefix: str = "", max_new_tokens: int, stop: Sequence[str] = (),
-               temperature: float = 0.0, cancel=None, json_schema=None) -> Iterator[FakeChunk]:  # fmt: skip
+               temperature: float = 0.0, cancel=None, json_schema=None) -> Iterator[GenerationChunk]:  # fmt: skip
         self.prompts.append(prefix + prompt)
         words = self.reply.split(" ")[:max_new_tokens]
         for index, word in enumerate(words):
-            yield FakeChunk(word if index == 0 else " " + word)
+            yield GenerationChunk(word if index == 0 else " " + word)
         reason = "length" if len(words) < len(self.reply.split(" ")) else "stop"
-        yield FakeChunk("", reason, self.count_tokens(prefix + prompt), len(words), 0.01, 0.02, 0, len(words) / 0.02)
+        yield GenerationChunk("", reason, self.count_tokens(prefix + prompt), len(words), 0.01, 0.02, 0)
 
     def score(self, prompt: str, continuations: Sequence[str], *, prefix: str = "") -> list[float]:
         self.prompts.append(prefix + prompt)

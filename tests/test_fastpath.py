@@ -1,5 +1,7 @@
 """The engine's fast path (model.fastpath): oneDNN products, mask-free attention, the swap."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -57,8 +59,6 @@ def test_the_fast_path_swaps_in_and_restores_everything(tiny_stock):
 
 
 def test_bf16_models_keep_the_stock_attention(tiny_stock):
-    import copy
-
     model = copy.deepcopy(tiny_stock).to(torch.bfloat16)
     fast = FastPath(model)
     assert fast.attention is None
@@ -66,8 +66,6 @@ def test_bf16_models_keep_the_stock_attention(tiny_stock):
 
 
 def test_the_loaded_model_has_packed_weights_that_compute_what_stock_computes(tiny_loaded, tiny_stock):
-    import copy
-
     from model.loader import weight_bytes
     from model.packed import PackedExperts, PackedLinear
 
