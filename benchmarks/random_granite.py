@@ -18,7 +18,7 @@ from model.runtime import Runtime
 
 def build_random_granite(runtime: Runtime, seed: int = 0, *, prepare: bool = True) -> LoadedModel:
     """Build the real-size model on `runtime.device` in `runtime.dtype` (random weights), its
-    weights quantized and packed as the loader would (`prepare=False`: left as transformers
+    weights prepared as the loader prepares them (`prepare=False`: left as transformers
     builds them, the stock baseline)."""
     from transformers import AutoTokenizer, GraniteMoeConfig, GraniteMoeForCausalLM
 

@@ -243,18 +243,24 @@ class Engine:
 
     @contextmanager
     def _prefilled(self, prompt: str, prefix: str, cancel: threading.Event | None, reserve: int):
-        """A KV cache holding `prefix + prompt`, the prefix taken from the prefix cache when it is
-        there. On exit the prefix goes back into the prefix cache, if it was prefilled whole."""
+        """A KV cache holding `prefix + prompt`, the prefix (and the part of the prompt a previous
+        request on it shared) taken from the prefix cache when it is there. On exit the prefix
+        and this prompt go back into the prefix cache, if the prefix was prefilled whole."""
         key = PrefixCache.key(prefix) if prefix else ""
         entry = self.prefix_cache.take(key) if prefix else None
-        cached_tokens = len(entry.ids) if entry else 0
         rest = list(self.tokenizer.encode(prompt, add_special_tokens=not prefix))
-        if prefix and entry is None:
+        cached_tokens = 0
+        if entry is not None:
+            entry.tail = rest[: entry.reusable(rest)]  # what the cache still holds after cropping
+            crop_to(entry.cache, entry.length)
+            cached_tokens = entry.length
+            rest = rest[len(entry.tail) :]
+        elif prefix:
             ids = self.encode(prefix)
             room = len(ids) + len(rest) + reserve + PREFIX_SLACK  # later questions fit without a copy
             entry = CachedPrefix(ids, new_cache(self.model.config, room), 0)
         try:
-            total = (len(entry.ids) if entry else 0) + len(rest)
+            total = (entry.length if entry else 0) + len(rest)
             if total == 0:
                 raise ValueError("there is nothing to read: the prompt is empty")
             if total + reserve > self.context_limit:
@@ -268,9 +274,11 @@ class Engine:
                 self._prefill(entry.ids, cache, cancel)
                 entry.nbytes = cache_nbytes(cache)
             logits = self._prefill(rest, cache, cancel) if rest else self._forward_last_token(entry, cache)
+            if entry is not None:
+                entry.tail += rest  # now in the cache too
             yield _Prefilled(cache, logits, total, cached_tokens)
         finally:
-            if entry is not None and entry.nbytes and holds_prefix(entry.cache, len(entry.ids)):
+            if entry is not None and entry.nbytes and holds_prefix(entry.cache, entry.length):
                 self.prefix_cache.give_back(key, entry)
 
     def _forward_last_token(self, entry: CachedPrefix, cache: DynamicCache) -> torch.Tensor:

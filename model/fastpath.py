@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 
 from model import attention
-from model.kernels import linear_forward, uses_onednn
+from model.kernels import linear_forward, speeds_up
 from model.moe import fast_experts_forward
 
 
@@ -29,7 +29,7 @@ class FastPath:
         for module in model.modules():
             if type(module).__name__ == "GraniteMoeExperts" and hasattr(module, "gate_up_proj"):
                 self.swaps.append((module, fast_experts_forward))
-            elif type(module) is torch.nn.Linear and uses_onednn(module.weight):
+            elif type(module) is torch.nn.Linear and speeds_up(module.weight):
                 self.swaps.append((module, linear_forward))
         self.config = model.config
         self.attention = attention.NAME if attention.applies_to(model) else None

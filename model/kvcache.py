@@ -2,8 +2,10 @@
 requests on the same document, with a memory cap and least-recently-used eviction.
 
 An entry is taken out while a request uses it (so two requests never extend the same cache),
-then cropped back to the prefix and put back. Cropping only slices: the prefix's tensors are
-never copied or changed, because the cache appends by concatenation.
+then cropped back to the prefix and the request's prompt, and put back. The prompt is kept
+because follow-up questions share most of it (the task's instructions before the question
+itself): the next request prefills only from the first token where its prompt differs. Cropping
+only moves the end: the kept positions are never copied or changed, later writes go after them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,8 +27,24 @@ PREFIX_SLACK = 1024  # positions kept free in a cached prefix: room for the next
 @dataclass
 class CachedPrefix:
     ids: list[int]  # the prefix's token ids
-    cache: Any  # a transformers DynamicCache holding exactly len(ids) positions
+    cache: Any  # a transformers DynamicCache holding the prefix's positions, then the tail's
     nbytes: int
+    tail: list[int] = field(default_factory=list)  # the last request's prompt ids after the prefix
+
+    @property
+    def length(self) -> int:
+        """Positions the cache holds that are worth keeping: the prefix and the tail."""
+        return len(self.ids) + len(self.tail)
+
+    def reusable(self, rest: list[int]) -> int:
+        """How many leading ids of `rest` (a prompt after this prefix) the tail already holds,
+        leaving at least one to feed (its logits start the answer)."""
+        shared = 0
+        for cached, wanted in zip(self.tail, rest[:-1], strict=False):
+            if cached != wanted:
+                break
+            shared += 1
+        return shared
 
 
 class PrefixCache:
@@ -60,8 +78,9 @@ class PrefixCache:
             return entry
 
     def give_back(self, key: str, entry: CachedPrefix) -> None:
-        """Crop `entry` to its prefix and store it as the most recently used; evict to fit the cap."""
-        crop_to(entry.cache, len(entry.ids))
+        """Crop `entry` to its prefix and tail and store it as the most recently used; evict to fit
+        the cap."""
+        crop_to(entry.cache, entry.length)
         entry.nbytes = compact(entry.cache)
         if entry.nbytes > self.max_bytes:
             return  # larger than the whole cache: not kept

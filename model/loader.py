@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from model import native
 from model.checkpoints import TINY_RANDOM, tiny_random_path
-from model.moe import ATTENTION_PROJECTIONS
-from model.packed import pack_for_cpu, packed_bytes
+from model.kernels import runs_fp32_on_cpu
 from model.quant4 import Packed, quantize_4bit
 from model.quant8 import Int8Matrix, quantize_int8
 from model.runtime import Runtime
@@ -89,18 +89,19 @@ def load_model(model_id: str, runtime: Runtime) -> LoadedModel:
 
 
 def prepare_weights(model: Any, runtime: Runtime) -> None:
-    """Quantize and pack the weights of a freshly built `model` in place, as `runtime` says."""
+    """Quantize the weights of a freshly built `model` in place, as `runtime` says, and get the
+    native CPU kernels ready for fp32 on the CPU (compiled now, not during the first request)."""
     if runtime.quantization != "none":
         _quantize(model, runtime.quantization)
-    pack_for_cpu(model, ATTENTION_PROJECTIONS)  # fp32 on the CPU only; after int8 (made from unpacked weights)
+    if runs_fp32_on_cpu(model):
+        native.kernels()
 
 
 def weight_bytes(model: Any) -> int:
-    """Memory of the weights as stored: parameters, 4-bit and int8 weight buffers, and the
-    oneDNN-packed fp32 matrices."""
+    """Memory of the weights as stored: parameters and the 4-bit and int8 weight buffers."""
     parameters = sum(p.numel() * p.element_size() for p in model.parameters())
     stores = [m for m in model.modules() if isinstance(m, (Packed, Int8Matrix))]
-    return parameters + sum(b.numel() * b.element_size() for m in stores for b in m.buffers()) + packed_bytes(model)
+    return parameters + sum(b.numel() * b.element_size() for m in stores for b in m.buffers())
 
 
 def _quantize(model: Any, kind: str) -> None:

@@ -2,8 +2,9 @@
 
 The stock layer builds a one-hot mask over all experts for every call and then, per expert,
 searches that mask for its tokens. Here:
-- decode (one token): the token's top-k experts are applied directly, as views of the expert
-  weights, so only those experts' weights are read and nothing is searched;
+- decode (one token): only the token's top-k experts are applied, so only their weights are read
+  and nothing is searched; for fp32 on the CPU all k experts run in one native call
+  (`model.native`), which streams their weights at the memory's speed;
 - prefill (many tokens): the (token, slot) pairs are sorted by expert once, so every expert runs
   one matrix product over a contiguous block of its tokens.
 Outputs match the stock layer up to float rounding (a test checks it). The engine swaps this in
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from model import native
 from model.kernels import linear
 
 
@@ -22,6 +24,10 @@ def fast_experts_forward(
 ) -> torch.Tensor:
     """hidden_states (tokens, hidden); top_k_index, top_k_weights (tokens, k) -> (tokens, hidden)."""
     if hidden_states.shape[0] == 1:
+        if _native_one_token(self, hidden_states):
+            return native.kernels().moe_one_token(
+                hidden_states, self.gate_up_proj, self.down_proj, top_k_index[0], top_k_weights[0]
+            )
         return _one_token(self, hidden_states, top_k_index[0].tolist(), top_k_weights[0])
     return _grouped(self, hidden_states, top_k_index, top_k_weights)
 
@@ -32,6 +38,17 @@ def expert_output(self, expert: int, states: torch.Tensor, decode: bool = False)
         return self.apply_expert(expert, states, decode)
     gate, up = linear(states, self.gate_up_proj[expert]).chunk(2, dim=-1)
     return linear(self.act_fn(gate) * up, self.down_proj[expert])
+
+
+def _native_one_token(self, state: torch.Tensor) -> bool:
+    """Whether the native kernel applies: the stock fp32 expert tensors, SiLU, on the CPU."""
+    return (
+        not hasattr(self, "apply_expert")
+        and isinstance(self.act_fn, torch.nn.SiLU)
+        and native.applies(self.down_proj[0], state)
+        and self.gate_up_proj.is_contiguous()
+        and self.down_proj.is_contiguous()
+    )
 
 
 def _one_token(self, state: torch.Tensor, experts: list[int], weights: torch.Tensor) -> torch.Tensor:

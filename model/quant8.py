@@ -51,7 +51,7 @@ class DualExperts(nn.Module):
 
     def __init__(self, experts: nn.Module):
         super().__init__()
-        self.experts = experts  # the fp32 weights, for prefill (model.packed may pack them)
+        self.experts = experts  # the fp32 weights, for prefill
         self.num_experts = experts.num_experts
         self.act_fn = experts.act_fn
         self.gate_up = nn.ModuleList(Int8Matrix(m) for m in experts.gate_up_proj.data)

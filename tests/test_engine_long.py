@@ -33,15 +33,20 @@ def test_prefix_cache_reuses_the_document_and_changes_nothing(tiny_loaded, engin
     expected = uncached.generate(QUESTION + TAIL, prefix=DOC, max_new_tokens=30)
     first = engine.generate(QUESTION + TAIL, prefix=DOC, max_new_tokens=30)
     second = engine.generate(QUESTION + TAIL, prefix=DOC, max_new_tokens=30)
-    assert first.cached_tokens == 0 and second.cached_tokens == len(engine.encode(DOC)) > 100
+    document_tokens = len(engine.encode(DOC))
+    prompt_tokens = len(engine.tokenizer.encode(QUESTION + TAIL, add_special_tokens=False))
+    assert first.cached_tokens == 0
+    assert second.cached_tokens == document_tokens + prompt_tokens - 1  # all but the token that starts the answer
     assert first.text == second.text == expected.text
     assert uncached.prefix_cache.hits == 0 and len(uncached.prefix_cache) == 0
-    other = engine.generate("\nQuestion: How many employees?\nAnswer:" + TAIL, prefix=DOC, max_new_tokens=10)
-    assert other.cached_tokens == second.cached_tokens
-    assert (
-        other.text
-        == uncached.generate("\nQuestion: How many employees?\nAnswer:" + TAIL, prefix=DOC, max_new_tokens=10).text
-    )
+    follow_up = "\nQuestion: How many employees?\nAnswer:" + TAIL
+    other = engine.generate(follow_up, prefix=DOC, max_new_tokens=10)
+    assert document_tokens < other.cached_tokens < second.cached_tokens  # "\nQuestion:" is shared, the rest is new
+    assert other.text == uncached.generate(follow_up, prefix=DOC, max_new_tokens=10).text
+    unrelated = "Summary of the document above:"
+    assert engine.generate(unrelated, prefix=DOC, max_new_tokens=10).cached_tokens == document_tokens
+    again = engine.generate(QUESTION + TAIL, prefix=DOC, max_new_tokens=30)
+    assert again.text == expected.text
 
 
 def test_prefix_cache_has_a_cap_and_evicts_the_least_recently_used(tiny_loaded):
@@ -73,6 +78,30 @@ def test_a_failure_mid_prefill_does_not_poison_the_cache(tiny_loaded, engine):
         handle.remove()
     reference = Engine(tiny_loaded, prefix_cache_bytes=0).generate(QUESTION, prefix=DOC, max_new_tokens=20)
     assert engine.generate(QUESTION, prefix=DOC, max_new_tokens=20).text == reference.text
+
+
+def test_a_failure_after_the_shared_prompt_keeps_the_cache_correct(tiny_loaded):
+    engine = Engine(tiny_loaded, prefill_chunk=4)
+    engine.generate(QUESTION, prefix=DOC, max_new_tokens=3)
+    calls = {"n": 0}
+
+    def fail_on_second_chunk(module, args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("transient failure")
+
+    follow_up = "\nQuestion: How many employees were there on the first day?\nAnswer:"
+    handle = tiny_loaded.model.model.layers[0].register_forward_pre_hook(fail_on_second_chunk)
+    try:
+        with pytest.raises(RuntimeError, match="transient failure"):
+            engine.generate(follow_up, prefix=DOC, max_new_tokens=5)
+    finally:
+        handle.remove()
+    reference = Engine(tiny_loaded, prefix_cache_bytes=0)
+    for prompt in (follow_up, QUESTION):
+        result = engine.generate(prompt, prefix=DOC, max_new_tokens=20)
+        assert result.cached_tokens > 0
+        assert result.text == reference.generate(prompt, prefix=DOC, max_new_tokens=20).text
 
 
 def test_scores_are_log_likelihoods(engine):

@@ -1,4 +1,4 @@
-"""The engine's fast path (model.fastpath): oneDNN products, mask-free attention, the swap."""
+"""The engine's fast path (model.fastpath): native and oneDNN products, mask-free attention, the swap."""
 
 import copy
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from model import kernels
+from model import kernels, native
 from model.attention import NAME, engine_attention
 from model.fastpath import FastPath
 
@@ -30,7 +30,7 @@ def test_attention_matches_transformers_sdpa_with_its_mask(past, new):
     assert torch.allclose(ours, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("rows", [1, 3, kernels.ONEDNN_MAX_ROWS, kernels.ONEDNN_MAX_ROWS + 1])
+@pytest.mark.parametrize("rows", [1, 2, 3, 12, 13, native.MAX_ROWS, native.MAX_ROWS + 1, 300])
 def test_linear_matches_f_linear(rows):
     torch.manual_seed(rows)
     states, weight, bias = torch.randn(1, rows, 64), torch.randn(48, 64), torch.randn(48)
@@ -39,6 +39,65 @@ def test_linear_matches_f_linear(rows):
         assert torch.allclose(kernels.linear(states, weight, bias), F.linear(states, weight, bias), atol=1e-5)
         transposed = torch.randn(64, 48).t()  # a non-contiguous weight
         assert torch.allclose(kernels.linear(states[0], transposed), F.linear(states[0], transposed), atol=1e-5)
+        odd = torch.randn(48, 40)  # an inner size the native kernel does not take
+        assert torch.allclose(kernels.linear(states[..., :40], odd), F.linear(states[..., :40], odd), atol=1e-5)
+
+
+def test_the_native_kernels_build_here():
+    """This machine has a compiler: the native kernels must build (and pass their self-check), or
+    every speed figure in the README is wrong. Elsewhere they may be missing; the fallback is
+    tested below."""
+    assert native.kernels() is not None
+
+
+@pytest.mark.parametrize("rows", [1, 7, 16])
+def test_native_small_linear_matches_torch_on_real_sizes(rows):
+    torch.manual_seed(rows)
+    weight, states = torch.randn(1024, 512), torch.randn(rows, 512)
+    expected = states @ weight.T
+    ours = native.kernels().small_linear(states, weight)
+    assert ours.shape == expected.shape
+    assert torch.allclose(ours, expected, atol=1e-3, rtol=1e-4)
+
+
+def test_native_moe_one_token_matches_the_expert_loop():
+    from model.moe import _one_token
+
+    torch.manual_seed(3)
+    experts = _Experts(num_experts=6, hidden=64, inner=32)
+    state, chosen, weights = torch.randn(1, 64), torch.tensor([4, 1, 5]), torch.rand(3)
+    with torch.inference_mode():
+        expected = _one_token(experts, state, chosen.tolist(), weights)
+        ours = native.kernels().moe_one_token(state, experts.gate_up_proj, experts.down_proj, chosen, weights)
+    assert torch.allclose(ours, expected, atol=1e-5)
+    with pytest.raises(RuntimeError, match="out of range"):
+        native.kernels().moe_one_token(state, experts.gate_up_proj, experts.down_proj, torch.tensor([6]), weights[:1])
+
+
+def test_switched_off_native_kernels_fall_back_to_the_same_results(monkeypatch, tiny_loaded):
+    model = tiny_loaded.model
+    ids = torch.tensor([[5, 17, 99, 311, 42, 7, 1000, 3]])
+
+    def last_logits() -> list[torch.Tensor]:  # one row per product: the native kernels' case
+        with torch.inference_mode(), FastPath(model):
+            return [model(input_ids=ids[:, :n]).logits[:, -1] for n in range(1, ids.shape[1] + 1)]
+
+    with_native = last_logits()
+    monkeypatch.setenv(native.SWITCH, "0")
+    assert native.kernels() is None
+    with torch.inference_mode():
+        assert not native.applies(torch.randn(4, 64), torch.randn(1, 64))
+    for a, b in zip(with_native, last_logits(), strict=True):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+class _Experts(torch.nn.Module):
+    def __init__(self, num_experts: int, hidden: int, inner: int):
+        super().__init__()
+        self.num_experts = num_experts
+        self.gate_up_proj = torch.nn.Parameter(torch.randn(num_experts, 2 * inner, hidden) / 8)
+        self.down_proj = torch.nn.Parameter(torch.randn(num_experts, hidden, inner) / 8)
+        self.act_fn = torch.nn.SiLU()
 
 
 def test_the_fast_path_swaps_in_and_restores_everything(tiny_stock):
@@ -47,8 +106,7 @@ def test_the_fast_path_swaps_in_and_restores_everything(tiny_stock):
     linears = [module for module in model.modules() if type(module) is torch.nn.Linear]
     assert fast.attention == NAME  # fp32 on the CPU
     swapped = {id(module) for module, _ in fast.swaps}
-    if kernels.ONEDNN:
-        assert all(id(module) in swapped for module in linears)
+    assert all(id(module) in swapped for module in linears)
     with fast:
         with fast:  # re-entered by a second stream
             assert model.config._attn_implementation == NAME
@@ -62,33 +120,20 @@ def test_bf16_models_keep_the_stock_attention(tiny_stock):
     model = copy.deepcopy(tiny_stock).to(torch.bfloat16)
     fast = FastPath(model)
     assert fast.attention is None
-    assert not any(type(module) is torch.nn.Linear for module, _ in fast.swaps)  # oneDNN path is fp32 only
+    assert not any(type(module) is torch.nn.Linear for module, _ in fast.swaps)  # the faster products are fp32 only
 
 
-def test_the_loaded_model_has_packed_weights_that_compute_what_stock_computes(tiny_loaded, tiny_stock):
+def test_the_loaded_model_computes_what_stock_computes_through_the_fast_path(tiny_loaded, tiny_stock):
     from model.loader import weight_bytes
-    from model.packed import PackedExperts, PackedLinear
 
-    if not kernels.ONEDNN:
-        pytest.skip("this torch build has no oneDNN")
     model = tiny_loaded.model
-    assert sum(isinstance(module, PackedExperts) for module in model.modules()) == 2
-    assert sum(isinstance(module, PackedLinear) for module in model.modules()) == 2 * 4  # q, k, v, o
-    assert weight_bytes(model) == weight_bytes(tiny_stock)  # packing replaces, it does not add
+    assert weight_bytes(model) == weight_bytes(tiny_stock)
     ids = torch.tensor([[5, 17, 99, 311, 42, 7, 1000, 3]])
     with torch.inference_mode():
         expected = tiny_stock(input_ids=ids).logits
-        assert torch.allclose(model(input_ids=ids).logits, expected, atol=1e-4)
+        with FastPath(model):
+            assert torch.allclose(model(input_ids=ids).logits, expected, atol=1e-4)
+            for n in range(1, ids.shape[1] + 1):  # one row at a time goes through the native kernels
+                last = model(input_ids=ids[:, :n]).logits[:, -1]
+                assert torch.allclose(last, expected[:, n - 1], atol=1e-4)
         assert torch.allclose(copy.deepcopy(model)(input_ids=ids).logits, expected, atol=1e-4)
-
-
-def test_packed_linears_compute_what_nn_linear_computes():
-    from model.packed import PackedLinear
-
-    if not kernels.ONEDNN:
-        pytest.skip("this torch build has no oneDNN")
-    linear = torch.nn.Linear(64, 48)
-    packed = PackedLinear(linear)
-    states = torch.randn(2, 5, 64)
-    with torch.inference_mode():
-        assert torch.allclose(packed(states), linear(states), atol=1e-5)

@@ -1,0 +1,117 @@
+"""The project's own CPU kernels (`model/cpu_kernels.cpp`), compiled on first use.
+
+They make the products of a handful of rows (decode, a question on a cached document) stream
+the weights at the memory's speed; `model.kernels` and `model.moe` use them for fp32 on the CPU.
+The first call compiles them with the machine's C++ compiler (about half a minute, once: torch
+keeps the build under `TORCH_EXTENSIONS_DIR`, by default `~/.cache/torch_extensions`) for the
+instructions of the CPU it runs on. Where that is impossible (no compiler, an unsupported
+platform) or `GRANITE_LONGDOC_NATIVE=0` is set, `kernels()` returns None and the callers use
+oneDNN or torch's own products instead: slower, never wrong.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import platform
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+SWITCH = "GRANITE_LONGDOC_NATIVE"
+SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
+MAX_ROWS = 16  # above this many rows oneDNN's blocked products are faster (benchmarks/generation.py)
+_build_lock = threading.Lock()
+
+
+def enabled() -> bool:
+    """Whether the environment allows the native kernels (`GRANITE_LONGDOC_NATIVE=0` turns them off)."""
+    return os.environ.get(SWITCH, "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
+def kernels() -> ModuleType | None:
+    """The compiled kernels, or None where they are switched off or cannot be built here."""
+    if not enabled():
+        return None
+    with _build_lock:
+        return _build()
+
+
+def applies(weight: torch.Tensor, states: torch.Tensor) -> bool:
+    """Whether the native small product handles `states @ weight.T`."""
+    rows = states.numel() // max(states.shape[-1], 1)
+    return (
+        rows <= MAX_ROWS
+        and weight.device.type == "cpu"
+        and weight.dtype == torch.float32
+        and states.dtype == torch.float32
+        and weight.dim() == 2
+        and weight.shape[1] % 16 == 0
+        and weight.is_contiguous()
+        and not torch.is_grad_enabled()
+        and kernels() is not None
+    )
+
+
+@functools.cache
+def _build() -> ModuleType | None:
+    if platform.machine().lower() not in {"x86_64", "amd64", "aarch64", "arm64"}:
+        logger.info("no native CPU kernels for %s; using oneDNN/torch products", platform.machine())
+        return None
+    try:
+        from torch.utils.cpp_extension import load
+
+        logger.info("loading the native CPU kernels (the first time on a machine compiles them: about half a minute)")
+        module = load(
+            name=f"granite_longdoc_cpu_{_machine_tag()}",
+            sources=[str(SOURCE)],
+            extra_cflags=["-O3", "-march=native", "-fopenmp"],
+            extra_ldflags=["-fopenmp"],
+            verbose=False,
+        )
+        _self_check(module)
+        return module
+    except Exception as error:  # no compiler, no ninja, a failed self-check: fall back, say why once
+        logger.warning("native CPU kernels unavailable (%s); using oneDNN/torch products", _first_line(error))
+        return None
+
+
+def _machine_tag() -> str:
+    """A short hash of the CPU's features: a build for one CPU (-march=native) must not be
+    reused by a different one sharing the same cache folder."""
+    try:
+        flags = next(
+            line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith(("flags", "Features"))
+        )
+    except (OSError, StopIteration):
+        flags = platform.processor() or platform.machine()
+    return hashlib.sha256(f"{flags}|{torch.__version__}".encode()).hexdigest()[:10]
+
+
+def _self_check(module: ModuleType) -> None:
+    """Compare both kernels with torch on small random inputs before trusting the build."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(40, 64, generator=generator)
+    for rows in (1, 3, 13):
+        states = torch.randn(rows, 64, generator=generator)
+        if not torch.allclose(module.small_linear(states, weight), states @ weight.T, atol=1e-4):
+            raise RuntimeError(f"small_linear disagrees with torch for {rows} rows")
+    gate_up, down = torch.randn(4, 64, 32, generator=generator), torch.randn(4, 32, 32, generator=generator)
+    state, chosen, scale = torch.randn(1, 32, generator=generator), torch.tensor([2, 0]), torch.tensor([0.7, 0.3])
+    expected = torch.zeros(1, 32)
+    for expert, weight_of in zip(chosen.tolist(), scale.tolist(), strict=True):
+        gate, up = (state @ gate_up[expert].T).chunk(2, dim=-1)
+        expected += weight_of * ((torch.nn.functional.silu(gate) * up) @ down[expert].T)
+    if not torch.allclose(module.moe_one_token(state, gate_up, down, chosen, scale), expected, atol=1e-4):
+        raise RuntimeError("moe_one_token disagrees with torch")
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:300]
