@@ -40,11 +40,14 @@ def expert_output(self, expert: int, states: torch.Tensor, decode: bool = False)
     return linear(self.act_fn(gate) * up, self.down_proj[expert])
 
 
+_SILU = {"SiLU", "SiLUActivation"}  # torch's and transformers' (ACT2FN["silu"])
+
+
 def _native_one_token(self, state: torch.Tensor) -> bool:
     """Whether the native kernel applies: the stock fp32 expert tensors, SiLU, on the CPU."""
     return (
         not hasattr(self, "apply_expert")
-        and isinstance(self.act_fn, torch.nn.SiLU)
+        and type(self.act_fn).__name__ in _SILU
         and native.applies(self.down_proj[0], state)
         and self.gate_up_proj.is_contiguous()
         and self.down_proj.is_contiguous()

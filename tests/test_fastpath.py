@@ -74,6 +74,14 @@ def test_native_moe_one_token_matches_the_expert_loop():
         native.kernels().moe_one_token(state, experts.gate_up_proj, experts.down_proj, torch.tensor([6]), weights[:1])
 
 
+def test_the_models_experts_take_the_native_one_token_path(tiny_loaded):
+    from model.moe import _native_one_token
+
+    experts = [module for module in tiny_loaded.model.modules() if type(module).__name__ == "GraniteMoeExperts"]
+    with torch.inference_mode():
+        assert experts and all(_native_one_token(module, torch.randn(1, module.hidden_dim)) for module in experts)
+
+
 def test_switched_off_native_kernels_fall_back_to_the_same_results(monkeypatch, tiny_loaded):
     model = tiny_loaded.model
     ids = torch.tensor([[5, 17, 99, 311, 42, 7, 1000, 3]])
