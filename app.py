@@ -1,10 +1,12 @@
 """Granite Long-Doc: the entry point for Hugging Face Spaces and the command line.
 
     python app.py [--model ID|PATH|tiny-random] [--quant ...] [--device ...]   serve the web UI
+        [--host H] [--port P] [--share] [--auth USER:PASSWORD] [--max-file-mb N] [--max-queue N]
     python app.py info FILE...               pages, tokens, language, budget, strategies, wait
     python app.py text FILE...               the normalized text, with page markers
     python app.py summarize FILE...          stream a summary
     python app.py ask FILE... "QUESTION"     stream an answer, with sources
+    python app.py prompt FILE... "INSTRUCTION"   run your own instruction, with sources
     python app.py extract FILE... --fields title,author,date | --schema SCHEMA.json
     python app.py classify FILE... --labels invoice,contract,report
 
@@ -26,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.launch import DEFAULT_MAX_FILE_MB, DEFAULT_MAX_QUEUE
 from model.checkpoints import DEFAULT_MODEL_ID
 from model.runtime import DEVICE_CHOICES, QUANT_CHOICES, decide_runtime, detect_hardware
 from tasks.budget import STRATEGY_CHOICES
@@ -37,7 +40,7 @@ from tasks.workbench import Workbench
 
 logger = logging.getLogger("granite_longdoc")
 EXIT_USAGE = 2
-TASK_COMMANDS = ("summarize", "ask", "extract", "classify")
+TASK_COMMANDS = ("summarize", "ask", "extract", "classify", "prompt")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve = parser.add_argument_group("web UI")
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port to listen on (default 7860)")
-    serve.add_argument("--share", action="store_true", help="also create a public gradio.live link")
+    serve.add_argument("--share", action="store_true", help="also create a public gradio.live link (needs internet)")
+    serve.add_argument(
+        "--auth",
+        default=None,
+        metavar="USER:PASSWORD",
+        help="require sign-in (several pairs separated by commas; or set GRANITE_LONGDOC_AUTH)",
+    )
+    serve.add_argument(
+        "--max-file-mb", type=float, default=DEFAULT_MAX_FILE_MB, help="largest upload accepted, in MB (default 50)"
+    )
+    serve.add_argument(
+        "--max-queue",
+        type=int,
+        default=DEFAULT_MAX_QUEUE,
+        help="requests that may wait for the model; more are turned away with a message (default 16)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     subs = {
         "info": commands.add_parser("info", help="pages, tokens, language, budget and strategies of files"),
@@ -57,10 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         "ask": commands.add_parser("ask", help="answer a question about files"),
         "extract": commands.add_parser("extract", help="extract fields as JSON"),
         "classify": commands.add_parser("classify", help="classify files into one of several labels"),
+        "prompt": commands.add_parser("prompt", help="run your own instruction on files"),
     }
     for sub in subs.values():
         sub.add_argument("files", nargs="+", metavar="FILE", help="PDF, DOCX, HTML, TXT or Markdown files")
     subs["ask"].add_argument("question")
+    subs["prompt"].add_argument("instruction")
     fields = subs["extract"].add_mutually_exclusive_group(required=True)
     fields.add_argument("--fields", help="comma-separated field names, e.g. title,author,date")
     fields.add_argument("--schema", help="a JSON schema of an object: a file path or inline JSON")
@@ -120,12 +140,15 @@ def build_workbench(args: argparse.Namespace) -> Workbench:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from app.launch import serve_options
     from app.ui import CSS, build_ui
 
+    # Checked before the model loads, so a wrong option (or --share without network) fails at once.
+    options = serve_options(args.host, args.port, args.share, args.auth, args.max_file_mb, args.max_queue)
     workbench = build_workbench(args)
     demo = build_ui(workbench)
-    demo.queue(default_concurrency_limit=1)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS)
+    demo.queue(**options.queue_kwargs())
+    demo.launch(**options.launch_kwargs(), css=CSS)
     return 0
 
 
@@ -169,6 +192,8 @@ def run_task(args: argparse.Namespace) -> int:
         events = workbench.summarize(args.files, options)
     elif args.command == "ask":
         events = workbench.ask(args.files, args.question, options)
+    elif args.command == "prompt":
+        events = workbench.custom(args.files, args.instruction, options)
     elif args.command == "extract":
         spec = spec_from_fields(args.fields) if args.fields else spec_from_schema(_read_schema(args.schema))
         events = workbench.extract(args.files, spec, options)

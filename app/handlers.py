@@ -7,10 +7,15 @@ message the CLI prints.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from html import escape
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -18,13 +23,20 @@ import gradio as gr
 from tasks.errors import UserError
 from tasks.events import Event, Progress, TaskResult, TextDelta
 from tasks.pipeline import TaskOptions
-from tasks.workbench import Workbench
+from tasks.workbench import DocumentCard, Workbench
 
 logger = logging.getLogger(__name__)
 
 Outputs = tuple[str, str, str, dict[str, Any]]  # (text, status line, sources as Markdown, details)
 DEMO_NOTE = "tiny-random is a random demo model: its text is meaningless."
 STRATEGY_NAMES = {"full": "whole document", "map-reduce": "map-reduce over sections", "retrieval": "best passages"}
+TASK_NAMES = {
+    "summarize": "Summarize",
+    "ask": "Ask",
+    "extract": "Extract",
+    "classify": "Classify",
+    "custom": "Custom prompt",
+}
 
 
 @contextmanager
@@ -72,38 +84,107 @@ def make_options(
 
 
 def describe_documents(workbench: Workbench, documents: list[str] | None, options: TaskOptions) -> tuple[str, dict]:
-    """The document card: names, pages, language, tokens against the budget, strategies, wait."""
+    """One card per document (name, pages, language, tokens, a gauge of its tokens against the
+    budget) and, for several, a card for them together; each with the strategy every task will
+    use. Returns (HTML, JSON)."""
     if not documents:
-        return "No documents yet. Upload PDF, DOCX, HTML, TXT or Markdown files.", {}
+        return EMPTY_CARDS, {}
     with user_errors():
-        card = workbench.card(workbench.read(file_list(documents)), options)
-    lines = [
-        f"**{card.name}**",
-        f"{card.pages:,} page{'s' if card.pages != 1 else ''} · {card.characters:,} characters · "
-        f"language: {card.language or 'unknown'} · "
-        + ("tokens: unknown" if card.tokens is None else f"{card.tokens:,} tokens"),
-        card.note,
-    ]
-    if card.strategies:
-        lines.append("Strategies: " + ", ".join(f"{task}: {STRATEGY_NAMES[s]}" for task, s in card.strategies.items()))
-        lines.append(f"Expected wait for a summary: {card.expected_wait}")
-    return "  \n".join(lines), card.to_json()
+        loaded = workbench.read(file_list(documents))
+        cards = [workbench.card([document], options) for document in loaded]
+        together = workbench.card(loaded, options) if len(loaded) > 1 else cards[0]
+    html = "".join(_card_html(card) for card in cards)
+    if len(loaded) > 1:
+        html += _card_html(together, title=f"All {len(loaded)} documents together")
+    html += _strategies_html(together)
+    data = {**together.to_json(), "documents": [card.to_json() for card in cards]}
+    return f'<div class="doc-cards">{html}</div>', data
 
 
-def stream_outputs(workbench: Workbench, run: Callable[[], Iterator[Event]]) -> Iterator[Outputs]:
-    """Drive a task and yield (text so far, status, sources, details) after each event."""
-    text, status = "", "Starting…"
+EMPTY_CARDS = (
+    '<div class="doc-cards empty">No documents yet. Upload PDF, DOCX, HTML, TXT or Markdown files, '
+    "or try an example.</div>"
+)
+
+
+def _card_html(card: DocumentCard, title: str | None = None) -> str:
+    pages = f"{card.pages:,} page{'s' if card.pages != 1 else ''}"
+    tokens = "tokens: unknown" if card.tokens is None else f"{card.tokens:,} tokens"
+    facts = f"{pages} · {card.characters:,} characters · language: {card.language or 'unknown'} · {tokens}"
+    return (
+        f'<div class="doc-card"><div class="doc-name">{escape(title or card.name)}</div>'
+        f'<div class="doc-facts">{escape(facts)}</div>{_gauge_html(card)}'
+        f'<div class="doc-note">{escape(card.note)}</div></div>'
+    )
+
+
+def _gauge_html(card: DocumentCard) -> str:
+    if card.tokens is None or not card.budget:
+        return ""
+    share = card.tokens / card.budget
+    state = "fits" if share <= 1 else "over"
+    width = min(100.0, share * 100)
+    label = f"{card.tokens:,} / {card.budget:,} tokens of the context budget ({share:.0%})"
+    return (
+        f'<div class="gauge {state}" role="meter" aria-valuenow="{card.tokens}" aria-valuemax="{card.budget}" '
+        f'title="{escape(label)}"><div class="gauge-fill" style="width:{width:.1f}%"></div></div>'
+        f'<div class="gauge-label">{escape(label)}</div>'
+    )
+
+
+def _strategies_html(card: DocumentCard) -> str:
+    if not card.strategies:
+        return ""
+    rows = "".join(
+        f"<li><b>{escape(TASK_NAMES.get(task, task))}</b>: {escape(STRATEGY_NAMES.get(strategy, strategy))}</li>"
+        for task, strategy in card.strategies.items()
+    )
+    wait = f'<div class="doc-note">Expected wait for a summary: {escape(card.expected_wait or "unknown")}</div>'
+    return f'<div class="doc-card strategies"><div class="doc-name">Each task will use</div><ul>{rows}</ul>{wait}</div>'
+
+
+Report = Callable[[Progress], None]
+
+
+def stream_outputs(
+    workbench: Workbench, run: Callable[[], Iterator[Event]], report: Report | None = None
+) -> Iterator[Outputs]:
+    """Drive a task and yield (text so far, steps, sources, details) after each event. Every
+    progress event becomes a named step (and, through `report`, the progress bar)."""
+    text, steps = "", Steps()
     with user_errors():
         for event in run():
             if isinstance(event, Progress):
-                status = event.message + "…"
+                steps.start(event.message)
+                if report is not None:
+                    report(event)
             elif isinstance(event, TextDelta):
                 text += event.text
-                status = "Writing…"
+                steps.start("Writing")
             elif isinstance(event, TaskResult):
-                yield event.text, final_status(event, workbench), sources_markdown(event), event.to_json()
+                details = event.to_json()
+                yield event.text, steps.finish(final_status(event, workbench)), sources_markdown(details), details
                 return
-            yield text, status, "", {}
+            yield text, steps.markdown(), "", {}
+
+
+class Steps:
+    """The named steps of a running task, shown as a list: done ones ticked, the current last."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def start(self, name: str) -> None:
+        if not self.names or self.names[-1] != name:
+            self.names.append(name)
+
+    def markdown(self) -> str:
+        done = [f"✓ {name}" for name in self.names[-6:-1]]
+        current = [f"▶ {self.names[-1]}…"] if self.names else ["Starting…"]
+        return "  \n".join(done + current)
+
+    def finish(self, status: str) -> str:
+        return "  \n".join([f"✓ {name}" for name in self.names[-6:]] + [status])
 
 
 def final_status(result: TaskResult, workbench: Workbench) -> str:
@@ -123,9 +204,9 @@ def final_status(result: TaskResult, workbench: Workbench) -> str:
     return status
 
 
-def sources_markdown(result: TaskResult) -> str:
-    """Sources with page numbers, verified quotes, map-reduce sections, unverified values."""
-    extra = result.extra
+def sources_markdown(extra: dict[str, Any]) -> str:
+    """Sources with page numbers, verified quotes, map-reduce sections, unverified values, from a
+    result's JSON."""
     lines: list[str] = []
     for source in extra.get("sources", []):
         lines.append(f"**{source['label']}**  \n{_blockquote(source['text'])}")
@@ -144,3 +225,42 @@ def sources_markdown(result: TaskResult) -> str:
 
 def _blockquote(text: str) -> str:
     return "\n".join("> " + line for line in (text or "(empty)").splitlines())
+
+
+def export_files(details: dict[str, Any] | None) -> tuple[str, str]:
+    """Write a finished result as Markdown and as JSON into a fresh private folder; return both paths."""
+    if not details or "task" not in details:
+        raise gr.Error("run a task first: there is nothing to export yet", print_exception=False)
+    folder = Path(tempfile.mkdtemp(prefix="granite-longdoc-export-"))
+    stem = _file_stem(f"{details['task']}-{details.get('document', {}).get('name', 'documents')}")
+    markdown_path, json_path = folder / f"{stem}.md", folder / f"{stem}.json"
+    markdown_path.write_text(result_markdown(details), encoding="utf-8")
+    json_path.write_text(json.dumps(details, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return str(markdown_path), str(json_path)
+
+
+def result_markdown(details: dict[str, Any]) -> str:
+    """A finished result as a Markdown document: what was asked, the answer, the sources, the run."""
+    task = TASK_NAMES.get(details["task"], details["task"])
+    document = details.get("document", {})
+    lines = [f"# {task}: {document.get('name', 'documents')}", ""]
+    for key, label in (("question", "Question"), ("prompt", "Instruction")):
+        if details.get(key):
+            lines += [f"**{label}:** {details[key]}", ""]
+    body = details.get("text", "")
+    lines += [f"```json\n{body}\n```" if details["task"] == "extract" else body, "", "## Sources", ""]
+    lines += [sources_markdown(details), "", "## Run", ""]
+    usage, timings = details.get("usage", {}), details.get("timings", {})
+    lines += [
+        f"- model: {details.get('model', 'unknown')}",
+        f"- strategy: {STRATEGY_NAMES.get(details.get('strategy'), details.get('strategy'))}",
+        f"- language: {details.get('language', 'unknown')}",
+        f"- {document.get('pages', 0):,} pages, {usage.get('prompt_tokens', 0):,} prompt tokens, "
+        f"{usage.get('generated_tokens', 0):,} new tokens, {timings.get('total_seconds', 0):.1f} s",
+        f"- finished: {details.get('finish_reason', 'unknown')}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _file_stem(text: str) -> str:
+    return re.sub(r"[^\w.-]+", "-", text, flags=re.UNICODE).strip("-.")[:80] or "result"

@@ -1,19 +1,27 @@
 """The Gradio UI: a thin layer over the Workbench. One small builder per panel or tab.
 
-Every task button is also a named API endpoint (`summarize`, `ask`, `extract`, `classify`,
-`info`) that takes the document files themselves, so one `gradio_client` call does a whole job
-without a UI session.
+Left: the uploads, example documents, and one card per document. Right: the output language and
+advanced settings, then the task tabs. Every task button is also a named API endpoint
+(`summarize`, `ask`, `extract`, `classify`, `custom`, plus `info` and `export`) that takes the
+document files themselves, so one `gradio_client` call does a whole job without a UI session.
+Everything a person does lives in their browser session (`gr.State`): the cancel switch of the
+running task and the Ask history; nothing is shared between sessions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
+from app.gpu import on_spaces_gpu
 from app.handlers import (
     DEMO_NOTE,
+    EMPTY_CARDS,
     describe_documents,
+    export_files,
     file_list,
     make_options,
     stream_outputs,
@@ -21,17 +29,30 @@ from app.handlers import (
 )
 from tasks.budget import STRATEGY_CHOICES
 from tasks.documents import SUPPORTED_SUFFIXES
+from tasks.events import Progress
 from tasks.extract import spec_from_fields, spec_from_schema
 from tasks.language import LANGUAGES
 from tasks.pipeline import MAX_NEW_TOKENS_LIMIT
 from tasks.workbench import Workbench
 
 TITLE = "Granite Long-Doc"
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 # All generating events share one queue slot: the model runs one generation at a time.
 ONE_AT_A_TIME = {"concurrency_id": "model", "concurrency_limit": 1}
 CSS = """
-#status-line {font-size: 0.9em; opacity: 0.85}
+#status-line, .steps {font-size: 0.9em; opacity: 0.85}
 #demo-warning {border-left: 4px solid #f59e0b; padding-left: 0.6em}
+.doc-cards {display: flex; flex-direction: column; gap: 8px}
+.doc-cards.empty {opacity: 0.8; font-size: 0.95em}
+.doc-card {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 10px;
+           background: var(--block-background-fill)}
+.doc-name {font-weight: 600; overflow-wrap: anywhere}
+.doc-facts, .doc-note, .gauge-label {font-size: 0.85em; opacity: 0.85}
+.gauge {height: 8px; border-radius: 4px; background: var(--border-color-primary); overflow: hidden;
+        margin: 6px 0 2px}
+.gauge-fill {height: 100%; background: #22c55e}
+.gauge.over .gauge-fill {background: #f59e0b}
+.doc-card.strategies ul {margin: 4px 0 2px 1.2em; padding: 0; font-size: 0.9em}
 """
 LANGUAGE_CHOICES = [("Auto: the document's language", "auto")] + [
     (f"{native} ({english})" if native != english else english, code) for code, (english, native) in LANGUAGES.items()
@@ -53,27 +74,74 @@ class Settings:
         return [self.language, self.max_new_tokens, self.temperature, self.strategy, self.budget]
 
 
+@dataclass
+class Page:
+    """What every tab needs: the workbench, the documents input, the settings and the session."""
+
+    workbench: Workbench
+    files: gr.File
+    settings: Settings
+    session: gr.State
+
+
+@dataclass
+class Output:
+    """A tab's result area."""
+
+    text: gr.components.Component
+    steps: gr.Markdown
+    sources: gr.Markdown
+    details: gr.JSON
+    export_markdown: gr.DownloadButton
+    export_json: gr.DownloadButton
+
+    @property
+    def streamed(self) -> list:
+        return [self.text, self.steps, self.sources, self.details]
+
+
 def build_ui(workbench: Workbench) -> gr.Blocks:
     """Build the whole page for `workbench` (nothing global: one page per workbench)."""
     with gr.Blocks(title=TITLE) as demo:
         session = gr.State({})  # per browser session: the cancel switch of its running task
         _header(workbench)
-        with gr.Row():
+        with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=320):
-                files, card = _documents_panel()
+                files = _uploads()
+                cards = (gr.HTML(EMPTY_CARDS, elem_id="document-cards"), gr.JSON(visible=False))
+            with gr.Column(scale=2, min_width=420):
                 settings = _settings_panel()
-            with gr.Column(scale=2):
+                page = Page(workbench, files, settings, session)
                 with gr.Tabs():
-                    _summarize_tab(workbench, files, settings, session)
-                    _ask_tab(workbench, files, settings, session)
-                    _extract_tab(workbench, files, settings, session)
-                    _classify_tab(workbench, files, settings, session)
-        _wire_card(workbench, files, card, settings)
+                    _summarize_tab(page)
+                    _ask_tab(page)
+                    _extract_tab(page)
+                    _classify_tab(page)
+                    _custom_tab(page)
+        _wire_cards(page, cards)
+        _export_endpoint()
     return demo
 
 
+def _export_endpoint() -> None:
+    """The `export` API endpoint: a task's JSON details in, its Markdown and JSON files out (the
+    page's Export buttons do the same for the result on screen)."""
+    details = gr.JSON(visible=False)
+    markdown_file, json_file = gr.File(visible=False), gr.File(visible=False)
+
+    def export(details: dict | None) -> tuple[str, str]:
+        """A finished result (the details JSON any task returns) as a Markdown file and a JSON file."""
+        return export_files(details)
+
+    trigger = gr.Button(visible=False)  # an endpoint needs an event; nothing on the page clicks this
+    trigger.click(export, inputs=[details], outputs=[markdown_file, json_file], api_name="export")
+
+
 def _header(workbench: Workbench) -> None:
-    gr.Markdown(f"# {TITLE}\nSummarize long documents, ask questions with page citations, extract fields, classify.")
+    gr.Markdown(
+        f"# {TITLE}\nSummarize long documents, ask questions with page citations, extract fields, classify, "
+        "or run your own instruction. Upload files on the left (or pick an example), then choose a task."
+    )
     if workbench.engine is None:
         gr.Markdown(
             f"**Generation is unavailable:** {workbench.unavailable_reason}  \nThe document tools below still work.",
@@ -84,63 +152,110 @@ def _header(workbench: Workbench) -> None:
     gr.Markdown(f"Model: {workbench.model_status}", elem_id="status-line")
 
 
-def _documents_panel() -> tuple[gr.File, tuple[gr.Markdown, gr.JSON]]:
+def _uploads() -> gr.File:
     files = gr.File(
         label="Documents (PDF, DOCX, HTML, TXT, Markdown)",
         file_count="multiple",
         file_types=list(SUPPORTED_SUFFIXES),
         type="filepath",
+        elem_id="documents",
     )
-    card = gr.Markdown("No documents yet. Upload PDF, DOCX, HTML, TXT or Markdown files.")
-    card_json = gr.JSON(visible=False)
-    return files, (card, card_json)
+    examples = example_documents()
+    if examples:
+        gr.Examples(
+            examples=[[[str(path)]] for path in examples],
+            example_labels=[path.name for path in examples],
+            inputs=[files],
+            label="Try an example (written for this project)",
+        )
+    return files
+
+
+def example_documents() -> list[Path]:
+    """The example documents that ship with the project (examples/), PDF first."""
+    if not EXAMPLES_DIR.is_dir():
+        return []
+    found = [path for path in EXAMPLES_DIR.iterdir() if path.suffix.lower() in SUPPORTED_SUFFIXES]
+    return sorted(found, key=lambda path: (path.suffix.lower() != ".pdf", path.name))
 
 
 def _settings_panel() -> Settings:
-    language = gr.Dropdown(LANGUAGE_CHOICES, value="auto", label="Output language")
-    with gr.Accordion("Advanced", open=False):
-        max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS_LIMIT, value=512, step=1, label="Max new tokens")
-        temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")
-        strategy = gr.Dropdown(list(STRATEGY_CHOICES), value="auto", label="Strategy for long documents")
-        budget = gr.Number(value=0, precision=0, minimum=0, label="Context budget in tokens (0 = the default)")
+    with gr.Row():
+        language = gr.Dropdown(LANGUAGE_CHOICES, value="auto", label="Output language", scale=2)
+        with gr.Accordion("Advanced", open=False):
+            max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS_LIMIT, value=512, step=1, label="Max new tokens")
+            temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")
+            strategy = gr.Dropdown(list(STRATEGY_CHOICES), value="auto", label="Strategy for long documents")
+            budget = gr.Number(value=0, precision=0, minimum=0, label="Context budget in tokens (0 = the default)")
     return Settings(language, max_new_tokens, temperature, strategy, budget)
 
 
-def _wire_card(workbench: Workbench, files: gr.File, card: tuple, settings: Settings) -> None:
+def _wire_cards(page: Page, cards: tuple[gr.HTML, gr.JSON]) -> None:
+    workbench = page.workbench
+
     def info(documents: list[str] | None, strategy: str = "auto", context_budget: float = 0):
-        """Describe documents: pages, language, tokens against the budget, strategies, expected wait."""
+        """Describe documents: one card each (pages, language, tokens against the budget) and the
+        strategy every task will use, with the expected wait. Returns (HTML, JSON)."""
         options = make_options(workbench, None, "auto", 512, 0.0, strategy, context_budget)
         return describe_documents(workbench, documents, options)
 
-    inputs = [files, settings.strategy, settings.budget]
-    files.change(info, inputs=inputs, outputs=list(card), api_name="info")
-    for control in (settings.strategy, settings.budget):
-        control.change(info, inputs=inputs, outputs=list(card), api_visibility="private")
+    inputs = [page.files, page.settings.strategy, page.settings.budget]
+    page.files.change(info, inputs=inputs, outputs=list(cards), api_name="info")
+    for control in (page.settings.strategy, page.settings.budget):
+        control.change(info, inputs=inputs, outputs=list(cards), api_visibility="private")
 
 
-def _run_and_stop(label: str) -> tuple[gr.Button, gr.Button]:
+def _run_and_stop(label: str, name: str) -> tuple[gr.Button, gr.Button]:
     with gr.Row():
-        run = gr.Button(label, variant="primary", scale=4)
-        stop = gr.Button("Stop", variant="stop", scale=1)
+        run = gr.Button(label, variant="primary", scale=4, elem_id=f"{name}-run")
+        stop = gr.Button("Stop", variant="stop", scale=1, elem_id=f"{name}-stop")
     return run, stop
 
 
-def _output_area(text: gr.components.Component) -> list:
-    status = gr.Markdown(elem_id="status-line")
-    with gr.Accordion("Sources", open=True):
-        sources = gr.Markdown()
+def _output_area(name: str, text: gr.components.Component, with_sources: bool = True) -> Output:
+    """The result area of task `name` (its text component has the element id `<name>-output`; the
+    others `<name>-steps`, `-sources`, `-export-md`, `-export-json`: the browser test finds them so)."""
+    steps = gr.Markdown(elem_classes="steps", elem_id=f"{name}-steps")
+    with gr.Accordion("Sources", open=True, visible=with_sources):
+        sources = gr.Markdown(elem_id=f"{name}-sources")
+    with gr.Row():
+        export_markdown = gr.DownloadButton(
+            "Export Markdown", interactive=False, size="sm", elem_id=f"{name}-export-md"
+        )
+        export_json = gr.DownloadButton("Export JSON", interactive=False, size="sm", elem_id=f"{name}-export-json")
     with gr.Accordion("Details (JSON)", open=False):
         details = gr.JSON(label="Result")
-    return [text, status, sources, details]
+    return Output(text, steps, sources, details, export_markdown, export_json)
 
 
-def _wire(run: gr.Button, stop: gr.Button, handler, inputs: list, outputs: list, name: str, extra=()) -> None:
-    """`run` (and `extra` triggers) start `handler`; `stop` sets the session's cancel switch, so
-    the engine stops within a token (or a prefill chunk) and the result so far is shown."""
-    run.click(handler, inputs=inputs, outputs=outputs, api_name=name, **ONE_AT_A_TIME)
-    for trigger in extra:
-        trigger(handler, inputs=inputs, outputs=outputs, api_visibility="private", **ONE_AT_A_TIME)
-    stop.click(stop_task, inputs=inputs[-1:], queue=False, api_name=f"stop_{name}", api_visibility="undocumented")
+def _wire(page: Page, run: gr.Button, stop: gr.Button, handler, inputs: list, output: Output, name: str, *,
+          streamed: list | None = None, extra=()) -> list:  # fmt: skip
+    """`run` (and `extra` triggers) start `handler`; when it finishes, the export buttons get the
+    result's files. `stop` sets the session's cancel switch, so the engine stops within a token
+    (or a prefill chunk) and the result so far is shown. Returns the run events (for `.success`)."""
+    exports = [output.export_markdown, output.export_json]
+    handler = on_spaces_gpu(handler)
+    events = []
+    for first, trigger in zip([True, *[False] * len(extra)], [run.click, *extra], strict=True):
+        trigger(_no_exports, outputs=exports, queue=False, api_visibility="private")
+        naming = {"api_name": name} if first else {"api_visibility": "private"}
+        event = trigger(handler, inputs=inputs, outputs=streamed or output.streamed, **naming, **ONE_AT_A_TIME)
+        event.success(_exports, inputs=[output.details], outputs=exports, api_visibility="private")
+        events.append(event)
+    stop.click(stop_task, inputs=[page.session], queue=False, api_name=f"stop_{name}", api_visibility="undocumented")
+    return events
+
+
+def _no_exports():
+    return gr.DownloadButton(value=None, interactive=False), gr.DownloadButton(value=None, interactive=False)
+
+
+def _exports(details: dict | None):
+    """Export a finished result (a task's JSON details) as a Markdown file and a JSON file."""
+    markdown_path, json_path = export_files(details)
+    return gr.DownloadButton(value=markdown_path, interactive=True), gr.DownloadButton(
+        value=json_path, interactive=True
+    )
 
 
 def stop_task(session: dict) -> None:
@@ -150,10 +265,26 @@ def stop_task(session: dict) -> None:
         cancel.set()
 
 
-def _summarize_tab(workbench: Workbench, files: gr.File, settings: Settings, session: gr.State) -> None:
+def _progress_bar(progress: gr.Progress) -> Callable[[Progress], None]:
+    """Show a task's named steps on Gradio's progress bar (counted steps as k of n)."""
+
+    def report(event: Progress) -> None:
+        if event.step is not None and event.total:
+            progress((event.step - 1, event.total), desc=event.message)
+        else:
+            progress(None, desc=event.message)
+
+    return report
+
+
+def _summarize_tab(page: Page) -> None:
+    workbench = page.workbench
     with gr.Tab("Summarize"):
-        run, stop = _run_and_stop("Summarize")
-        outputs = _output_area(gr.Markdown(label="Summary", container=True, min_height=160, buttons=["copy"]))
+        run, stop = _run_and_stop("Summarize", "summarize")
+        output = _output_area(
+            "summarize",
+            gr.Markdown(label="Summary", elem_id="summarize-output", container=True, min_height=160, buttons=["copy"]),
+        )
 
     def summarize(
         documents: list[str] | None,
@@ -163,21 +294,37 @@ def _summarize_tab(workbench: Workbench, files: gr.File, settings: Settings, ses
         strategy: str = "auto",
         context_budget: float = 0,
         session: dict | None = None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's documented way to get a progress bar)
     ):
-        """Summarize the documents. Streams (summary so far, status, sources, details)."""
+        """Summarize the documents. Streams (summary so far, steps and status, sources, details)."""
         with user_errors():
             paths = file_list(documents)
             options = make_options(workbench, session, language, max_new_tokens, temperature, strategy, context_budget)
-        yield from stream_outputs(workbench, lambda: workbench.summarize(paths, options))
+        yield from stream_outputs(workbench, lambda: workbench.summarize(paths, options), _progress_bar(progress))
 
-    _wire(run, stop, summarize, [files, *settings.inputs, session], outputs, "summarize")
+    _wire(page, run, stop, summarize, [page.files, *page.settings.inputs, page.session], output, "summarize")
 
 
-def _ask_tab(workbench: Workbench, files: gr.File, settings: Settings, session: gr.State) -> None:
+def _ask_tab(page: Page) -> None:
+    workbench = page.workbench
     with gr.Tab("Ask"):
-        question = gr.Textbox(label="Question", placeholder="What does the document say about…?", lines=2)
-        run, stop = _run_and_stop("Ask")
-        outputs = _output_area(gr.Markdown(label="Answer", container=True, min_height=120, buttons=["copy"]))
+        history = gr.State([])  # this session's questions and answers, cleared with the documents
+        question = gr.Textbox(
+            label="Question", placeholder="What does the document say about…?", lines=2, elem_id="question"
+        )
+        run, stop = _run_and_stop("Ask", "ask")
+        output = _output_area(
+            "ask", gr.Markdown(label="Answer", elem_id="ask-output", container=True, min_height=120, buttons=["copy"])
+        )
+        with gr.Accordion("Questions in this session", open=True, visible=False, elem_id="ask-history") as past:
+            chat = gr.Chatbot(show_label=False, height=320)
+        examples = example_documents()
+        if examples and examples[0].suffix.lower() == ".pdf":
+            gr.Examples(
+                examples=[[[str(examples[0])], question] for question in EXAMPLE_QUESTIONS],
+                inputs=[page.files, question],
+                label="Example questions",
+            )
 
     def ask(
         documents: list[str] | None,
@@ -188,23 +335,53 @@ def _ask_tab(workbench: Workbench, files: gr.File, settings: Settings, session: 
         strategy: str = "auto",
         context_budget: float = 0,
         session: dict | None = None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
     ):
-        """Answer a question about the documents, with sources. Streams (answer, status, sources, details)."""
+        """Answer a question about the documents, with sources. Streams (answer, steps and status, sources, details)."""
         with user_errors():
             paths = file_list(documents)
             options = make_options(workbench, session, language, max_new_tokens, temperature, strategy, context_budget)
-        yield from stream_outputs(workbench, lambda: workbench.ask(paths, question, options))
+        yield from stream_outputs(workbench, lambda: workbench.ask(paths, question, options), _progress_bar(progress))
 
-    _wire(run, stop, ask, [files, question, *settings.inputs, session], outputs, "ask", extra=[question.submit])
+    inputs = [page.files, question, *page.settings.inputs, page.session]
+    for event in _wire(page, run, stop, ask, inputs, output, "ask", extra=[question.submit]):
+        event.success(
+            remember_answer, inputs=[output.details, history], outputs=[history, chat, past], api_visibility="private"
+        )
+    page.files.change(forget_answers, outputs=[history, chat, past], api_visibility="private")
 
 
-def _extract_tab(workbench: Workbench, files: gr.File, settings: Settings, session: gr.State) -> None:
+EXAMPLE_QUESTIONS = ("When did the Munich office open?", "What was the revenue in 2025, and how did it change?")
+
+
+def remember_answer(details: dict | None, history: list[dict]):
+    """Add a finished answer to this session's history (shown under the answer)."""
+    if details and details.get("task") == "ask":
+        pages = "; ".join(source["label"] for source in details.get("sources", [])[:4])
+        answer = details.get("text") or "(no answer)"
+        history = [
+            *history,
+            {"role": "user", "content": details.get("question", "")},
+            {"role": "assistant", "content": answer + (f"\n\n*Sources: {pages}*" if pages else "")},
+        ]
+    count = len(history) // 2
+    label = f"Questions in this session ({count})"
+    return history, history, gr.Accordion(label=label, visible=bool(history))
+
+
+def forget_answers():
+    """New documents: the earlier answers were about other ones."""
+    return [], [], gr.Accordion(visible=False)
+
+
+def _extract_tab(page: Page) -> None:
+    workbench = page.workbench
     with gr.Tab("Extract"):
         fields = gr.Textbox(label="Fields (comma-separated)", placeholder="title, author, date, total amount")
         with gr.Accordion("…or a JSON schema of an object", open=False):
             schema = gr.Code(language="json", label="JSON schema", value="")
-        run, stop = _run_and_stop("Extract")
-        outputs = _output_area(gr.Code(language="json", label="Extracted JSON"))
+        run, stop = _run_and_stop("Extract", "extract")
+        output = _output_area("extract", gr.Code(language="json", label="Extracted JSON", elem_id="extract-output"))
 
     def extract(
         documents: list[str] | None,
@@ -216,25 +393,29 @@ def _extract_tab(workbench: Workbench, files: gr.File, settings: Settings, sessi
         strategy: str = "auto",
         context_budget: float = 0,
         session: dict | None = None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
     ):
-        """Extract fields (or a JSON schema's object) as JSON. Streams (JSON, status, sources, details)."""
+        """Extract fields (or a JSON schema's object) as JSON. Streams (JSON, steps and status, sources, details)."""
         with user_errors():
             paths = file_list(documents)
             spec = spec_from_schema(schema) if (schema or "").strip() else spec_from_fields(fields or "")
             options = make_options(workbench, session, language, max_new_tokens, temperature, strategy, context_budget)
-        yield from stream_outputs(workbench, lambda: workbench.extract(paths, spec, options))
+        yield from stream_outputs(workbench, lambda: workbench.extract(paths, spec, options), _progress_bar(progress))
 
-    _wire(run, stop, extract, [files, fields, schema, *settings.inputs, session], outputs, "extract")
+    inputs = [page.files, fields, schema, *page.settings.inputs, page.session]
+    _wire(page, run, stop, extract, inputs, output, "extract")
 
 
-def _classify_tab(workbench: Workbench, files: gr.File, settings: Settings, session: gr.State) -> None:
+def _classify_tab(page: Page) -> None:
+    workbench = page.workbench
     with gr.Tab("Classify"):
         labels = gr.Textbox(label="Labels (comma-separated)", placeholder="invoice, contract, report, letter")
-        run, stop = _run_and_stop("Classify")
-        label = gr.Label(label="Most likely label", num_top_classes=10)
-        status = gr.Markdown(elem_id="status-line")
-        with gr.Accordion("Details (JSON)", open=False):
-            details = gr.JSON(label="Result")
+        run, stop = _run_and_stop("Classify", "classify")
+        output = _output_area(
+            "classify",
+            gr.Label(label="Most likely label", num_top_classes=10, elem_id="classify-output"),
+            with_sources=False,
+        )
 
     def classify(
         documents: list[str] | None,
@@ -245,15 +426,54 @@ def _classify_tab(workbench: Workbench, files: gr.File, settings: Settings, sess
         strategy: str = "auto",
         context_budget: float = 0,
         session: dict | None = None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
     ):
-        """Classify the documents: every label with its probability. Yields (labels, status, details)."""
+        """Classify the documents: every label with its probability. Yields (labels, steps and status, details)."""
         with user_errors():
             paths = file_list(documents)
             options = make_options(workbench, session, language, max_new_tokens, temperature, strategy, context_budget)
-        for _text, status, _sources, details in stream_outputs(
-            workbench, lambda: workbench.classify(paths, labels, options)
-        ):
+        events = stream_outputs(workbench, lambda: workbench.classify(paths, labels, options), _progress_bar(progress))
+        for _text, status, _sources, details in events:
             probabilities = {row["label"]: row["probability"] for row in details.get("labels", [])}
             yield probabilities or None, status, details
 
-    _wire(run, stop, classify, [files, labels, *settings.inputs, session], [label, status, details], "classify")
+    inputs = [page.files, labels, *page.settings.inputs, page.session]
+    streamed = [output.text, output.steps, output.details]
+    _wire(page, run, stop, classify, inputs, output, "classify", streamed=streamed)
+
+
+def _custom_tab(page: Page) -> None:
+    workbench = page.workbench
+    with gr.Tab("Custom prompt"):
+        instruction = gr.Textbox(
+            label="Your instruction",
+            placeholder="List every deadline in the document with its page, as a bulleted list.",
+            lines=3,
+        )
+        run, stop = _run_and_stop("Run", "custom")
+        output = _output_area(
+            "custom",
+            gr.Markdown(label="Response", elem_id="custom-output", container=True, min_height=120, buttons=["copy"]),
+        )
+
+    def custom(
+        documents: list[str] | None,
+        instruction: str,
+        language: str = "auto",
+        max_new_tokens: float = 512,
+        temperature: float = 0.0,
+        strategy: str = "auto",
+        context_budget: float = 0,
+        session: dict | None = None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008
+    ):
+        """Run your own instruction on the documents, with sources. Streams (response, steps, sources, details)."""
+        with user_errors():
+            paths = file_list(documents)
+            options = make_options(workbench, session, language, max_new_tokens, temperature, strategy, context_budget)
+        yield from stream_outputs(
+            workbench, lambda: workbench.custom(paths, instruction, options), _progress_bar(progress)
+        )
+
+    inputs = [page.files, instruction, *page.settings.inputs, page.session]
+    _wire(page, run, stop, custom, inputs, output, "custom")

@@ -20,7 +20,7 @@ Strategy = Literal["full", "map-reduce", "retrieval"]
 STRATEGY_CHOICES = ("auto", "full", "map-reduce", "retrieval")
 # The strategies each task can use when the documents do not fit, and the one `auto` picks.
 LONG_STRATEGY: dict[str, Strategy] = {"summarize": "map-reduce", "ask": "retrieval", "extract": "retrieval",
-                                      "classify": "retrieval"}  # fmt: skip
+                                      "classify": "retrieval", "custom": "retrieval"}  # fmt: skip
 
 
 def context_budget(

@@ -8,7 +8,18 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Progress:
+    """A named step of a task; `step` of `total` when the step is one of a counted series
+    (the parts of a map-reduce summary, the groups of a merge level)."""
+
     message: str
+    step: int | None = None
+    total: int | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        if self.step is None or not self.total:
+            return None
+        return min(1.0, max(0.0, (self.step - 1) / self.total))
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,8 @@ def map_reduce(
             pending[:0] = [section[:middle], section[middle:]]
             continue
         number = len(partials) + 1
-        yield Progress(f"Summarizing part {number} of {number + len(pending)} ({section[0].document}, pages {pages})")
+        total = number + len(pending)
+        yield Progress(f"Summarizing part {number} of {total} ({section[0].document}, pages {pages})", number, total)
         context = Context("map-reduce", budget, prompt=prompt)
         answer = yield from stream_answer(engine, context, options, template.stop, max_new_tokens=map_tokens,
                                           show_text=False)  # fmt: skip
@@ -89,7 +90,8 @@ def _reduce(partials, template, budget, map_tokens, options, engine, name) -> It
         groups = _groups(partials, template, name, budget - map_tokens, engine)
         merged: list[Partial] = []
         for number, group in enumerate(groups, start=1):
-            yield Progress(f"Merging partial summaries, level {level}: group {number} of {len(groups)}")
+            message = f"Merging partial summaries, level {level}: group {number} of {len(groups)}"
+            yield Progress(message, number, len(groups))
             context = Context("map-reduce", budget, prompt=_reduce_prompt(group, template, name))
             answer: Generated = yield from stream_answer(engine, context, options, template.stop,
                                                          max_new_tokens=map_tokens, show_text=False)  # fmt: skip

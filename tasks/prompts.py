@@ -18,7 +18,7 @@ from tasks.chunking import Chunk
 from tasks.documents import Document
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-TASKS = ("summarize", "ask", "extract", "classify")
+TASKS = ("summarize", "ask", "extract", "classify", "custom")
 DEFAULT_LANGUAGE = "en"
 
 

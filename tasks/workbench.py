@@ -17,6 +17,7 @@ from typing import Any
 from tasks.ask import ask
 from tasks.budget import LONG_STRATEGY, Fit, choose_strategy, describe_wait, estimate_seconds
 from tasks.classify import classify
+from tasks.custom import custom
 from tasks.documents import Document, load_document
 from tasks.errors import InvalidRequest, ModelUnavailable
 from tasks.events import Event, Progress, TaskResult
@@ -124,6 +125,9 @@ class Workbench:
     def classify(self, paths, labels: str | Sequence[str], options: TaskOptions) -> Iterator[Event]:
         return self._run(paths, lambda docs, engine: classify(docs, labels, options, engine))
 
+    def custom(self, paths, prompt: str, options: TaskOptions) -> Iterator[Event]:
+        return self._run(paths, lambda docs, engine: custom(docs, prompt, options, engine))
+
     def _run(self, paths, task: Callable[[list[Document], TextEngine], Iterator[Event]]) -> Iterator[Event]:
         engine = self._require_engine()
         yield Progress("Reading the documents")
@@ -161,7 +165,7 @@ def _fit_note(tokens: int, budget: int, fits: bool) -> str:
         return f"{tokens:,} of {budget:,} tokens ({share:.0%} of the context budget): the whole document fits"
     return (
         f"{tokens:,} tokens, {share:.1f}x the context budget of {budget:,}: nothing is cut; summaries use "
-        "map-reduce over sections, questions and extraction use the best-matching passages"
+        "map-reduce over sections, questions, extraction and instructions use the best-matching passages"
     )
 
 

@@ -47,6 +47,16 @@ def test_ask_streams_plain_text_with_options_after_the_command(report_pdf):
     assert "strategy full" in done.stderr and "demo model" in done.stderr
 
 
+def test_prompt_json(report_pdf):
+    done = run_app("--model", "tiny-random", "prompt", report_pdf, "List the key figures.", "--json",
+                   "--max-new-tokens", "16")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["task"] == "custom" and result["strategy"] == "full"
+    assert result["prompt"] == "List the key figures." and result["sources"]
+    assert result["document"]["name"] == "report.pdf" and result["usage"]["generated_tokens"] <= 16
+
+
 def test_info_json(report_pdf):
     done = run_app("--model", "tiny-random", "info", report_pdf, "--json")
     assert done.returncode == 0, done.stderr
@@ -54,7 +64,8 @@ def test_info_json(report_pdf):
     assert info["task"] == "info" and info["strategy"] == "full" and info["fits"] is True
     assert info["document"]["pages"] == 3 and info["document"]["tokens"] > 0
     assert info["budget"] == 8192 and info["language"] == "en" and info["expected_wait"]
-    assert info["strategies"] == {"summarize": "full", "ask": "full", "extract": "full", "classify": "full"}
+    assert info["strategies"] == {"summarize": "full", "ask": "full", "extract": "full", "classify": "full",
+                                  "custom": "full"}  # fmt: skip
 
 
 def test_info_of_a_long_document_names_the_long_strategies(report_pdf):
@@ -62,6 +73,7 @@ def test_info_of_a_long_document_names_the_long_strategies(report_pdf):
                    "--json")  # fmt: skip
     info = json.loads(done.stdout)
     assert info["strategies"]["summarize"] == "map-reduce" and info["strategies"]["ask"] == "retrieval"
+    assert info["strategies"]["custom"] == "retrieval"
     assert info["name"] == "report.pdf, report.pdf (2), report.pdf (3)"
 
 
@@ -106,6 +118,7 @@ def test_extract_and_classify_json(report_pdf):
         (["--model", "tiny-random", "extract", "{pdf}", "--schema", "{not json"], "not valid JSON"),
         (["--model", "tiny-random", "classify", "{pdf}", "--labels", "only-one"], "at least two labels"),
         (["--model", "tiny-random", "ask", "{pdf}", " "], "type a question"),
+        (["--model", "tiny-random", "prompt", "{pdf}", " "], "type an instruction"),
         (["summarize", "{pdf}"], "--model tiny-random"),  # the default hub model, offline
     ],
 )

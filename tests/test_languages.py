@@ -5,6 +5,7 @@ import pytest
 
 from tasks.ask import ask
 from tasks.classify import classify
+from tasks.custom import custom
 from tasks.documents import Document, Page
 from tasks.extract import extract, spec_from_fields
 from tasks.language import LANGUAGES, detect_language
@@ -50,6 +51,7 @@ def test_templates_render_without_leftover_placeholders(code):
         load_template("ask", code).fill("instruction", question="Q?"),
         load_template("extract", code).fill("instruction", fields="title"),
         load_template("classify", code).fill("instruction", labels="a, b"),
+        load_template("custom", code).fill("instruction", prompt="List the plans."),
     ]
     for text in filled:
         assert "{" not in text and "}" not in text and text.strip()
@@ -64,8 +66,9 @@ def test_every_template_runs_on_the_model(code, tiny_engine):
         list(ask([document], "What does it describe?", options, tiny_engine))[-1],
         list(extract([document], spec_from_fields("topic"), TaskOptions(max_new_tokens=400), tiny_engine))[-1],
         list(classify([document], "report,letter", options, tiny_engine))[-1],
+        list(custom([document], "List the plans.", options, tiny_engine))[-1],
     ]
-    assert [r.task for r in results] == ["summarize", "ask", "extract", "classify"]
+    assert [r.task for r in results] == ["summarize", "ask", "extract", "classify", "custom"]
     assert all(r.extra["language"] == code for r in results)
 
 

@@ -5,10 +5,12 @@ import pytest
 from tasks.ask import ask
 from tasks.budget import CPU_DEFAULT_BUDGET, choose_strategy, context_budget
 from tasks.classify import classify, parse_labels
+from tasks.custom import MAX_PROMPT_CHARS, custom
 from tasks.documents import Document, Page
 from tasks.errors import BudgetError, InvalidRequest, ModelUnavailable
 from tasks.events import Progress, TaskResult, TextDelta
 from tasks.pipeline import TaskOptions
+from tasks.prompts import load_template
 from tasks.summarize import summarize
 from tasks.workbench import Workbench
 
@@ -34,6 +36,8 @@ def test_budget_follows_the_device():
         ("ask", "auto", False, "retrieval"),
         ("extract", "auto", False, "retrieval"),
         ("classify", "auto", False, "retrieval"),
+        ("custom", "auto", False, "retrieval"),
+        ("custom", "auto", True, "full"),
         ("ask", "retrieval", True, "retrieval"),
         ("summarize", "map-reduce", True, "map-reduce"),
     ],
@@ -54,6 +58,42 @@ def test_prompt_puts_the_document_first_and_the_question_last(fake_engine):
     assert prompt.index("[Page 2]") < prompt.index("Question: When is the launch?")
     assert prompt.rstrip().endswith("Answer:")
     assert isinstance(events[-1], TaskResult) and events[-1].extra["question"] == "When is the launch?"
+
+
+def test_custom_instruction_comes_last_and_the_result_has_sources(fake_engine):
+    events = list(custom([DOC], "List the dates\n in a table.", TaskOptions(), fake_engine))
+    prompt = fake_engine.prompts[0]
+    assert prompt.index("[Page 2]") < prompt.index("Instruction: List the dates in a table.")  # one line
+    assert prompt.rstrip().endswith("Response:")
+    assert isinstance(events[0], Progress) and "".join(e.text for e in events if isinstance(e, TextDelta))
+    result = events[-1]
+    assert isinstance(result, TaskResult) and result.task == "custom" and result.strategy == "full"
+    assert result.text == fake_engine.reply and result.extra["prompt"] == "List the dates in a table."
+    assert result.extra["sources"] and "quotes" in result.extra
+
+
+def test_custom_retrieves_passages_for_the_instruction_when_the_documents_are_long(fake_engine):
+    filler = [Page(n, f"Filler page {n} about nothing much. " * 40) for n in range(1, 30)]
+    long_doc = Document("long.txt", (*filler, Page(30, "The launch date is 9 May.")), {"language": "en"})
+    options = TaskOptions(max_new_tokens=64, context_budget=600)
+    result = list(custom([long_doc], "Give the launch date.", options, fake_engine))[-1]
+    assert result.strategy == "retrieval"
+    assert any(30 in source["pages"] for source in result.extra["sources"])
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"), [("   ", "type an instruction first"), ("x" * (MAX_PROMPT_CHARS + 1), "too long")]
+)
+def test_custom_needs_a_reasonable_instruction(fake_engine, prompt, message):
+    with pytest.raises(InvalidRequest, match=message):
+        list(custom([DOC], prompt, TaskOptions(), fake_engine))
+    assert fake_engine.prompts == []
+
+
+def test_custom_template_fills_the_instruction():
+    filled = load_template("custom", "de").fill("instruction", prompt="Nenne die Termine.")
+    assert filled.rstrip().endswith("Anweisung: Nenne die Termine.\nAntwort:")
+    assert load_template("custom", "de").stop
 
 
 def test_summarize_streams_then_reports(fake_engine):
@@ -125,12 +165,14 @@ def test_workbench_names_same_named_files_apart(tmp_path, fake_engine):
 def test_workbench_card_counts_tokens_and_plans_each_task(tiny_workbench, pdfs):
     card = tiny_workbench.card(tiny_workbench.read(pdfs.report()))
     assert card.tokens > 50 and card.budget == CPU_DEFAULT_BUDGET and card.fits
-    assert card.strategies == {"summarize": "full", "ask": "full", "extract": "full", "classify": "full"}
+    assert card.strategies == {"summarize": "full", "ask": "full", "extract": "full", "classify": "full",
+                               "custom": "full"}  # fmt: skip
     assert card.expected_wait
     small = tiny_workbench.card(
         tiny_workbench.read(pdfs.report()), tiny_workbench.options(context_budget=512, max_new_tokens=500)
     )
     assert not small.fits and small.strategies["summarize"] == "map-reduce" and small.strategies["ask"] == "retrieval"
+    assert small.strategies["custom"] == "retrieval"
 
 
 def test_real_summary_of_a_real_pdf(tiny_workbench, pdfs):

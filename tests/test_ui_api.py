@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
@@ -80,10 +81,39 @@ def test_classify_through_the_api(served, report):
     assert sum(row["probability"] for row in details["labels"]) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_info_through_the_api(served, report):
+def test_info_through_the_api(served, report, tmp_path):
     card, data = served.predict(files(report), "auto", 0, api_name="/info")
-    assert "report.pdf" in card and "3 pages" in card and "language: en" in card
+    assert "report.pdf" in card and "3 pages" in card and "language: en" in card and 'class="gauge fits"' in card
     assert data["tokens"] > 0 and data["fits"] is True and data["strategies"]["ask"] == "full"
+    assert data["strategies"]["custom"] == "full" and len(data["documents"]) == 1
+    other = tmp_path / "notes.txt"
+    other.write_text("Die Sitzung begann um neun Uhr. Der Bericht wurde angenommen.", encoding="utf-8")
+    card, data = served.predict(files(report, other), "auto", 0, api_name="/info")
+    assert card.count('class="doc-card"') == 3  # one per document, and the two together
+    assert "notes.txt" in card
+    assert [d["language"] for d in data["documents"]] == ["en", "de"]
+    assert data["tokens"] >= sum(d["tokens"] for d in data["documents"])
+
+
+def test_custom_prompt_through_the_api(served, report):
+    text, status, sources, details = served.predict(
+        files(report), "List the dates in the document.", "auto", 24, 0.0, "auto", 0, api_name="/custom"
+    )
+    assert text and details["task"] == "custom" and details["prompt"] == "List the dates in the document."
+    assert "Done" in status and "report.pdf, page" in sources
+    with pytest.raises(Exception, match="type an instruction"):
+        served.predict(files(report), " ", "auto", 24, 0.0, "auto", 0, api_name="/custom")
+
+
+def test_export_through_the_api(served, report):
+    *_, details = served.predict(files(report), "Revenue?", "auto", 8, 0.0, "auto", 0, api_name="/ask")
+    markdown_path, json_path = served.predict(details, api_name="/export")
+    assert json.loads(Path(json_path).read_text(encoding="utf-8")) == details
+    markdown = Path(markdown_path).read_text(encoding="utf-8")
+    assert markdown.startswith("# Ask: report.pdf") and "**Question:** Revenue?" in markdown
+    assert "## Sources" in markdown and "report.pdf, page" in markdown
+    with pytest.raises(Exception, match="nothing to export"):
+        served.predict({}, api_name="/export")
 
 
 def test_errors_reach_the_client_as_messages(served, report, tmp_path):
@@ -183,3 +213,30 @@ def _connect(url: str, server: subprocess.Popen, timeout: float = 90) -> Client:
         except Exception:
             time.sleep(0.5)
     raise AssertionError("app.py did not start serving in time")
+
+
+def test_every_task_has_a_named_endpoint(served):
+    named = set(served.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    expected = {"/summarize", "/ask", "/extract", "/classify", "/custom", "/info", "/export"}
+    assert expected <= named, f"missing: {expected - named}"
+    assert not any(name.startswith("/lambda") or name.startswith("/_") for name in named)  # no unnamed leftovers
+
+
+def test_document_cards_escape_file_names(tiny_workbench, tmp_path):
+    from app.handlers import describe_documents
+
+    hostile = tmp_path / "<img src=x onerror=alert(1)>.txt"
+    hostile.write_text("The Berlin office opened in March.", encoding="utf-8")
+    html, data = describe_documents(tiny_workbench, [str(hostile)], tiny_workbench.options())
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;.txt" in html
+    assert data["documents"][0]["name"] == hostile.name
+
+
+def test_one_sessions_stop_does_not_stop_another_session(served, report):
+    other_session = Client(served.src, verbose=False)
+    job = served.submit(files(report), "auto", 64, 0.0, "auto", 0, api_name="/summarize")
+    while len(job.outputs()) < 3:
+        time.sleep(0.05)
+    other_session.predict(api_name="/stop_summarize")  # nothing of its own runs: nothing stops
+    *_, details = job.result(timeout=120)
+    assert details["finish_reason"] != "cancelled"

@@ -1,0 +1,109 @@
+"""Serving options: sign-in, upload size, the queue limit, and --share without network."""
+
+import socket
+import time
+
+import pytest
+from gradio_client import Client, handle_file
+
+from app.launch import AUTH_VARIABLE, check_share_reachable, parse_auth, serve_options
+from tasks.errors import InvalidRequest
+from tests.conftest import free_port
+
+
+def test_auth_pairs_are_parsed_and_bad_ones_explained(monkeypatch):
+    assert parse_auth("ann:secret, bob:pa:ss") == [("ann", "secret"), ("bob", "pa:ss")]
+    assert parse_auth(None) is None and parse_auth("  ") is None
+    for bad in ("ann", "ann:", ":secret", "ann:secret,"):
+        with pytest.raises(InvalidRequest, match="user:password"):
+            parse_auth(bad)
+    monkeypatch.setenv(AUTH_VARIABLE, "eve:hunter2")
+    assert serve_options(None, None, False, None, 50, 16).auth == [("eve", "hunter2")]
+    assert serve_options(None, None, False, "ann:x", 50, 16).auth == [("ann", "x")]  # the flag wins
+
+
+def test_bad_limits_are_explained():
+    with pytest.raises(InvalidRequest, match="--max-file-mb"):
+        serve_options(None, None, False, None, 0, 16)
+    with pytest.raises(InvalidRequest, match="--max-queue"):
+        serve_options(None, None, False, None, 50, 0)
+    options = serve_options("0.0.0.0", 7000, False, None, 2.5, 3)
+    assert options.launch_kwargs()["max_file_size"] == int(2.5 * 2**20)
+    assert options.queue_kwargs() == {"default_concurrency_limit": 1, "max_size": 3}
+
+
+def _closed_port() -> tuple[str, int]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return "127.0.0.1", probe.getsockname()[1]
+
+
+def test_share_without_network_fails_fast_with_a_clear_message(monkeypatch, capsys):
+    with pytest.raises(InvalidRequest, match="--share needs internet access"):
+        check_share_reachable(server=_closed_port())
+    import importlib.util
+
+    from tests.conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("app_main", REPO_ROOT / "app.py")
+    app_main = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app_main)
+    monkeypatch.setattr("app.launch.SHARE_SERVER", _closed_port())
+    started = time.monotonic()
+    assert app_main.main(["--share", "--model", "tiny-random"]) == 2
+    assert time.monotonic() - started < 10  # before any model is loaded
+    assert "--share needs internet access" in capsys.readouterr().err
+
+
+@pytest.fixture
+def launched(tiny_engine):
+    """Launch the real UI with given serve options; closes it afterwards."""
+    from app.ui import CSS, build_ui
+    from tasks.workbench import Workbench
+
+    demos = []
+
+    def launch(**options):
+        served = serve_options("127.0.0.1", free_port(), False, options.get("auth"), options.get("mb", 50),
+                               options.get("queue", 16))  # fmt: skip
+        demo = build_ui(Workbench(tiny_engine, model_status="tiny-random (test)", demo_model=True))
+        demo.queue(**served.queue_kwargs())
+        demo.launch(**served.launch_kwargs(), prevent_thread_lock=True, quiet=True, css=CSS)
+        demos.append(demo)
+        return demo.local_url
+
+    yield launch
+    for demo in demos:
+        demo.close()
+
+
+def test_sign_in_is_required_when_auth_is_set(launched):
+    url = launched(auth="ann:secret")
+    with pytest.raises(Exception):  # noqa: B017 (gradio_client raises several kinds here)
+        Client(url, verbose=False)
+    client = Client(url, auth=("ann", "secret"), verbose=False)
+    card, _ = client.predict([], "auto", 0, api_name="/info")
+    assert "No documents yet" in card
+
+
+def test_uploads_over_the_size_limit_are_refused_with_a_message(launched, tmp_path):
+    client = Client(launched(mb=0.01), verbose=False)  # 10 KB
+    big = tmp_path / "big.txt"
+    big.write_text("The Berlin office opened in March. " * 1000, encoding="utf-8")
+    with pytest.raises(Exception, match=r"(?i)file.*(size|large)"):
+        client.predict([handle_file(str(big))], "auto", 0, api_name="/info")
+
+
+def test_a_full_queue_turns_requests_away_with_a_message(launched, pdfs):
+    client = Client(launched(queue=1), verbose=False)
+    report = [handle_file(str(pdfs.report()))]
+    running = client.submit(report, "auto", 4096, 0.0, "auto", 0, api_name="/summarize")
+    while len(running.outputs()) < 2:  # it holds the model
+        time.sleep(0.05)
+    waiting = client.submit(report, "Revenue?", "auto", 8, 0.0, "auto", 0, api_name="/ask")
+    time.sleep(0.5)
+    turned_away = client.submit(report, "Revenue?", "auto", 8, 0.0, "auto", 0, api_name="/ask")
+    with pytest.raises(Exception, match=r"(?i)queue is full"):
+        turned_away.result(timeout=60)
+    running.cancel()  # frees the model (the Stop endpoint would queue behind the full queue)
+    assert waiting.result(timeout=60)[3]["task"] == "ask"
