@@ -32,7 +32,7 @@ from tasks.documents import SUPPORTED_SUFFIXES
 from tasks.events import Progress
 from tasks.extract import spec_from_fields, spec_from_schema
 from tasks.language import LANGUAGES
-from tasks.pipeline import MAX_NEW_TOKENS_LIMIT
+from tasks.pipeline import MAX_NEW_TOKENS_LIMIT, TaskOptions
 from tasks.workbench import Workbench
 
 TITLE = "Granite Long-Doc"
@@ -265,6 +265,38 @@ def stop_task(session: dict) -> None:
         cancel.set()
 
 
+def _task_stream(page: Page, documents, settings: tuple, session: dict | None, progress: gr.Progress, start):
+    """Check the inputs, then stream the task that `start(paths, options)` begins."""
+    workbench = page.workbench
+    with user_errors():
+        paths = file_list(documents)
+        options = make_options(workbench, session, *settings)
+    yield from stream_outputs(workbench, lambda: start(paths, options), _progress_bar(progress))
+
+
+def _request_task(page: Page, run_task: Callable, description: str) -> Callable:
+    """The handler of a task with one request text (a question, an instruction) besides the
+    documents and the settings: `run_task(paths, request, options)` streams its events."""
+
+    def handler(
+        documents: list[str] | None,
+        request: str,
+        language: str = "auto",
+        max_new_tokens: float = 512,
+        temperature: float = 0.0,
+        strategy: str = "auto",
+        context_budget: float = 0,
+        session: dict | None = None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's documented way to get a progress bar)
+    ):
+        settings = (language, max_new_tokens, temperature, strategy, context_budget)
+        start = lambda paths, options: run_task(paths, request, options)  # noqa: E731
+        yield from _task_stream(page, documents, settings, session, progress, start)
+
+    handler.__doc__ = description
+    return handler
+
+
 def _progress_bar(progress: gr.Progress) -> Callable[[Progress], None]:
     """Show a task's named steps on Gradio's progress bar (counted steps as k of n)."""
 
@@ -297,16 +329,14 @@ def _summarize_tab(page: Page) -> None:
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's documented way to get a progress bar)
     ):
         """Summarize the documents. Streams (summary so far, steps and status, sources, details)."""
-        with user_errors():
-            paths = file_list(documents)
-            options = make_options(workbench, session, language, max_new_tokens, temperature, strategy, context_budget)
-        yield from stream_outputs(workbench, lambda: workbench.summarize(paths, options), _progress_bar(progress))
+        settings = (language, max_new_tokens, temperature, strategy, context_budget)
+        start = lambda paths, options: workbench.summarize(paths, options)  # noqa: E731
+        yield from _task_stream(page, documents, settings, session, progress, start)
 
     _wire(page, run, stop, summarize, [page.files, *page.settings.inputs, page.session], output, "summarize")
 
 
 def _ask_tab(page: Page) -> None:
-    workbench = page.workbench
     with gr.Tab("Ask"):
         history = gr.State([])  # this session's questions and answers, cleared with the documents
         question = gr.Textbox(
@@ -326,22 +356,11 @@ def _ask_tab(page: Page) -> None:
                 label="Example questions",
             )
 
-    def ask(
-        documents: list[str] | None,
-        question: str,
-        language: str = "auto",
-        max_new_tokens: float = 512,
-        temperature: float = 0.0,
-        strategy: str = "auto",
-        context_budget: float = 0,
-        session: dict | None = None,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008
-    ):
-        """Answer a question about the documents, with sources. Streams (answer, steps and status, sources, details)."""
-        with user_errors():
-            paths = file_list(documents)
-            options = make_options(workbench, session, language, max_new_tokens, temperature, strategy, context_budget)
-        yield from stream_outputs(workbench, lambda: workbench.ask(paths, question, options), _progress_bar(progress))
+    ask = _request_task(
+        page,
+        page.workbench.ask,
+        "Answer a question about the documents, with sources. Streams (answer, steps, sources, details).",
+    )
 
     inputs = [page.files, question, *page.settings.inputs, page.session]
     for event in _wire(page, run, stop, ask, inputs, output, "ask", extra=[question.submit]):
@@ -396,11 +415,13 @@ def _extract_tab(page: Page) -> None:
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ):
         """Extract fields (or a JSON schema's object) as JSON. Streams (JSON, steps and status, sources, details)."""
-        with user_errors():
-            paths = file_list(documents)
+        settings = (language, max_new_tokens, temperature, strategy, context_budget)
+
+        def start(paths: list[str], options: TaskOptions):
             spec = spec_from_schema(schema) if (schema or "").strip() else spec_from_fields(fields or "")
-            options = make_options(workbench, session, language, max_new_tokens, temperature, strategy, context_budget)
-        yield from stream_outputs(workbench, lambda: workbench.extract(paths, spec, options), _progress_bar(progress))
+            return workbench.extract(paths, spec, options)
+
+        yield from _task_stream(page, documents, settings, session, progress, start)
 
     inputs = [page.files, fields, schema, *page.settings.inputs, page.session]
     _wire(page, run, stop, extract, inputs, output, "extract")
@@ -429,11 +450,9 @@ def _classify_tab(page: Page) -> None:
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ):
         """Classify the documents: every label with its probability. Yields (labels, steps and status, details)."""
-        with user_errors():
-            paths = file_list(documents)
-            options = make_options(workbench, session, language, max_new_tokens, temperature, strategy, context_budget)
-        events = stream_outputs(workbench, lambda: workbench.classify(paths, labels, options), _progress_bar(progress))
-        for _text, status, _sources, details in events:
+        settings = (language, max_new_tokens, temperature, strategy, context_budget)
+        start = lambda paths, options: workbench.classify(paths, labels, options)  # noqa: E731
+        for _text, status, _sources, details in _task_stream(page, documents, settings, session, progress, start):
             probabilities = {row["label"]: row["probability"] for row in details.get("labels", [])}
             yield probabilities or None, status, details
 
@@ -443,7 +462,6 @@ def _classify_tab(page: Page) -> None:
 
 
 def _custom_tab(page: Page) -> None:
-    workbench = page.workbench
     with gr.Tab("Custom prompt"):
         instruction = gr.Textbox(
             label="Your instruction",
@@ -456,24 +474,11 @@ def _custom_tab(page: Page) -> None:
             gr.Markdown(label="Response", elem_id="custom-output", container=True, min_height=120, buttons=["copy"]),
         )
 
-    def custom(
-        documents: list[str] | None,
-        instruction: str,
-        language: str = "auto",
-        max_new_tokens: float = 512,
-        temperature: float = 0.0,
-        strategy: str = "auto",
-        context_budget: float = 0,
-        session: dict | None = None,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008
-    ):
-        """Run your own instruction on the documents, with sources. Streams (response, steps, sources, details)."""
-        with user_errors():
-            paths = file_list(documents)
-            options = make_options(workbench, session, language, max_new_tokens, temperature, strategy, context_budget)
-        yield from stream_outputs(
-            workbench, lambda: workbench.custom(paths, instruction, options), _progress_bar(progress)
-        )
+    custom = _request_task(
+        page,
+        page.workbench.custom,
+        "Run your own instruction on the documents, with sources. Streams (response, steps, sources, details).",
+    )
 
     inputs = [page.files, instruction, *page.settings.inputs, page.session]
     _wire(page, run, stop, custom, inputs, output, "custom")

@@ -19,20 +19,37 @@ MAX_QUESTION_CHARS = 2000
 
 def ask(documents: Sequence[Document], question: str, options: TaskOptions, engine: TextEngine) -> Iterator[Event]:
     """Stream an answer to `question`; the last event is the TaskResult (with sources)."""
-    question = " ".join((question or "").split())
-    if not question:
-        raise InvalidRequest("type a question about the document first")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise InvalidRequest(f"the question is too long (at most {MAX_QUESTION_CHARS:,} characters)")
+    question = one_line(question, "question", "type a question about the document first")
+    return (yield from answer_with_sources("ask", "question", question, documents, options, engine))
+
+
+def answer_with_sources(
+    task: str, field: str, request: str, documents: Sequence[Document], options: TaskOptions, engine: TextEngine
+) -> Iterator[Event]:
+    """Answer `request` (the template's `field`: a question, an instruction) from the whole
+    documents, or from the passages that best match it when they are over the budget; the last
+    event is the TaskResult with the request, the sources and the verified quotes."""
     options.validate()
     started = time.perf_counter()
     language = output_language(documents, options)
-    template = load_template("ask", language)
-    instruction = template.fill("instruction", question=question)
-    context = plan_context("ask", documents, instruction, question, options, engine, options.max_new_tokens)
+    template = load_template(task, language)
+    instruction = template.fill("instruction", **{field: request})
+    # The request is the retrieval query too: its words are the best guide to the passages it needs.
+    context = plan_context(task, documents, instruction, request, options, engine, options.max_new_tokens)
     answer = yield from stream_answer(engine, context, options, template.stop)
     text = answer.text.strip()
     retrieved = context.strategy == "retrieval"
-    passages = context.chunks if retrieved else related_passages(documents, f"{question} {text}", engine)
-    extra = {"question": question, "sources": source_list(passages), "quotes": verify_quotes(text, documents)}
-    yield make_result("ask", text, context, documents, engine, answer.last, started, language, extra)
+    passages = context.chunks if retrieved else related_passages(documents, f"{request} {text}", engine)
+    extra = {field: request, "sources": source_list(passages), "quotes": verify_quotes(text, documents)}
+    yield make_result(task, text, context, documents, engine, answer.last, started, language, extra)
+
+
+def one_line(request: str | None, name: str, empty_message: str) -> str:
+    """The request on one line (so it cannot add a line that looks like the template's own cues),
+    or InvalidRequest when it is empty or longer than MAX_QUESTION_CHARS."""
+    request = " ".join((request or "").split())
+    if not request:
+        raise InvalidRequest(empty_message)
+    if len(request) > MAX_QUESTION_CHARS:
+        raise InvalidRequest(f"the {name} is too long (at most {MAX_QUESTION_CHARS:,} characters)")
+    return request

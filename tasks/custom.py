@@ -3,17 +3,13 @@ that best match it when they are longer than the budget; with the sources and ve
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 
-from tasks.ask import MAX_QUESTION_CHARS
+from tasks.ask import MAX_QUESTION_CHARS, answer_with_sources, one_line
 from tasks.documents import Document
-from tasks.errors import InvalidRequest
 from tasks.events import Event
 from tasks.interfaces import TextEngine
-from tasks.pipeline import TaskOptions, make_result, output_language, plan_context, stream_answer
-from tasks.prompts import load_template
-from tasks.sources import related_passages, source_list, verify_quotes
+from tasks.pipeline import TaskOptions
 
 MAX_PROMPT_CHARS = MAX_QUESTION_CHARS  # an instruction is a request like a question: the same limit
 
@@ -21,27 +17,9 @@ MAX_PROMPT_CHARS = MAX_QUESTION_CHARS  # an instruction is a request like a ques
 def custom(documents: Sequence[Document], prompt: str, options: TaskOptions, engine: TextEngine) -> Iterator[Event]:
     """Stream the response to the instruction `prompt`; the last event is the TaskResult (with sources)."""
     prompt = clean_prompt(prompt)
-    options.validate()
-    started = time.perf_counter()
-    language = output_language(documents, options)
-    template = load_template("custom", language)
-    instruction = template.fill("instruction", prompt=prompt)
-    # The instruction is the retrieval query too: its words are the best guide to the passages it needs.
-    context = plan_context("custom", documents, instruction, prompt, options, engine, options.max_new_tokens)
-    answer = yield from stream_answer(engine, context, options, template.stop)
-    text = answer.text.strip()
-    retrieved = context.strategy == "retrieval"
-    passages = context.chunks if retrieved else related_passages(documents, f"{prompt} {text}", engine)
-    extra = {"prompt": prompt, "sources": source_list(passages), "quotes": verify_quotes(text, documents)}
-    yield make_result("custom", text, context, documents, engine, answer.last, started, language, extra)
+    return (yield from answer_with_sources("custom", "prompt", prompt, documents, options, engine))
 
 
 def clean_prompt(prompt: str | None) -> str:
-    """The instruction on one line (so it cannot add a line that looks like the template's own cues),
-    or InvalidRequest when it is empty or too long."""
-    prompt = " ".join((prompt or "").split())
-    if not prompt:
-        raise InvalidRequest("type an instruction first")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise InvalidRequest(f"the instruction is too long (at most {MAX_PROMPT_CHARS:,} characters)")
-    return prompt
+    """The instruction on one line, or InvalidRequest when it is empty or too long."""
+    return one_line(prompt, "instruction", "type an instruction first")

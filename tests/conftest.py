@@ -9,6 +9,12 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -79,3 +85,39 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def app_py_serving(*args: str, timeout: float = 120) -> Iterator[str]:
+    """Start `python app.py --model tiny-random ARGS` on a free port as a user would; yield its URL
+    once it answers HTTP; stop it afterwards."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "app.py", "--model", "tiny-random", "--port", str(port), *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + timeout
+        while not _answers(url):
+            if server.poll() is not None:
+                raise AssertionError(f"app.py exited early:\n{server.stdout.read()}")
+            if time.monotonic() > deadline:
+                raise AssertionError("app.py did not start serving in time")
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False

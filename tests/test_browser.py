@@ -12,15 +12,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT, app_py_serving
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -46,35 +43,8 @@ def _chromium() -> str:
 
 @pytest.fixture(scope="module")
 def app_url(tiny_checkpoint):
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "app.py", "--model", "tiny-random", "--port", str(port)],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        _wait_until_serving(url, server)
+    with app_py_serving() as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def _wait_until_serving(url: str, server: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"app.py exited early:\n{server.stdout.read()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError("app.py did not start serving in time")
 
 
 def test_upload_summarize_ask_and_export_in_chromium(app_url, pdfs, tmp_path):

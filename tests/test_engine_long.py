@@ -62,15 +62,20 @@ def test_prefix_cache_has_a_cap_and_evicts_the_least_recently_used(tiny_loaded):
     assert engine.generate(QUESTION, prefix=docs[0], max_new_tokens=1).cached_tokens == 0  # oldest evicted
 
 
-def test_a_failure_mid_prefill_does_not_poison_the_cache(tiny_loaded, engine):
+def _fail_on_call(number: int):
+    """A forward pre-hook that raises on its `number`-th call (a transient failure mid-prefill)."""
     calls = {"n": 0}
 
-    def fail_once(module, args):
+    def hook(module, args):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == number:
             raise RuntimeError("transient failure")
 
-    handle = tiny_loaded.model.model.layers[1].register_forward_pre_hook(fail_once)
+    return hook
+
+
+def test_a_failure_mid_prefill_does_not_poison_the_cache(tiny_loaded, engine):
+    handle = tiny_loaded.model.model.layers[1].register_forward_pre_hook(_fail_on_call(3))
     try:
         with pytest.raises(RuntimeError, match="transient failure"):
             engine.generate(QUESTION, prefix=DOC, max_new_tokens=5)
@@ -83,15 +88,8 @@ def test_a_failure_mid_prefill_does_not_poison_the_cache(tiny_loaded, engine):
 def test_a_failure_after_the_shared_prompt_keeps_the_cache_correct(tiny_loaded):
     engine = Engine(tiny_loaded, prefill_chunk=4)
     engine.generate(QUESTION, prefix=DOC, max_new_tokens=3)
-    calls = {"n": 0}
-
-    def fail_on_second_chunk(module, args):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("transient failure")
-
     follow_up = "\nQuestion: How many employees were there on the first day?\nAnswer:"
-    handle = tiny_loaded.model.model.layers[0].register_forward_pre_hook(fail_on_second_chunk)
+    handle = tiny_loaded.model.model.layers[0].register_forward_pre_hook(_fail_on_call(2))  # the second chunk
     try:
         with pytest.raises(RuntimeError, match="transient failure"):
             engine.generate(follow_up, prefix=DOC, max_new_tokens=5)

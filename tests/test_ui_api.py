@@ -1,16 +1,13 @@
 """The Gradio app served on a free local port and driven through gradio_client."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
 
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import app_py_serving, free_port
 
 
 @pytest.fixture(scope="module")
@@ -182,37 +179,12 @@ def test_generation_unavailable_is_explained(report):
 
 def test_app_py_serves_the_endpoints(report, tiny_checkpoint):
     """`python app.py --model tiny-random` as a user starts it, then one API call per task."""
-    port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    server = subprocess.Popen(
-        [sys.executable, "app.py", "--model", "tiny-random", "--port", str(port)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        client = _connect(f"http://127.0.0.1:{port}/", server)
+    with app_py_serving() as url:
+        client = Client(url, verbose=False)
         summary = client.predict(files(report), "auto", 16, 0.0, "auto", 0, api_name="/summarize")
         answer = client.predict(files(report), "What grew?", "auto", 16, 0.0, "auto", 0, api_name="/ask")
         assert summary[0] and summary[3]["task"] == "summarize"
         assert answer[0] and answer[3]["task"] == "ask"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def _connect(url: str, server: subprocess.Popen, timeout: float = 90) -> Client:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"app.py exited early:\n{server.stdout.read()}")
-        try:
-            return Client(url, verbose=False)
-        except Exception:
-            time.sleep(0.5)
-    raise AssertionError("app.py did not start serving in time")
 
 
 def test_every_task_has_a_named_endpoint(served):
