@@ -128,8 +128,7 @@ def _gauge_html(card: DocumentCard) -> str:
     return (
         f'<div class="gauge {state}" role="meter" aria-valuenow="{card.tokens}" aria-valuemax="{card.budget}" '
         f'title="{escape(label)}"><div class="gauge-fill" style="width:{width:.1f}%"></div></div>'
-        f'<div class="gauge-label">{escape(label)}</div>'
-    )
+    )  # the card's note under it says the same in words
 
 
 def _strategies_html(card: DocumentCard) -> str:

@@ -47,7 +47,7 @@ CSS = """
 .doc-card {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 10px;
            background: var(--block-background-fill)}
 .doc-name {font-weight: 600; overflow-wrap: anywhere}
-.doc-facts, .doc-note, .gauge-label {font-size: 0.85em; opacity: 0.85}
+.doc-facts, .doc-note {font-size: 0.85em; opacity: 0.85}
 .gauge {height: 8px; border-radius: 4px; background: var(--border-color-primary); overflow: hidden;
         margin: 6px 0 2px}
 .gauge-fill {height: 100%; background: #22c55e}
