@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.launch import DEFAULT_MAX_FILE_MB, DEFAULT_MAX_QUEUE
+from app.launch import DEFAULT_KEEP_MINUTES, DEFAULT_MAX_FILE_MB, DEFAULT_MAX_QUEUE
 from model.checkpoints import DEFAULT_MODEL_ID
 from model.runtime import DEVICE_CHOICES, QUANT_CHOICES, decide_runtime, detect_hardware
 from tasks.budget import STRATEGY_CHOICES
@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_MAX_QUEUE,
         help="requests that may wait for the model; more are turned away with a message (default 16)",
+    )
+    serve.add_argument(
+        "--keep-files-minutes",
+        type=float,
+        default=DEFAULT_KEEP_MINUTES,
+        help="delete uploaded and exported files this many minutes after they were written (default 60)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     subs = {
@@ -144,9 +150,11 @@ def serve(args: argparse.Namespace) -> int:
     from app.ui import CSS, build_ui
 
     # Checked before the model loads, so a wrong option (or --share without network) fails at once.
-    options = serve_options(args.host, args.port, args.share, args.auth, args.max_file_mb, args.max_queue)
+    options = serve_options(
+        args.host, args.port, args.share, args.auth, args.max_file_mb, args.max_queue, args.keep_files_minutes
+    )
     workbench = build_workbench(args)
-    demo = build_ui(workbench)
+    demo = build_ui(workbench, keep_seconds=options.keep_seconds)
     demo.queue(**options.queue_kwargs())
     demo.launch(**options.launch_kwargs(), css=CSS)
     return 0

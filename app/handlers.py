@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from html import escape
@@ -226,16 +228,36 @@ def _blockquote(text: str) -> str:
     return "\n".join("> " + line for line in (text or "(empty)").splitlines())
 
 
-def export_files(details: dict[str, Any] | None) -> tuple[str, str]:
-    """Write a finished result as Markdown and as JSON into a fresh private folder; return both paths."""
+EXPORT_PREFIX = "granite-longdoc-export-"
+
+
+def export_files(details: dict[str, Any] | None, keep_seconds: float | None = None) -> tuple[str, str]:
+    """Write a finished result as Markdown and as JSON into a fresh private folder; return both
+    paths. Export folders older than `keep_seconds` are deleted first (Gradio serves its own copy)."""
     if not details or "task" not in details:
         raise gr.Error("run a task first: there is nothing to export yet", print_exception=False)
-    folder = Path(tempfile.mkdtemp(prefix="granite-longdoc-export-"))
+    if keep_seconds is not None:
+        delete_old_exports(keep_seconds)
+    folder = Path(tempfile.mkdtemp(prefix=EXPORT_PREFIX))
     stem = _file_stem(f"{details['task']}-{details.get('document', {}).get('name', 'documents')}")
     markdown_path, json_path = folder / f"{stem}.md", folder / f"{stem}.json"
     markdown_path.write_text(result_markdown(details), encoding="utf-8")
     json_path.write_text(json.dumps(details, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return str(markdown_path), str(json_path)
+
+
+def delete_old_exports(keep_seconds: float) -> int:
+    """Delete this app's export folders older than `keep_seconds`; return how many went."""
+    cutoff = time.time() - keep_seconds
+    deleted = 0
+    for folder in Path(tempfile.gettempdir()).glob(f"{EXPORT_PREFIX}*"):
+        try:
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder)
+                deleted += 1
+        except OSError:  # another process removed it first
+            continue
+    return deleted
 
 
 def result_markdown(details: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ AUTH_VARIABLE = "GRANITE_LONGDOC_AUTH"  # "user:password", several separated by 
 SHARE_SERVER = ("api.gradio.app", 443)  # where Gradio asks for a gradio.live tunnel
 DEFAULT_MAX_FILE_MB = 50
 DEFAULT_MAX_QUEUE = 16
+DEFAULT_KEEP_MINUTES = 60  # uploads and exports are deleted this long after they were written
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,11 @@ class ServeOptions:
     auth: list[tuple[str, str]] | None
     max_file_mb: float
     max_queue: int
+    keep_minutes: float = DEFAULT_KEEP_MINUTES
+
+    @property
+    def keep_seconds(self) -> int:
+        return max(1, int(self.keep_minutes * 60))
 
     def queue_kwargs(self) -> dict:
         # One generation at a time per model (each task event also says so); waiting requests
@@ -46,9 +52,17 @@ class ServeOptions:
 
 
 def serve_options(
-    host: str | None, port: int | None, share: bool, auth: str | None, max_file_mb: float, max_queue: int
+    host: str | None,
+    port: int | None,
+    share: bool,
+    auth: str | None,
+    max_file_mb: float,
+    max_queue: int,
+    keep_minutes: float = DEFAULT_KEEP_MINUTES,
 ) -> ServeOptions:
     """Check the serve options (and, for --share, that the share server can be reached)."""
+    if keep_minutes <= 0:
+        raise InvalidRequest("--keep-files-minutes must be a positive number of minutes")
     if max_file_mb <= 0:
         raise InvalidRequest("--max-file-mb must be a positive number of megabytes")
     if max_queue < 1:
@@ -56,7 +70,7 @@ def serve_options(
     credentials = parse_auth(auth if auth is not None else os.environ.get(AUTH_VARIABLE))
     if share:
         check_share_reachable()
-    return ServeOptions(host, port, share, credentials, max_file_mb, max_queue)
+    return ServeOptions(host, port, share, credentials, max_file_mb, max_queue, keep_minutes)
 
 
 def parse_auth(value: str | None) -> list[tuple[str, str]] | None:

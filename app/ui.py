@@ -82,6 +82,7 @@ class Page:
     files: gr.File
     settings: Settings
     session: gr.State
+    keep_seconds: int  # uploads and exports are deleted this long after they were written
 
 
 @dataclass
@@ -100,9 +101,14 @@ class Output:
         return [self.text, self.steps, self.sources, self.details]
 
 
-def build_ui(workbench: Workbench) -> gr.Blocks:
-    """Build the whole page for `workbench` (nothing global: one page per workbench)."""
-    with gr.Blocks(title=TITLE) as demo:
+DEFAULT_KEEP_SECONDS = 3600
+
+
+def build_ui(workbench: Workbench, keep_seconds: int = DEFAULT_KEEP_SECONDS) -> gr.Blocks:
+    """Build the whole page for `workbench` (nothing global: one page per workbench). Uploaded and
+    exported files are deleted `keep_seconds` after they were written (checked every few minutes)."""
+    every = max(1, min(300, keep_seconds // 2))
+    with gr.Blocks(title=TITLE, delete_cache=(every, keep_seconds)) as demo:
         session = gr.State({})  # per browser session: the cancel switch of its running task
         _header(workbench)
         with gr.Row(equal_height=False):
@@ -111,7 +117,7 @@ def build_ui(workbench: Workbench) -> gr.Blocks:
                 cards = (gr.HTML(EMPTY_CARDS, elem_id="document-cards"), gr.JSON(visible=False))
             with gr.Column(scale=2, min_width=420):
                 settings = _settings_panel()
-                page = Page(workbench, files, settings, session)
+                page = Page(workbench, files, settings, session, keep_seconds)
                 with gr.Tabs():
                     _summarize_tab(page)
                     _ask_tab(page)
@@ -119,11 +125,11 @@ def build_ui(workbench: Workbench) -> gr.Blocks:
                     _classify_tab(page)
                     _custom_tab(page)
         _wire_cards(page, cards)
-        _export_endpoint()
+        _export_endpoint(keep_seconds)
     return demo
 
 
-def _export_endpoint() -> None:
+def _export_endpoint(keep_seconds: int) -> None:
     """The `export` API endpoint: a task's JSON details in, its Markdown and JSON files out (the
     page's Export buttons do the same for the result on screen)."""
     details = gr.JSON(visible=False)
@@ -131,7 +137,7 @@ def _export_endpoint() -> None:
 
     def export(details: dict | None) -> tuple[str, str]:
         """A finished result (the details JSON any task returns) as a Markdown file and a JSON file."""
-        return export_files(details)
+        return export_files(details, keep_seconds)
 
     trigger = gr.Button(visible=False)  # an endpoint needs an event; nothing on the page clicks this
     trigger.click(export, inputs=[details], outputs=[markdown_file, json_file], api_name="export")
@@ -240,7 +246,8 @@ def _wire(page: Page, run: gr.Button, stop: gr.Button, handler, inputs: list, ou
         trigger(_no_exports, outputs=exports, queue=False, api_visibility="private")
         naming = {"api_name": name} if first else {"api_visibility": "private"}
         event = trigger(handler, inputs=inputs, outputs=streamed or output.streamed, **naming, **ONE_AT_A_TIME)
-        event.success(_exports, inputs=[output.details], outputs=exports, api_visibility="private")
+        export = lambda details: _exports(details, page.keep_seconds)  # noqa: E731
+        event.success(export, inputs=[output.details], outputs=exports, api_visibility="private")
         events.append(event)
     stop.click(stop_task, inputs=[page.session], queue=False, api_name=f"stop_{name}", api_visibility="undocumented")
     return events
@@ -250,9 +257,9 @@ def _no_exports():
     return gr.DownloadButton(value=None, interactive=False), gr.DownloadButton(value=None, interactive=False)
 
 
-def _exports(details: dict | None):
+def _exports(details: dict | None, keep_seconds: int):
     """Export a finished result (a task's JSON details) as a Markdown file and a JSON file."""
-    markdown_path, json_path = export_files(details)
+    markdown_path, json_path = export_files(details, keep_seconds)
     return gr.DownloadButton(value=markdown_path, interactive=True), gr.DownloadButton(
         value=json_path, interactive=True
     )
