@@ -40,3 +40,25 @@ def test_pickle_only_folder_is_refused(tmp_path):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_model(str(tmp_path / "nowhere"), CPU)
+
+
+def test_remote_code_in_a_model_folder_is_never_run(tiny_checkpoint, tmp_path):
+    """A folder whose config points at its own Python code (auto_map): that code must not run."""
+    import json
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, folder)
+    marker = tmp_path / "remote-code-ran"
+    (folder / "evil.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transformers import GraniteMoeForCausalLM as EvilModel, GraniteMoeConfig as EvilConfig\n"
+    )
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    try:
+        load_model(str(folder), CPU)
+    except ModelLoadError:
+        pass  # refusing is fine too; running the folder's code is not
+    assert not marker.exists()
