@@ -2,6 +2,7 @@
 
     python app.py [--model ID|PATH|tiny-random] [--quant ...] [--device ...]   serve the web UI
         [--host H] [--port P] [--share] [--auth USER:PASSWORD] [--max-file-mb N] [--max-queue N]
+        [--time-limit SECONDS]
     python app.py info FILE...               pages, tokens, language, budget, strategies, wait
     python app.py text FILE...               the normalized text, with page markers
     python app.py summarize FILE...          stream a summary
@@ -41,6 +42,7 @@ from tasks.workbench import Workbench
 logger = logging.getLogger("granite_longdoc")
 EXIT_USAGE = 2
 TASK_COMMANDS = ("summarize", "ask", "extract", "classify", "prompt")
+DEFAULT_TIME_LIMIT = 600.0  # seconds per web request, so that no request holds the model and the queue for ever
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_KEEP_MINUTES,
         help="delete uploaded and exported files this many minutes after they were written (default 60)",
+    )
+    serve.add_argument(
+        "--time-limit",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help=f"stop each request after this many seconds, keeping the text so far; 0 for no limit "
+        f"(default {DEFAULT_TIME_LIMIT:g} for the web UI, none for the commands)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     subs = {
@@ -107,6 +117,30 @@ def _add_task_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lang", choices=tuple(LANGUAGES), default=None, help="output language (default: the document's)"
     )
+    # SUPPRESS: `app.py --time-limit N summarize ...` (before the command) must not be reset here.
+    parser.add_argument(
+        "--time-limit",
+        type=_seconds,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="stop after this many seconds, keeping the text so far (default: no limit)",
+    )
+
+
+def _seconds(value: str) -> float:
+    """An argparse type: a number of seconds, 0 or more."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds (0 or more), not {value!r}")
+    return seconds
+
+
+def time_limit(args: argparse.Namespace, default: float | None) -> float | None:
+    """The --time-limit as TaskOptions takes it: `default` when it was not given, None for 0."""
+    return default if args.time_limit is None else (args.time_limit or None)
 
 
 def _add_model_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
@@ -154,6 +188,7 @@ def serve(args: argparse.Namespace) -> int:
         args.host, args.port, args.share, args.auth, args.max_file_mb, args.max_queue, args.keep_files_minutes
     )
     workbench = build_workbench(args)
+    workbench.time_limit = time_limit(args, DEFAULT_TIME_LIMIT)  # every web request's TaskOptions.time_limit
     demo = build_ui(workbench, keep_seconds=options.keep_seconds)
     demo.queue(**options.queue_kwargs())
     demo.launch(**options.launch_kwargs(), css=CSS)
@@ -195,7 +230,8 @@ def run_text(args: argparse.Namespace) -> int:
 def run_task(args: argparse.Namespace) -> int:
     workbench = build_workbench(args)
     options = workbench.options(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                strategy=args.strategy, language=args.lang)  # fmt: skip
+                                strategy=args.strategy, language=args.lang,
+                                time_limit=time_limit(args, None))  # fmt: skip
     if args.command == "summarize":
         events = workbench.summarize(args.files, options)
     elif args.command == "ask":

@@ -189,7 +189,12 @@ class Steps:
 
 
 def final_status(result: TaskResult, workbench: Workbench) -> str:
-    reasons = {"stop": "finished", "length": "reached the token limit", "cancelled": "stopped"}
+    reasons = {
+        "stop": "finished",
+        "length": "reached the token limit",
+        "cancelled": "stopped",
+        "time_limit": "stopped at the time limit",
+    }
     usage, timings = result.usage, result.timings
     parts = [
         f"Done ({reasons.get(result.finish_reason, result.finish_reason)})",

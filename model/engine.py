@@ -9,16 +9,23 @@ Everything runs in the caller's thread, so an exception inside the model reaches
 directly and there is no worker thread that could be left waiting. Each model call enters its
 own `torch.inference_mode()` because a generator may be resumed from a different thread (Gradio
 does this), and grad mode is per thread.
+
+A request stops between tokens and prefill chunks when its cancel event is set or its deadline
+passes. When the GPU runs out of memory, the prefill goes on in smaller chunks; when even the
+smallest fail, the request ends with `GpuOutOfMemory` (a message for the user) and the engine
+stays usable (see model/limits.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from transformers import DynamicCache
@@ -35,16 +42,15 @@ from model.kvcache import (
     new_cache,
     reserve_room,
 )
+from model.limits import Cancelled, FinishReason, RequestState, is_out_of_memory, release_memory
 from model.loader import LoadedModel, LoadReport
 from model.textstream import IncrementalDecoder, StopStringFilter
 
-FinishReason = Literal["stop", "length", "cancelled"]
 DEFAULT_PREFILL_CHUNK = 2048  # bounds peak memory; smaller chunks cost speed (1024: -5-8% here)
+MIN_PREFILL_CHUNK = 256  # out-of-memory retries halve the chunk down to this, then give up
 DEFAULT_PREFIX_CACHE_BYTES = 2 * 2**30
 
-
-class Cancelled(Exception):
-    """The cancel event was set while the prompt was being read."""
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class GenerationChunk:
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
     cached_tokens: int = 0  # prompt tokens whose prefill came from the prefix cache
+    notes: tuple[str, ...] = ()  # what the user should know (an out-of-memory retry); all of them on the last chunk
 
     @property
     def decode_tokens_per_second(self) -> float:
@@ -81,13 +88,15 @@ class Engine:
         *,
         prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
         prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
+        min_prefill_chunk: int = MIN_PREFILL_CHUNK,
     ):
-        if prefill_chunk < 1:
-            raise ValueError("prefill_chunk must be at least 1")
+        if prefill_chunk < 1 or min_prefill_chunk < 1:
+            raise ValueError("prefill_chunk and min_prefill_chunk must be at least 1")
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.report: LoadReport = loaded.report
         self.prefill_chunk = prefill_chunk
+        self.min_prefill_chunk = min_prefill_chunk
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self._eos_ids = _eos_token_ids(loaded.model, loaded.tokenizer)
         self._grammars = JsonGrammars(loaded.tokenizer, loaded.model.config.vocab_size)
@@ -145,32 +154,43 @@ class Engine:
         stop: Sequence[str] = (),
         temperature: float = 0.0,
         cancel: threading.Event | None = None,
+        deadline: float | None = None,
         seed: int | None = None,
         json_schema: dict | None = None,
     ) -> Iterator[GenerationChunk]:
         """Yield text deltas for `prefix + prompt`; the last chunk has `finish_reason` 'stop',
-        'length' or 'cancelled'. A `prefix` (the document part) is prefilled once and reused.
-        With `json_schema`, the output is JSON valid for it (stop strings do not apply)."""
+        'length', 'cancelled' (the `cancel` event was set) or 'time_limit' (`time.monotonic()`
+        passed `deadline`), and keeps the text so far. A `prefix` (the document part) is prefilled
+        once and reused. With `json_schema`, the output is JSON valid for it (stop strings do not
+        apply). Raises GpuOutOfMemory when the GPU runs out of memory even in the smallest chunks."""
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
         constraint = self._grammars.constraint(json_schema) if json_schema is not None else None
+        run = RequestState(cancel, deadline, self.prefill_chunk)
         started = time.perf_counter()
+        stop = () if constraint else stop
         try:
-            with self._prefilled(prompt, prefix, cancel, reserve=max_new_tokens) as state:
-                first_token_at = time.perf_counter()
-                yield from self._decode(
-                    state,
-                    max_new_tokens,
-                    () if constraint else stop,
-                    temperature,
-                    cancel,
-                    seed,
-                    constraint,
-                    started,
-                    first_token_at,
-                )
-        except Cancelled:
-            yield GenerationChunk("", "cancelled", prefill_seconds=time.perf_counter() - started)
+            yield from self._answer(prompt, prefix, run, max_new_tokens, stop, temperature, seed, constraint)
+            return
+        except Cancelled as stopped:
+            prefill_seconds = time.perf_counter() - started
+            yield GenerationChunk("", stopped.reason, prefill_seconds=prefill_seconds, notes=tuple(run.notes))
+            return
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            logger.warning("out of memory on a %d-token prompt: %s", run.tokens, exc)
+        # Out of the handler, the error no longer holds this request's cache, so its memory can go.
+        release_memory()
+        raise run.out_of_memory()
+
+    def _answer(self, prompt, prefix, run, max_new_tokens, stop, temperature, seed, constraint):
+        """Prefill, then decode; the cache lives in this frame only, so it is gone when this ends."""
+        started = time.perf_counter()
+        with self._prefilled(prompt, prefix, run, reserve=max_new_tokens) as state:
+            if run.notes:  # said at once, before the answer: the prefill took longer than it might have
+                yield GenerationChunk("", notes=tuple(run.notes))
+            yield from self._decode(state, run, max_new_tokens, stop, temperature, seed, constraint, started)
 
     def generate(self, prompt: str, **options: Any) -> GenerationChunk:
         """Run `stream` to the end and return one chunk with the whole text."""
@@ -178,20 +198,24 @@ class Engine:
         last = GenerationChunk("")
         for last in self.stream(prompt, **options):
             parts.append(last.text)
-        return GenerationChunk(
-            "".join(parts),
-            last.finish_reason,
-            last.prompt_tokens,
-            last.generated_tokens,
-            last.prefill_seconds,
-            last.decode_seconds,
-            last.cached_tokens,
-        )
+        return dataclasses.replace(last, text="".join(parts))
 
     def score(self, prompt: str, continuations: Sequence[str], *, prefix: str = "") -> list[float]:
-        """The log-likelihood of each continuation after `prefix + prompt` (sum over its tokens)."""
+        """The log-likelihood of each continuation after `prefix + prompt` (sum over its tokens).
+        Raises GpuOutOfMemory as `stream` does."""
+        run = RequestState(None, None, self.prefill_chunk)
+        try:
+            return self._score(prompt, continuations, prefix, run)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            logger.warning("out of memory scoring a %d-token prompt: %s", run.tokens, exc)
+        release_memory()
+        raise run.out_of_memory()
+
+    def _score(self, prompt: str, continuations: Sequence[str], prefix: str, run: RequestState) -> list[float]:
         scores = []
-        with self._prefilled(prompt, prefix, None, reserve=0) as state:
+        with self._prefilled(prompt, prefix, run, reserve=0) as state:
             first_logprobs = torch.log_softmax(state.logits, dim=-1)[0]
             for text in continuations:
                 ids = list(self.tokenizer.encode(text, add_special_tokens=False))
@@ -206,14 +230,15 @@ class Engine:
                 scores.append(total)
         return scores
 
-    def _decode(self, state, max_new_tokens, stop, temperature, cancel, seed, constraint, started, first_token_at):
+    def _decode(self, state, run, max_new_tokens, stop, temperature, seed, constraint, started):
+        first_token_at = time.perf_counter()
         decoder = IncrementalDecoder(lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True))
         stops = StopStringFilter(stop)
-        steps = self._token_steps(state, temperature, seed, constraint)
+        steps = self._token_steps(state, run, temperature, seed, constraint)
         count, reason = 0, "length"
         while count < max_new_tokens:
-            if cancel is not None and cancel.is_set():
-                reason = "cancelled"
+            if (stopped := run.stop_reason()) is not None:
+                reason = stopped
                 break
             token = next(steps)
             count += 1
@@ -239,13 +264,16 @@ class Engine:
             prefill_seconds=first_token_at - started,
             decode_seconds=decode_seconds,
             cached_tokens=state.cached_tokens,
+            notes=tuple(run.notes),
         )
 
     @contextmanager
-    def _prefilled(self, prompt: str, prefix: str, cancel: threading.Event | None, reserve: int):
+    def _prefilled(self, prompt: str, prefix: str, run: RequestState | None, reserve: int):
         """A KV cache holding `prefix + prompt`, the prefix (and the part of the prompt a previous
         request on it shared) taken from the prefix cache when it is there. On exit the prefix
-        and this prompt go back into the prefix cache, if the prefix was prefilled whole."""
+        and this prompt go back into the prefix cache, if the prefix was prefilled whole and the
+        request did not run out of memory (then the memory matters more than the cache)."""
+        run = run or RequestState(None, None, self.prefill_chunk)
         key = PrefixCache.key(prefix) if prefix else ""
         entry = self.prefix_cache.take(key) if prefix else None
         rest = list(self.tokenizer.encode(prompt, add_special_tokens=not prefix))
@@ -260,7 +288,7 @@ class Engine:
             room = len(ids) + len(rest) + reserve + PREFIX_SLACK  # later questions fit without a copy
             entry = CachedPrefix(ids, new_cache(self.model.config, room), 0)
         try:
-            total = (entry.length if entry else 0) + len(rest)
+            total = run.tokens = (entry.length if entry else 0) + len(rest)
             if total == 0:
                 raise ValueError("there is nothing to read: the prompt is empty")
             if total + reserve > self.context_limit:
@@ -271,12 +299,16 @@ class Engine:
             cache = entry.cache if entry else new_cache(self.model.config, total + reserve)
             reserve_room(cache, total + reserve)
             if entry is not None and not cached_tokens:
-                self._prefill(entry.ids, cache, cancel)
+                self._prefill(entry.ids, cache, run)
                 entry.nbytes = cache_nbytes(cache)
-            logits = self._prefill(rest, cache, cancel) if rest else self._forward_last_token(entry, cache)
+            logits = self._prefill(rest, cache, run) if rest else self._forward_last_token(entry, cache)
             if entry is not None:
                 entry.tail += rest  # now in the cache too
             yield _Prefilled(cache, logits, total, cached_tokens)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                entry = None
+            raise
         finally:
             if entry is not None and entry.nbytes and holds_prefix(entry.cache, entry.length):
                 self.prefix_cache.give_back(key, entry)
@@ -286,20 +318,52 @@ class Engine:
         crop_to(cache, len(entry.ids) - 1)
         return self._forward(torch.tensor([entry.ids[-1:]], device=self.model.device), cache, keep=1)[:, -1, :].float()
 
-    def _prefill(self, ids: list[int], cache: DynamicCache, cancel: threading.Event | None) -> torch.Tensor:
-        """Feed `ids` into `cache` in chunks of `prefill_chunk` tokens; return the last logits."""
-        logits = None
-        for start in range(0, len(ids), self.prefill_chunk):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled
-            chunk = torch.tensor([ids[start : start + self.prefill_chunk]], device=self.model.device)
-            logits = self._forward(chunk, cache, keep=1)[:, -1, :]
+    def _prefill(self, ids: list[int], cache: DynamicCache, run: RequestState) -> torch.Tensor:
+        """Feed `ids` into `cache` in chunks of `run.chunk` tokens; return the last logits. A chunk
+        that runs out of memory is cut from the cache and read again in chunks half the size."""
+        start, base, logits = 0, cache.get_seq_length(), None
+        while start < len(ids):
+            if (reason := run.stop_reason()) is not None:
+                raise Cancelled(reason)
+            end = min(start + run.chunk, len(ids))
+            logits = self._try_forward(ids[start:end], cache)
+            if logits is not None:
+                start = end
+                continue
+            if run.chunk <= self.min_prefill_chunk:
+                raise run.out_of_memory()
+            crop_to(cache, base + start)  # the layers the failed chunk reached hold part of it
+            self._free_memory()
+            run.chunk = max(self.min_prefill_chunk, run.chunk // 2)
+            run.notes.append(f"Ran out of GPU memory; retrying with {run.chunk:,}-token chunks")
         return logits.float() if logits is not None else None
 
+    def _try_forward(self, ids: list[int], cache: DynamicCache) -> torch.Tensor | None:
+        """The last position's logits (1, vocab) after `ids`, or None when the GPU ran out of
+        memory. The error is dropped here, so the memory its frames held can be freed."""
+        try:
+            return self._forward(torch.tensor([ids], device=self.model.device), cache, keep=1)[:, -1, :]
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            logger.warning("out of memory on %d new tokens: %s", len(ids), exc)
+        return None
+
+    def _free_memory(self) -> None:
+        """Drop the cached documents (the memory easiest to give up) and return freed GPU memory."""
+        self.prefix_cache.clear()
+        release_memory()
+
     def _token_steps(
-        self, state: _Prefilled, temperature: float, seed: int | None, constraint: JsonSchemaConstraint | None
+        self,
+        state: _Prefilled,
+        run: RequestState,
+        temperature: float,
+        seed: int | None,
+        constraint: JsonSchemaConstraint | None,
     ) -> Iterator[int]:
-        """Yield one sampled token per step, forever (the caller stops)."""
+        """Yield one sampled token per step, forever (the caller stops). A step that runs out of
+        memory is tried once more after freeing what can be freed."""
         device = self.model.device
         generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
         logits = state.logits.clone()
@@ -310,7 +374,16 @@ class Engine:
             if constraint is not None:
                 constraint.accept(token)
             yield token
-            logits = self._forward(torch.tensor([[token]], device=device), state.cache, keep=1)[:, -1, :].float()
+            length = state.cache.get_seq_length()
+            logits = self._try_forward([token], state.cache)
+            if logits is None:
+                crop_to(state.cache, length)
+                self._free_memory()
+                run.notes.append("Ran out of GPU memory while writing; freed memory and went on")
+                logits = self._try_forward([token], state.cache)
+                if logits is None:
+                    raise run.out_of_memory()
+            logits = logits.float()
 
     def _forward(self, input_ids: torch.Tensor, cache: DynamicCache, keep: int) -> torch.Tensor:
         """Run the model on `input_ids` (1, n) with `cache`; logits of the last `keep` positions

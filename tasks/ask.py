@@ -30,6 +30,7 @@ def answer_with_sources(
     documents, or from the passages that best match it when they are over the budget; the last
     event is the TaskResult with the request, the sources and the verified quotes."""
     options.validate()
+    options = options.started()
     started = time.perf_counter()
     language = output_language(documents, options)
     template = load_template(task, language)

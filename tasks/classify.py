@@ -14,7 +14,7 @@ from tasks.documents import Document
 from tasks.errors import InvalidRequest
 from tasks.events import Event, Progress
 from tasks.interfaces import TextEngine
-from tasks.pipeline import TaskOptions, make_result, output_language, plan_context
+from tasks.pipeline import TaskOptions, engine_errors, make_result, output_language, plan_context
 from tasks.prompts import load_template
 
 MAX_LABELS = 50
@@ -44,7 +44,8 @@ def classify(
     longest = max(engine.count_tokens(" " + label) for label in labels)
     context = plan_context("classify", documents, instruction, " ".join(labels), options, engine, longest)
     yield Progress(f"Scoring {len(labels)} labels ({context.strategy})")
-    scores = engine.score(context.prompt, [" " + label for label in labels], prefix=context.prefix)
+    with engine_errors():
+        scores = engine.score(context.prompt, [" " + label for label in labels], prefix=context.prefix)
     ranked = sorted(zip(labels, scores, _softmax(scores), strict=True), key=lambda row: -row[1])
     table = [{"label": label, "probability": round(p, 6), "log_likelihood": round(s, 4)} for label, s, p in ranked]
     extra = {"labels": table}

@@ -24,7 +24,10 @@ SPACING_ACCENTS = {
 _VOWEL_ONLY = {"´", "`"}
 _VOWELS = set("aeiouyAEIOUY")
 _ACCENT_RE = re.compile("([" + re.escape("".join(SPACING_ACCENTS)) + "]) ?([^\\W\\d_])")
-_HYPHEN_BREAK_RE = re.compile(r"(\w+)-\n[ \t]*([a-zà-ÿ]\w*)[ \t]?")
+# Patterns that start with \w+ begin only at a word's start ((?<!\w)): tried at every letter of a
+# long unbroken word, each attempt rescans the rest of it (a 20,000-letter word took 10 s).
+_HYPHEN_BREAK_RE = re.compile(r"(?<!\w)(\w+)-\n[ \t]*([a-zà-ÿ]\w*)[ \t]?")
+_COMPOUND_RE = re.compile(r"(?<!\w)\w+(?:-\w+)+")
 _PAGE_NUMBER_RE = re.compile(
     r"^[\s\-–—|]*(page|seite|página|pagina|strana|p\.)?\s*\d+(\s*(/|of|von|de|di|z)\s*\d+)?[\s\-–—|]*$", re.I
 )
@@ -102,7 +105,9 @@ def _number_offsets(lines: list[str], index: int) -> set[int]:
 
 
 def _page_number(line: str, index: int) -> int | None:
-    match = _PAGE_NUMBER_RE.match(line) if line.strip() else None
+    if not line.strip() or len(line) > _MAX_RUNNING_CHARS:  # long lines are no page numbers (and slow to match)
+        return None
+    match = _PAGE_NUMBER_RE.match(line)
     digits = re.findall(r"\d+", line) if match else []
     return int(digits[0]) - index if digits else None
 
@@ -128,4 +133,4 @@ def _shape(line: str) -> str:
 
 
 def _word_set(pages: Sequence[str]) -> set[str]:
-    return {word.lower() for page in pages for word in re.findall(r"\w+(?:-\w+)+", page)}
+    return {word.lower() for page in pages for word in _COMPOUND_RE.findall(page)}

@@ -1,13 +1,16 @@
 """Read a file into a `Document`: cleaned pages of text with 1-based page numbers.
 
-PDF (pypdf), DOCX (python-docx), HTML (BeautifulSoup), TXT and Markdown (UTF-8, else the detected
+PDF (pypdf), DOCX (python-docx), HTML (html.parser), TXT and Markdown (UTF-8, else the detected
 encoding). Text is normalized (tasks.cleaning) and its language detected (tasks.language).
-Pure Python: no torch, no gradio.
+Files and their names are untrusted: sizes and page counts are limited, and the name shown (and
+quoted to the model) loses path parts and control characters. Pure Python: no torch, no gradio.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -28,6 +31,11 @@ READERS = {
     ".markdown": readers.read_text,
 }
 SUPPORTED_SUFFIXES = tuple(READERS)
+MAX_FILE_BYTES = 50 * 2**20  # the web UI's default upload limit (app.launch.DEFAULT_MAX_FILE_MB)
+MAX_NAME_CHARS = 120
+# Control characters leave the text (a stray NUL, a terminal escape); vertical tab and form feed
+# become line breaks. Tab, line feed and carriage return stay.
+_CONTROLS = {code: None for code in (*range(0, 9), *range(14, 32), 127, *range(128, 160))} | {11: "\n", 12: "\n"}
 
 
 @dataclass(frozen=True)
@@ -63,18 +71,24 @@ class Document:
         return digest.hexdigest()[:32]
 
 
-def load_document(path: str | Path, name: str | None = None) -> Document:
-    """Read `path` as a document. Raises DocumentError with a message meant for the user."""
+def load_document(path: str | Path, name: str | None = None, password: str | None = None) -> Document:
+    """Read `path` as a document (`password` opens an encrypted PDF). Raises DocumentError with a
+    message meant for the user."""
     path = Path(path)
-    name = name or path.name
-    if not path.is_file():
+    name = display_name(name or path.name)
+    if not path.exists():
         raise DocumentError(f"{name}: file not found")
     suffix = path.suffix.lower()
     reader = READERS.get(suffix)
     if reader is None:
         supported = ", ".join(SUPPORTED_SUFFIXES)
         raise DocumentError(f"{name}: unsupported file type {suffix or '(none)'}; supported: {supported}")
-    raw_pages, meta = reader(path, name)
+    _check_file(path, name)
+    try:
+        raw_pages, meta = reader(path, name, password) if reader is readers.read_pdf else reader(path, name)
+    except OSError as exc:  # vanished or unreadable between the check and the read
+        raise DocumentError(f"{name}: could not open the file ({exc.strerror or exc})") from exc
+    readers.check_page_count(len(raw_pages), name)
     texts = clean_pages([_tidy(text) for text in raw_pages], from_pdf=meta["format"] == "pdf")
     if not any(text.strip() for text in texts):
         raise DocumentError(_no_text_message(name, meta["format"]))
@@ -84,8 +98,47 @@ def load_document(path: str | Path, name: str | None = None) -> Document:
     return Document(name=name, pages=pages, meta=meta)
 
 
+def display_name(raw: str) -> str:
+    """A file name fit to show and to quote to the model: its last path part (either slash), with
+    control and invisible formatting characters (newlines, terminal escapes, right-to-left
+    overrides that disguise `evil.exe.txt`) gone, shortened in the middle when very long."""
+    name = re.split(r"[/\\]", raw)[-1]
+    name = "".join(_visible(char) for char in name)
+    name = " ".join(name.split())
+    if name in ("", ".", ".."):
+        return "document"
+    if len(name) > MAX_NAME_CHARS:
+        tail = 20  # keeps the extension and any "(2)" the workbench added
+        name = name[: MAX_NAME_CHARS - tail - 1] + "…" + name[-tail:]
+    return name
+
+
+def _visible(char: str) -> str:
+    category = unicodedata.category(char)
+    if category in ("Cc", "Zl", "Zp"):
+        return " "
+    if category == "Cs":  # a byte that was not UTF-8 in the file system's name
+        return "\ufffd"
+    return "" if category == "Cf" else char
+
+
+def _check_file(path: Path, name: str) -> None:
+    """A regular file of an acceptable size, checked before anything reads it."""
+    if path.is_dir():
+        raise DocumentError(f"{name}: this is a folder, not a file")
+    if not path.is_file():  # a device or a pipe (/dev/zero, /dev/urandom) would never end
+        raise DocumentError(f"{name}: this is not a regular file")
+    size = path.stat().st_size
+    if size == 0:
+        raise DocumentError(f"{name}: the file is empty (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        raise DocumentError(
+            f"{name}: the file is {size / 2**20:,.1f} MB; the limit is {MAX_FILE_BYTES / 2**20:,.1f} MB"
+        )
+
+
 def _tidy(text: str) -> str:
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").translate(_CONTROLS).split("\n")
     return "\n".join(line.rstrip() for line in lines).strip()
 
 
@@ -95,4 +148,8 @@ def _no_text_message(name: str, kind: str) -> str:
             f"{name}: this PDF has no text layer (it is probably scanned images); "
             "run it through OCR first, then upload the result"
         )
-    return f"{name}: the file is empty"
+    if kind == "html":
+        return f"{name}: the file is empty: this page has no visible text"
+    if kind == "docx":
+        return f"{name}: the file is empty: this Word document has no text"
+    return f"{name}: the file is empty (it has no text)"

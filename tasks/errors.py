@@ -19,3 +19,7 @@ class ModelUnavailable(UserError):
 
 class InvalidRequest(UserError):
     """An option or argument is missing or out of range."""
+
+
+class CapacityError(UserError):
+    """The server cannot serve the request as asked (the GPU ran out of memory for it)."""

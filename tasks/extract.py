@@ -114,6 +114,7 @@ def extract(
 ) -> Iterator[Event]:
     """Stream the JSON as it is written; the last event is the TaskResult with the parsed data."""
     options.validate()
+    options = options.started()
     started = time.perf_counter()
     language = output_language(documents, options)
     template = load_template("extract", language)

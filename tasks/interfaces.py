@@ -43,10 +43,14 @@ class TextEngine(TokenCounter, Protocol):
         stop: Sequence[str] = (),
         temperature: float = 0.0,
         cancel: threading.Event | None = None,
+        deadline: float | None = None,
         json_schema: dict | None = None,
     ) -> Iterator[Any]:
         """Chunks with .text and, on the last one, .finish_reason, .prompt_tokens,
-        .generated_tokens, .prefill_seconds, .decode_seconds, .cached_tokens."""
+        .generated_tokens, .prefill_seconds, .decode_seconds, .cached_tokens. The stream stops
+        early ('cancelled', 'time_limit') when `cancel` is set or time.monotonic() passes
+        `deadline`. Raises MemoryError (with a message for the user) when the device runs out of
+        memory for the request."""
         ...
 
     def score(self, prompt: str, continuations: Sequence[str], *, prefix: str = "") -> list[float]: ...

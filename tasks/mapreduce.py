@@ -20,6 +20,7 @@ from tasks.prompts import Template, render_chunks
 
 MAP_ANSWER_TOKENS = 384  # each partial summary; enough for the names and numbers of a section
 _MARGIN = 64  # markers and template text around a section
+STOPPED = ("cancelled", "time_limit")  # the user's stop or the request's deadline: no later part is read
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def map_reduce(
         context = Context("map-reduce", budget, prompt=prompt)
         answer = yield from stream_answer(engine, context, options, template.stop, max_new_tokens=map_tokens,
                                           show_text=False)  # fmt: skip
-        if answer.last.finish_reason == "cancelled":
+        if answer.last.finish_reason in STOPPED:
             return Generated("", answer.last), _as_json(partials)
         label = template.fill("part_label", number=number, pages=pages)
         pages_covered = tuple(p for c in section for p in c.pages)
@@ -95,7 +96,7 @@ def _reduce(partials, template, budget, map_tokens, options, engine, name) -> It
             context = Context("map-reduce", budget, prompt=_reduce_prompt(group, template, name))
             answer: Generated = yield from stream_answer(engine, context, options, template.stop,
                                                          max_new_tokens=map_tokens, show_text=False)  # fmt: skip
-            if answer.last.finish_reason == "cancelled":
+            if answer.last.finish_reason in STOPPED:
                 return Generated("", answer.last)
             pages = tuple(p for partial in group for p in partial.pages)
             label = template.fill("part_label", number=number, pages=f"{min(pages)}-{max(pages)}")

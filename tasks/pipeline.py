@@ -3,16 +3,19 @@ retrieved excerpts within the budget), streaming a generation, and building the 
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.budget import Fit, choose_strategy, context_budget, describe_wait, estimate_seconds, require_fit
 from tasks.chunking import CHUNK_HEADER_TOKENS, DEFAULT_CHUNK_TOKENS, chunk_documents
 from tasks.documents import Document
-from tasks.errors import BudgetError, InvalidRequest
+from tasks.errors import BudgetError, CapacityError, InvalidRequest
 from tasks.events import DocumentSummary, Event, Progress, TaskResult, TextDelta
 from tasks.interfaces import TextEngine, TokenCounter
 from tasks.language import LANGUAGES, check_language
@@ -30,18 +33,29 @@ class TaskOptions:
     context_budget: int | None = None  # None: the device's default
     strategy: str = "auto"  # auto | full | map-reduce | retrieval
     language: str | None = None  # output language; None: the documents' language
+    time_limit: float | None = None  # seconds of wall-clock time per request; None: no limit
     cancel: threading.Event | None = field(default=None, compare=False)
+    deadline: float | None = field(default=None, compare=False)  # time.monotonic() to stop at; see started()
 
     def validate(self) -> None:
         if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
             raise InvalidRequest(f"max new tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT:,}")
         if not 0.0 <= self.temperature <= 2.0:
             raise InvalidRequest("temperature must be between 0 and 2")
+        if self.time_limit is not None and not (math.isfinite(self.time_limit) and self.time_limit > 0):
+            raise InvalidRequest("the time limit must be a positive number of seconds (or none)")
         if self.language is not None:
             try:
                 check_language(self.language)
             except ValueError as exc:
                 raise InvalidRequest(str(exc)) from exc
+
+    def started(self) -> TaskOptions:
+        """These options with the clock started: a task calls this as it begins, so that all its
+        generations (the many of a map-reduce summary) share one deadline."""
+        if self.time_limit is None or self.deadline is not None:
+            return self
+        return dataclasses.replace(self, deadline=time.monotonic() + self.time_limit)
 
 
 @dataclass(frozen=True)
@@ -139,27 +153,46 @@ def stream_answer(
     returns the whole text and the last engine chunk (`answer = yield from stream_answer(...)`)."""
     answer_tokens = max_new_tokens or options.max_new_tokens
     prompt_tokens = context.prompt_tokens(engine)
-    wait = describe_wait(estimate_seconds(prompt_tokens, answer_tokens, engine.throughput()))
-    yield Progress(f"Reading {prompt_tokens:,} tokens ({context.strategy}); expected wait: {wait}")
     last: Any = None
     parts: list[str] = []
-    stream = engine.stream(
-        context.prompt,
-        prefix=context.prefix,
-        max_new_tokens=answer_tokens,
-        stop=stop,
-        temperature=options.temperature,
-        cancel=options.cancel,
-        json_schema=json_schema,
-    )
-    try:
+    notes: set[str] = set()
+    with engine_errors():  # the speed is measured by a generation when it is not known yet
+        wait = describe_wait(estimate_seconds(prompt_tokens, answer_tokens, engine.throughput()))
+        yield Progress(f"Reading {prompt_tokens:,} tokens ({context.strategy}); expected wait: {wait}")
+        stream = engine.stream(
+            context.prompt,
+            prefix=context.prefix,
+            max_new_tokens=answer_tokens,
+            stop=stop,
+            temperature=options.temperature,
+            cancel=options.cancel,
+            deadline=options.started().deadline,
+            json_schema=json_schema,
+        )
         for last in stream:
+            for note in getattr(last, "notes", ()):  # an out-of-memory retry: said once, as it happens
+                if note not in notes:
+                    notes.add(note)
+                    yield Progress(note)
             parts.append(last.text)
             if last.text and show_text:
                 yield TextDelta(last.text)
-    except ValueError as exc:  # the engine's word for a request it cannot serve (size, schema)
-        raise InvalidRequest(str(exc)) from exc
+    if getattr(last, "finish_reason", None) == "time_limit":
+        limit = f" of {options.time_limit:g} seconds" if options.time_limit else ""
+        yield Progress(f"Stopped at the time limit{limit}")
     return Generated("".join(parts), last)
+
+
+@contextmanager
+def engine_errors() -> Iterator[None]:
+    """The engine's errors as the user's: ValueError is its word for a request it cannot serve
+    (size, schema), MemoryError for one the GPU has no memory for (the engine stays usable)."""
+    try:
+        yield
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    except MemoryError as exc:
+        raise CapacityError(str(exc) or "the server ran out of memory for this request") from exc
 
 
 def make_result(
@@ -180,6 +213,7 @@ def make_result(
     else:
         usage |= {"prompt_tokens": last.prompt_tokens, "generated_tokens": last.generated_tokens,
                   "cached_tokens": last.cached_tokens}  # fmt: skip
+        extra = {**({"notes": list(last.notes)} if getattr(last, "notes", ()) else {}), **(extra or {})}
         timings |= {
             "prefill_seconds": round(last.prefill_seconds, 3),
             "decode_seconds": round(last.decode_seconds, 3),

@@ -3,38 +3,74 @@
 Readers raise DocumentError with a message meant for the user. Formats without pages (text,
 Markdown, HTML) give one page, or one per form feed; DOCX pages follow the page breaks Word
 wrote into the file (explicit ones and the ones it rendered when it last saved).
+
+Files are untrusted: every limit here (pages, unpacked size, packing ratio) keeps a hostile file
+from holding the reader for minutes or filling the memory, and a parser that fails in any way
+becomes a DocumentError that says the file looks damaged.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import zipfile
+from html.parser import HTMLParser
 from pathlib import Path
 
+from tasks.charsets import decode_text, sniff
 from tasks.errors import DocumentError
 
 logger = logging.getLogger(__name__)
+# pypdf logs a warning for each damaged object it skips; a hostile file can have thousands.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 RawPages = tuple[list[str], dict]
+MAX_PAGES = 5_000  # 2,000 short PDF pages read in ~1.5 s here; the limit keeps the worst case to seconds
+MAX_UNPACKED_BYTES = 256 * 2**20  # python-docx holds every part of a .docx in memory at once
+MAX_PACKING_RATIO = 200  # Word XML packs ~5-30x; a zip bomb (a run of zeros) ~1,000x
+_RATIO_FLOOR = 2**20  # parts smaller than this may pack as tightly as they like
+_ERROR_CHARS = 160  # how much of a parser's own error message is worth showing
 
 
-def read_pdf(path: Path, name: str) -> RawPages:
+def check_page_count(count: int, name: str) -> None:
+    if count > MAX_PAGES:
+        raise DocumentError(
+            f"{name}: this document has {count:,} pages; the limit is {MAX_PAGES:,} pages, split it into parts"
+        )
+
+
+def read_pdf(path: Path, name: str, password: str | None = None) -> RawPages:
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
+    from pypdf.errors import DependencyError
 
     with path.open("rb") as handle:
-        if not handle.read(1024).lstrip().startswith(b"%PDF"):
-            raise DocumentError(f"{name}: this is not a PDF file (it has no PDF header)")
+        head = handle.read(1024)
+    if not head.lstrip().startswith(b"%PDF"):
+        kind = sniff(head)
+        raise DocumentError(f"{name}: this is not a PDF file ({f'it is {kind}' if kind else 'it has no PDF header'})")
     try:
         reader = PdfReader(path)
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise DocumentError(f"{name}: this PDF is encrypted and needs a password to open")
+        _unlock(reader, name, password)
+        check_page_count(len(reader.pages), name)  # before the slow part: extracting every page
         texts = [page.extract_text() or "" for page in reader.pages]
     except DocumentError:
         raise
-    except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise DocumentError(f"{name}: could not read this PDF, it looks damaged ({exc})") from exc
+    except DependencyError as exc:
+        raise DocumentError(f"{name}: opening this encrypted PDF needs the 'cryptography' package") from exc
+    except Exception as exc:  # a parser fed hostile bytes can fail in any way: the file is damaged
+        raise DocumentError(f"{name}: could not read this PDF, it looks damaged ({_reason(exc)})") from exc
     return texts, {"format": "pdf"}
+
+
+def _unlock(reader, name: str, password: str | None) -> None:
+    """Decrypt with the password (or the empty one, which many 'protected' PDFs use)."""
+    if not reader.is_encrypted or reader.decrypt(password or ""):
+        return
+    if password and reader.decrypt(""):
+        return
+    if password:
+        raise DocumentError(f"{name}: wrong password for this encrypted PDF")
+    raise DocumentError(f"{name}: this PDF is encrypted and needs a password to open (command line: --password)")
 
 
 def read_text(path: Path, name: str) -> RawPages:
@@ -43,40 +79,98 @@ def read_text(path: Path, name: str) -> RawPages:
     return text.split("\f"), {"format": kind, "encoding": encoding}
 
 
-def read_html(path: Path, name: str) -> RawPages:
-    from bs4 import BeautifulSoup
+_HIDDEN_TAGS = {"script", "style", "noscript", "template", "svg", "math", "title", "iframe", "object"}
+_BLOCK_TAGS = {"p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "header",
+               "footer", "aside", "nav", "main", "blockquote", "pre", "ul", "ol", "dl", "dt", "dd", "table",
+               "figure", "figcaption", "address", "form", "fieldset"}  # fmt: skip
+_LINE_BREAKS = {"br", "hr"}
 
+
+class _VisibleText(HTMLParser):
+    """The text a browser shows, in one pass. (Editing a BeautifulSoup tree took time quadratic in
+    the nesting depth: 100,000 nested <div>s ran for minutes.)"""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.hidden = 0  # how deep inside script, style and other elements whose text is not shown
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in _HIDDEN_TAGS:
+            self.hidden += 1
+        elif not self.hidden and (tag in _BLOCK_TAGS or tag in _LINE_BREAKS):
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _HIDDEN_TAGS:
+            self.hidden = max(0, self.hidden - 1)
+        elif not self.hidden and tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+        elif not self.hidden and tag in ("td", "th"):
+            self.parts.append(" | ")
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.parts.append(data)
+
+
+def read_html(path: Path, name: str) -> RawPages:
     markup, encoding = decode_text(path.read_bytes(), name)
-    soup = BeautifulSoup(markup, "html.parser")
-    for hidden in soup(["script", "style", "noscript", "template", "svg", "head", "iframe", "object"]):
-        hidden.decompose()
-    for block in soup.find_all(["p", "div", "li", "tr", "br", "h1", "h2", "h3", "h4", "h5", "h6", "section"]):
-        block.insert_after("\n")
-    for cell in soup.find_all(["td", "th"]):
-        cell.insert_after(" | ")
-    text = re.sub(r"[ \t]+", " ", soup.get_text())
+    parser = _VisibleText()
+    try:
+        parser.feed(markup)
+        parser.close()
+    except Exception as exc:  # html.parser is lenient, but hostile markup is not worth a crash
+        raise DocumentError(f"{name}: could not read this HTML page ({_reason(exc)})") from exc
+    text = re.sub(r"[ \t]+", " ", "".join(parser.parts))
     text = re.sub(r"\n\s*\n+", "\n\n", text)
     return [text], {"format": "html", "encoding": encoding}
 
 
 def read_docx(path: Path, name: str) -> RawPages:
-    import zipfile
-
     from docx import Document as open_docx
-    from docx.opc.exceptions import PackageNotFoundError
 
+    _check_package(path, name)
     try:
-        document = open_docx(str(path))
-    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise DocumentError(f"{name}: could not read this Word file, it looks damaged ({exc})") from exc
-    pages: list[list[str]] = [[]]
-    for block in document.element.body.iterchildren():
-        tag = block.tag.rsplit("}", 1)[-1]
-        if tag == "p":
-            _add_paragraph(block, pages)
-        elif tag == "tbl":
-            pages[-1].extend(_table_rows(block))
+        body = open_docx(str(path)).element.body
+        pages: list[list[str]] = [[]]
+        for block in body.iterchildren():
+            tag = _local_name(block)
+            if tag == "p":
+                _add_paragraph(block, pages)
+            elif tag == "tbl":
+                pages[-1].extend(_table_rows(block))
+    except Exception as exc:  # python-docx and lxml fed hostile XML can fail in any way
+        raise DocumentError(f"{name}: could not read this Word file, it looks damaged ({_reason(exc)})") from exc
     return ["\n".join(lines) for lines in pages], {"format": "docx"}
+
+
+def _check_package(path: Path, name: str) -> None:
+    """Refuse what is not a Word package, and zip bombs before anything is unpacked: the sizes
+    come from the ZIP's directory, which costs nothing to read."""
+    try:
+        with zipfile.ZipFile(path) as package:
+            parts = package.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        with path.open("rb") as handle:
+            kind = sniff(handle.read(16))
+        what = f"it is {kind}" if kind else "it is not a ZIP package"
+        hint = "; open it in Word and save it as .docx" if kind and ".doc" in kind else ""
+        raise DocumentError(f"{name}: this is not a Word (.docx) file ({what}){hint}") from exc
+    if "word/document.xml" not in {part.filename for part in parts}:
+        raise DocumentError(f"{name}: this ZIP file is not a Word document (it has no word/document.xml)")
+    unpacked = sum(part.file_size for part in parts)
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise DocumentError(
+            f"{name}: refused before unpacking: it would unpack to {_size(unpacked)}; "
+            f"the limit is {_size(MAX_UNPACKED_BYTES)}"
+        )
+    for part in parts:
+        if part.file_size > _RATIO_FLOOR and part.file_size > MAX_PACKING_RATIO * max(1, part.compress_size):
+            raise DocumentError(
+                f"{name}: refused before unpacking: {part.filename} would grow from {_size(part.compress_size)} "
+                f"to {_size(part.file_size)} ({part.file_size // max(1, part.compress_size):,}x; a zip bomb?)"
+            )
 
 
 def _add_paragraph(paragraph, pages: list[list[str]]) -> None:
@@ -85,7 +179,7 @@ def _add_paragraph(paragraph, pages: list[list[str]]) -> None:
     text yet starts nothing."""
     text: list[str] = []
     for node in paragraph.iter():
-        tag = node.tag.rsplit("}", 1)[-1]
+        tag = _local_name(node)
         is_break = tag == "br" and node.get(_qualified("type")) == "page"
         if is_break or tag == "lastRenderedPageBreak":
             if text or any(line.strip() for line in pages[-1]):
@@ -107,29 +201,20 @@ def _table_rows(table) -> list[str]:
     return rows
 
 
+def _local_name(node) -> str:
+    """`p` for a `{namespace}p` element; "" for comments and processing instructions."""
+    return node.tag.rsplit("}", 1)[-1] if isinstance(node.tag, str) else ""
+
+
 def _qualified(tag: str) -> str:
     return "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}" + tag
 
 
-def decode_text(data: bytes, name: str) -> tuple[str, str]:
-    """UTF-8 first (with or without BOM); otherwise the encoding charset-normalizer detects."""
-    for bom, encoding in ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
-                          (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):  # fmt: skip
-        if data.startswith(bom):
-            try:
-                return data.decode(encoding), encoding
-            except UnicodeDecodeError as exc:
-                raise DocumentError(f"{name}: this {encoding.upper()} text file is damaged ({exc.reason})") from exc
-    if b"\x00" in data[:8192]:
-        raise DocumentError(f"{name}: this looks like a binary file, not text")
-    try:
-        return data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    from charset_normalizer import from_bytes
+def _size(count: int) -> str:
+    return f"{count / 2**20:,.1f} MB" if count >= 2**20 else f"{count / 2**10:,.1f} KB"
 
-    best = from_bytes(data).best()
-    if best is None:
-        raise DocumentError(f"{name}: could not tell which text encoding this file uses")
-    logger.info("%s is not UTF-8; decoded as %s", name, best.encoding)
-    return str(best), best.encoding
+
+def _reason(exc: Exception) -> str:
+    """A parser's own message, on one short line (it can be long, or empty)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 1] + "…"

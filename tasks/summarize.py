@@ -16,6 +16,7 @@ from tasks.prompts import load_template
 def summarize(documents: Sequence[Document], options: TaskOptions, engine: TextEngine) -> Iterator[Event]:
     """Stream a summary of `documents`; the last event is the TaskResult."""
     options.validate()
+    options = options.started()  # one deadline for every generation of a map-reduce summary
     started = time.perf_counter()
     language = output_language(documents, options)
     template = load_template("summarize", language)

@@ -18,7 +18,7 @@ from tasks.ask import ask
 from tasks.budget import LONG_STRATEGY, Fit, choose_strategy, describe_wait, estimate_seconds
 from tasks.classify import classify
 from tasks.custom import custom
-from tasks.documents import Document, load_document
+from tasks.documents import Document, display_name, load_document
 from tasks.errors import InvalidRequest, ModelUnavailable
 from tasks.events import Event, Progress, TaskResult
 from tasks.extract import ExtractionSpec, extract
@@ -60,12 +60,14 @@ class Workbench:
         demo_model: bool = False,
         unavailable_reason: str | None = None,
         context_budget: int | None = None,
+        time_limit: float | None = None,
     ):
         self.engine = engine
         self.model_status = model_status
         self.demo_model = demo_model  # a random demo model: its text is meaningless
         self.unavailable_reason = unavailable_reason
         self.requested_budget = context_budget
+        self.time_limit = time_limit  # seconds per request (None: no limit); the web server sets one
 
     @property
     def budget(self) -> int | None:
@@ -75,10 +77,12 @@ class Workbench:
     def options(self, **values: Any) -> TaskOptions:
         """Task options with this workbench's budget setting filled in."""
         values.setdefault("context_budget", self.requested_budget)
+        values.setdefault("time_limit", self.time_limit)
         return TaskOptions(**values)
 
-    def read(self, paths: Sequence[str | Path] | str | Path) -> list[Document]:
-        """Read one or several files (same-named files get a number, so sources stay clear)."""
+    def read(self, paths: Sequence[str | Path] | str | Path, password: str | None = None) -> list[Document]:
+        """Read one or several files (same-named files get a number, so sources stay clear);
+        `password` opens encrypted PDFs."""
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
         if not paths:
             raise InvalidRequest("upload a document first (PDF, DOCX, HTML, TXT or Markdown)")
@@ -87,9 +91,10 @@ class Workbench:
         documents: list[Document] = []
         seen: dict[str, int] = {}
         for path in paths:
-            name = Path(path).name
+            name = display_name(Path(path).name)
             seen[name] = seen.get(name, 0) + 1
-            documents.append(load_document(path, name if seen[name] == 1 else f"{name} ({seen[name]})"))
+            unique = name if seen[name] == 1 else f"{name} ({seen[name]})"
+            documents.append(load_document(path, unique, password=password))
         return documents
 
     def card(self, documents: Sequence[Document], options: TaskOptions | None = None) -> DocumentCard:
@@ -109,30 +114,37 @@ class Workbench:
         note = _fit_note(tokens, budget, fits) + _empty_pages_note(documents)
         return DocumentCard(name, pages, characters, language, tokens, budget, fits, strategies, wait, note)
 
-    def text(self, paths: Sequence[str | Path] | str | Path) -> str:
+    def text(self, paths: Sequence[str | Path] | str | Path, password: str | None = None) -> str:
         """The normalized text of the documents, with page markers, as the model reads it."""
-        return render_documents(self.read(paths))
+        return render_documents(self.read(paths, password))
 
-    def summarize(self, paths, options: TaskOptions) -> Iterator[Event]:
-        return self._run(paths, lambda docs, engine: summarize(docs, options, engine))
+    # Each task takes `password` for encrypted PDFs: it opens files, it is not a task option.
+    def summarize(self, paths, options: TaskOptions, *, password: str | None = None) -> Iterator[Event]:
+        return self._run(paths, password, lambda docs, engine: summarize(docs, options, engine))
 
-    def ask(self, paths, question: str, options: TaskOptions) -> Iterator[Event]:
-        return self._run(paths, lambda docs, engine: ask(docs, question, options, engine))
+    def ask(self, paths, question: str, options: TaskOptions, *, password: str | None = None) -> Iterator[Event]:
+        return self._run(paths, password, lambda docs, engine: ask(docs, question, options, engine))
 
-    def extract(self, paths, spec: ExtractionSpec, options: TaskOptions) -> Iterator[Event]:
-        return self._run(paths, lambda docs, engine: extract(docs, spec, options, engine))
+    def extract(
+        self, paths, spec: ExtractionSpec, options: TaskOptions, *, password: str | None = None
+    ) -> Iterator[Event]:
+        return self._run(paths, password, lambda docs, engine: extract(docs, spec, options, engine))
 
-    def classify(self, paths, labels: str | Sequence[str], options: TaskOptions) -> Iterator[Event]:
-        return self._run(paths, lambda docs, engine: classify(docs, labels, options, engine))
+    def classify(
+        self, paths, labels: str | Sequence[str], options: TaskOptions, *, password: str | None = None
+    ) -> Iterator[Event]:
+        return self._run(paths, password, lambda docs, engine: classify(docs, labels, options, engine))
 
-    def custom(self, paths, prompt: str, options: TaskOptions) -> Iterator[Event]:
-        return self._run(paths, lambda docs, engine: custom(docs, prompt, options, engine))
+    def custom(self, paths, prompt: str, options: TaskOptions, *, password: str | None = None) -> Iterator[Event]:
+        return self._run(paths, password, lambda docs, engine: custom(docs, prompt, options, engine))
 
-    def _run(self, paths, task: Callable[[list[Document], TextEngine], Iterator[Event]]) -> Iterator[Event]:
+    def _run(
+        self, paths, password: str | None, task: Callable[[list[Document], TextEngine], Iterator[Event]]
+    ) -> Iterator[Event]:
         engine = self._require_engine()
         yield Progress("Reading the documents")
         started = time.perf_counter()
-        documents = self.read(paths)
+        documents = self.read(paths, password)
         read_seconds = time.perf_counter() - started
         for event in task(documents, engine):
             if isinstance(event, TaskResult):

@@ -28,7 +28,8 @@ class FakeEngine:
         return 100.0, 10.0
 
     def stream(self, prompt: str, *, prefix: str = "", max_new_tokens: int, stop: Sequence[str] = (),
-               temperature: float = 0.0, cancel=None, json_schema=None) -> Iterator[GenerationChunk]:  # fmt: skip
+               temperature: float = 0.0, cancel=None, deadline=None,
+               json_schema=None) -> Iterator[GenerationChunk]:  # fmt: skip
         self.prompts.append(prefix + prompt)
         words = self.reply.split(" ")[:max_new_tokens]
         for index, word in enumerate(words):

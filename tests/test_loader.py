@@ -44,6 +44,7 @@ def test_missing_folder_is_a_clear_error(tmp_path):
 
 def test_remote_code_in_a_model_folder_is_never_run(tiny_checkpoint, tmp_path):
     """A folder whose config points at its own Python code (auto_map): that code must not run."""
+    import contextlib
     import json
     import shutil
 
@@ -57,8 +58,6 @@ def test_remote_code_in_a_model_folder_is_never_run(tiny_checkpoint, tmp_path):
     config = json.loads((folder / "config.json").read_text())
     config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}
     (folder / "config.json").write_text(json.dumps(config))
-    try:
+    with contextlib.suppress(ModelLoadError):  # refusing is fine too; running the folder's code is not
         load_model(str(folder), CPU)
-    except ModelLoadError:
-        pass  # refusing is fine too; running the folder's code is not
     assert not marker.exists()

@@ -212,3 +212,23 @@ def test_one_sessions_stop_does_not_stop_another_session(served, report):
     other_session.predict(api_name="/stop_summarize")  # nothing of its own runs: nothing stops
     *_, details = job.result(timeout=120)
     assert details["finish_reason"] != "cancelled"
+
+
+def test_the_servers_time_limit_stops_a_long_request_and_keeps_its_text(tiny_engine, report):
+    from app.ui import build_ui
+    from tasks.workbench import Workbench
+
+    demo = build_ui(Workbench(tiny_engine, model_status="tiny-random (test)", demo_model=True, time_limit=1.0))
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        started = time.perf_counter()
+        text, status, _sources, details = client.predict(files(report), "auto", 4096, 0.0, "auto", 0,
+                                                         api_name="/summarize")  # fmt: skip
+        assert time.perf_counter() - started < 30
+        assert details["finish_reason"] == "time_limit" and "stopped at the time limit" in status
+        assert text == details["text"] and 0 < details["usage"]["generated_tokens"] < 4096
+        assert client.predict(files(report), "Revenue?", "auto", 4, 0.0, "auto", 0, api_name="/ask")[0]
+    finally:
+        demo.close()
