@@ -11,7 +11,8 @@
     python app.py extract FILE... --fields title,author,date | --schema SCHEMA.json
     python app.py classify FILE... --labels invoice,contract,report
 
-`--json` prints one JSON object instead. Errors print `error: <message>` and exit with status 2.
+`--json` prints one JSON object instead; `--password` opens encrypted PDFs.
+Errors print `error: <message>` and exit with status 2.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     }
     for sub in subs.values():
         sub.add_argument("files", nargs="+", metavar="FILE", help="PDF, DOCX, HTML, TXT or Markdown files")
+        sub.add_argument("--password", default=None, help="password of encrypted PDFs")
     subs["ask"].add_argument("question")
     subs["prompt"].add_argument("instruction")
     fields = subs["extract"].add_mutually_exclusive_group(required=True)
@@ -197,7 +199,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     workbench = build_workbench(args)
-    card = workbench.card(workbench.read(args.files), workbench.options(strategy=args.strategy))
+    card = workbench.card(workbench.read(args.files, args.password), workbench.options(strategy=args.strategy))
     if args.json:
         document = {"name": card.name, "pages": card.pages, "tokens": card.tokens}
         _print_json({"task": "info", "strategy": card.strategies.get("summarize"), "document": document,
@@ -217,13 +219,13 @@ def run_info(args: argparse.Namespace) -> int:
 def run_text(args: argparse.Namespace) -> int:
     workbench = Workbench()
     if args.json:
-        documents = workbench.read(args.files)
+        documents = workbench.read(args.files, args.password)
         _print_json({"task": "text", "documents": [
             {"name": d.name, "language": d.language, "meta": d.meta,
              "pages": [{"number": p.number, "text": p.text} for p in d.pages]} for d in documents
         ]})  # fmt: skip
     else:
-        print(workbench.text(args.files), end="")
+        print(workbench.text(args.files, args.password), end="")
     return 0
 
 
@@ -232,17 +234,18 @@ def run_task(args: argparse.Namespace) -> int:
     options = workbench.options(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                 strategy=args.strategy, language=args.lang,
                                 time_limit=time_limit(args, None))  # fmt: skip
+    files, password = args.files, args.password
     if args.command == "summarize":
-        events = workbench.summarize(args.files, options)
+        events = workbench.summarize(files, options, password=password)
     elif args.command == "ask":
-        events = workbench.ask(args.files, args.question, options)
+        events = workbench.ask(files, args.question, options, password=password)
     elif args.command == "prompt":
-        events = workbench.custom(args.files, args.instruction, options)
+        events = workbench.custom(files, args.instruction, options, password=password)
     elif args.command == "extract":
         spec = spec_from_fields(args.fields) if args.fields else spec_from_schema(_read_schema(args.schema))
-        events = workbench.extract(args.files, spec, options)
+        events = workbench.extract(files, spec, options, password=password)
     else:
-        events = workbench.classify(args.files, args.labels, options)
+        events = workbench.classify(files, args.labels, options, password=password)
     for event in events:
         if isinstance(event, Progress) and not args.json:
             print(f"[{event.message}]", file=sys.stderr, flush=True)

@@ -85,14 +85,16 @@ def make_options(
     )
 
 
-def describe_documents(workbench: Workbench, documents: list[str] | None, options: TaskOptions) -> tuple[str, dict]:
+def describe_documents(
+    workbench: Workbench, documents: list[str] | None, options: TaskOptions, password: str | None = None
+) -> tuple[str, dict]:
     """One card per document (name, pages, language, tokens, a gauge of its tokens against the
     budget) and, for several, a card for them together; each with the strategy every task will
     use. Returns (HTML, JSON)."""
     if not documents:
         return EMPTY_CARDS, {}
     with user_errors():
-        loaded = workbench.read(file_list(documents))
+        loaded = workbench.read(file_list(documents), password)
         cards = [workbench.card([document], options) for document in loaded]
         together = workbench.card(loaded, options) if len(loaded) > 1 else cards[0]
     html = "".join(_card_html(card) for card in cards)

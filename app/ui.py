@@ -83,6 +83,7 @@ class Page:
     settings: Settings
     session: gr.State
     keep_seconds: int  # uploads and exports are deleted this long after they were written
+    password: gr.Textbox  # for encrypted PDFs; passed to every task after the settings
 
 
 @dataclass
@@ -114,10 +115,17 @@ def build_ui(workbench: Workbench, keep_seconds: int = DEFAULT_KEEP_SECONDS) -> 
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=320):
                 files = _uploads()
+                password = gr.Textbox(
+                    label="PDF password (only for encrypted PDFs)",
+                    value="",
+                    type="password",
+                    max_lines=1,
+                    elem_id="password",
+                )
                 cards = (gr.HTML(EMPTY_CARDS, elem_id="document-cards"), gr.JSON(visible=False))
             with gr.Column(scale=2, min_width=420):
                 settings = _settings_panel()
-                page = Page(workbench, files, settings, session, keep_seconds)
+                page = Page(workbench, files, settings, session, keep_seconds, password)
                 with gr.Tabs():
                     _summarize_tab(page)
                     _ask_tab(page)
@@ -199,15 +207,15 @@ def _settings_panel() -> Settings:
 def _wire_cards(page: Page, cards: tuple[gr.HTML, gr.JSON]) -> None:
     workbench = page.workbench
 
-    def info(documents: list[str] | None, strategy: str = "auto", context_budget: float = 0):
+    def info(documents: list[str] | None, strategy: str = "auto", context_budget: float = 0, password: str = ""):
         """Describe documents: one card each (pages, language, tokens against the budget) and the
         strategy every task will use, with the expected wait. Returns (HTML, JSON)."""
         options = make_options(workbench, None, "auto", 512, 0.0, strategy, context_budget)
-        return describe_documents(workbench, documents, options)
+        return describe_documents(workbench, documents, options, password or None)
 
-    inputs = [page.files, page.settings.strategy, page.settings.budget]
+    inputs = [page.files, page.settings.strategy, page.settings.budget, page.password]
     page.files.change(info, inputs=inputs, outputs=list(cards), api_name="info")
-    for control in (page.settings.strategy, page.settings.budget):
+    for control in (page.settings.strategy, page.settings.budget, page.password):
         control.change(info, inputs=inputs, outputs=list(cards), api_visibility="private")
 
 
@@ -293,11 +301,12 @@ def _request_task(page: Page, run_task: Callable, description: str) -> Callable:
         temperature: float = 0.0,
         strategy: str = "auto",
         context_budget: float = 0,
+        password: str = "",
         session: dict | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's documented way to get a progress bar)
     ):
         settings = (language, max_new_tokens, temperature, strategy, context_budget)
-        start = lambda paths, options: run_task(paths, request, options)  # noqa: E731
+        start = lambda paths, options: run_task(paths, request, options, password=password or None)  # noqa: E731
         yield from _task_stream(page, documents, settings, session, progress, start)
 
     handler.__doc__ = description
@@ -332,15 +341,17 @@ def _summarize_tab(page: Page) -> None:
         temperature: float = 0.0,
         strategy: str = "auto",
         context_budget: float = 0,
+        password: str = "",
         session: dict | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's documented way to get a progress bar)
     ):
         """Summarize the documents. Streams (summary so far, steps and status, sources, details)."""
         settings = (language, max_new_tokens, temperature, strategy, context_budget)
-        start = lambda paths, options: workbench.summarize(paths, options)  # noqa: E731
+        start = lambda paths, options: workbench.summarize(paths, options, password=password or None)  # noqa: E731
         yield from _task_stream(page, documents, settings, session, progress, start)
 
-    _wire(page, run, stop, summarize, [page.files, *page.settings.inputs, page.session], output, "summarize")
+    inputs = [page.files, *page.settings.inputs, page.password, page.session]
+    _wire(page, run, stop, summarize, inputs, output, "summarize")
 
 
 def _ask_tab(page: Page) -> None:
@@ -369,7 +380,7 @@ def _ask_tab(page: Page) -> None:
         "Answer a question about the documents, with sources. Streams (answer, steps, sources, details).",
     )
 
-    inputs = [page.files, question, *page.settings.inputs, page.session]
+    inputs = [page.files, question, *page.settings.inputs, page.password, page.session]
     for event in _wire(page, run, stop, ask, inputs, output, "ask", extra=[question.submit]):
         event.success(
             remember_answer, inputs=[output.details, history], outputs=[history, chat, past], api_visibility="private"
@@ -418,6 +429,7 @@ def _extract_tab(page: Page) -> None:
         temperature: float = 0.0,
         strategy: str = "auto",
         context_budget: float = 0,
+        password: str = "",
         session: dict | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ):
@@ -426,11 +438,11 @@ def _extract_tab(page: Page) -> None:
 
         def start(paths: list[str], options: TaskOptions):
             spec = spec_from_schema(schema) if (schema or "").strip() else spec_from_fields(fields or "")
-            return workbench.extract(paths, spec, options)
+            return workbench.extract(paths, spec, options, password=password or None)
 
         yield from _task_stream(page, documents, settings, session, progress, start)
 
-    inputs = [page.files, fields, schema, *page.settings.inputs, page.session]
+    inputs = [page.files, fields, schema, *page.settings.inputs, page.password, page.session]
     _wire(page, run, stop, extract, inputs, output, "extract")
 
 
@@ -453,17 +465,18 @@ def _classify_tab(page: Page) -> None:
         temperature: float = 0.0,
         strategy: str = "auto",
         context_budget: float = 0,
+        password: str = "",
         session: dict | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ):
         """Classify the documents: every label with its probability. Yields (labels, steps and status, details)."""
         settings = (language, max_new_tokens, temperature, strategy, context_budget)
-        start = lambda paths, options: workbench.classify(paths, labels, options)  # noqa: E731
+        start = lambda paths, options: workbench.classify(paths, labels, options, password=password or None)  # noqa: E731
         for _text, status, _sources, details in _task_stream(page, documents, settings, session, progress, start):
             probabilities = {row["label"]: row["probability"] for row in details.get("labels", [])}
             yield probabilities or None, status, details
 
-    inputs = [page.files, labels, *page.settings.inputs, page.session]
+    inputs = [page.files, labels, *page.settings.inputs, page.password, page.session]
     streamed = [output.text, output.steps, output.details]
     _wire(page, run, stop, classify, inputs, output, "classify", streamed=streamed)
 
@@ -487,5 +500,5 @@ def _custom_tab(page: Page) -> None:
         "Run your own instruction on the documents, with sources. Streams (response, steps, sources, details).",
     )
 
-    inputs = [page.files, instruction, *page.settings.inputs, page.session]
+    inputs = [page.files, instruction, *page.settings.inputs, page.password, page.session]
     _wire(page, run, stop, custom, inputs, output, "custom")

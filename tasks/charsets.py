@@ -20,7 +20,9 @@ logger = logging.getLogger(__name__)
 LEGACY_ENCODINGS = ("cp1252", "gb18030", "cp932", "euc_jp", "cp949", "big5", "cp1250", "cp1251", "cp1253",
                     "cp1254", "cp1255", "cp1256", "koi8_r")  # fmt: skip
 _CHAOS_MARGIN = 0.05  # candidates this close to the least garbled decoding compete on language fit
-_MIXED_EVIDENCE = 8  # bytes of valid UTF-8 beyond ASCII before lines are decoded one by one
+# Valid UTF-8 lines must hold this many bytes beyond ASCII (a few accented letters) before lines are
+# decoded one by one: a short legacy line can be valid UTF-8 by chance, a few such lines cannot.
+_MIXED_EVIDENCE = 4
 _BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"),
          (b"\xfe\xff", "utf-16"))  # fmt: skip
 # C0 control bytes that text never needs (tab, line feed, vertical tab, form feed, carriage return

@@ -41,7 +41,7 @@ def check_page_count(count: int, name: str) -> None:
 
 def read_pdf(path: Path, name: str, password: str | None = None) -> RawPages:
     from pypdf import PdfReader
-    from pypdf.errors import DependencyError
+    from pypdf.errors import DependencyError, LimitReachedError
 
     with path.open("rb") as handle:
         head = handle.read(1024)
@@ -57,8 +57,14 @@ def read_pdf(path: Path, name: str, password: str | None = None) -> RawPages:
         raise
     except DependencyError as exc:
         raise DocumentError(f"{name}: opening this encrypted PDF needs the 'cryptography' package") from exc
+    except LimitReachedError as exc:  # pypdf's guards: decompression bombs, huge arrays, deep page trees
+        raise DocumentError(
+            f"{name}: refused: this PDF exceeds a safety limit of the PDF reader ({_reason(exc)})"
+        ) from exc
     except Exception as exc:  # a parser fed hostile bytes can fail in any way: the file is damaged
-        raise DocumentError(f"{name}: could not read this PDF, it looks damaged ({_reason(exc)})") from exc
+        raise DocumentError(
+            f"{name}: could not read this PDF, it looks damaged or incomplete ({_reason(exc)})"
+        ) from exc
     return texts, {"format": "pdf"}
 
 

@@ -1,4 +1,5 @@
-"""Reading real files: PDFs generated here, text in several encodings, and clear refusals."""
+"""Reading real files: PDFs generated here, text in several encodings, and clear refusals.
+Hostile files (damaged, encrypted, bombs, odd names, legacy encodings) are in test_hostile_inputs.py."""
 
 import pytest
 
@@ -23,21 +24,9 @@ def test_non_latin_text_survives_pdf_extraction(pdfs):
     assert "Zpráva popisuje příjmy společnosti." in document.pages[2].text
 
 
-def test_many_pages(pdfs):
-    path = pdfs.make("long.pdf", [f"Section {n}. The value on this page is {n * 7}." for n in range(1, 41)])
-    document = load_document(path)
-    assert len(document.pages) == 40
-    assert "value on this page is 280" in document.pages[39].text
-
-
 def test_pdf_with_empty_password_opens(pdfs):
     document = load_document(pdfs.make("open.pdf", REPORT_PAGES, user_password=""))
     assert "4.2 million euros" in document.pages[0].text
-
-
-def test_pdf_that_needs_a_password_is_a_clear_error(pdfs):
-    with pytest.raises(DocumentError, match="encrypted and needs a password"):
-        load_document(pdfs.make("locked.pdf", REPORT_PAGES, user_password="s3cret"))
 
 
 def test_pdf_without_text_layer(pdfs):
@@ -45,34 +34,11 @@ def test_pdf_without_text_layer(pdfs):
         load_document(pdfs.make("scan.pdf", ["", ""]))
 
 
-def test_damaged_pdf(tmp_path):
-    path = tmp_path / "broken.pdf"
-    path.write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 20)
-    with pytest.raises(DocumentError, match=r"broken\.pdf: could not read this PDF|no text layer"):
-        load_document(path)
-
-
-def test_file_named_pdf_that_is_not_a_pdf(tmp_path):
-    path = tmp_path / "photo.pdf"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100)
-    with pytest.raises(DocumentError, match="not a PDF file"):
-        load_document(path)
-
-
 def test_utf8_text_and_markdown(tmp_path):
     (tmp_path / "notes.md").write_text("# Notes\n\nCafé crème, 日本語, Ελληνικά.\n", encoding="utf-8")
     document = load_document(tmp_path / "notes.md")
     assert document.pages[0].text == "# Notes\n\nCafé crème, 日本語, Ελληνικά."
     assert document.meta["format"] == "markdown" and document.meta["encoding"] == "utf-8"
-
-
-def test_legacy_encoding_falls_back_to_detection(tmp_path):
-    text = "Le résumé du comité: déjà prévu, très coûteux. Über die Größe der Straße. " * 5
-    (tmp_path / "legacy.txt").write_bytes(text.encode("cp1252"))
-    document = load_document(tmp_path / "legacy.txt")
-    assert "résumé du comité" in document.pages[0].text
-    assert "Größe der Straße" in document.pages[0].text
-    assert document.meta["encoding"] != "utf-8"
 
 
 def test_form_feeds_are_page_breaks(tmp_path):
@@ -84,8 +50,6 @@ def test_form_feeds_are_page_breaks(tmp_path):
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("empty.txt", b"", "the file is empty"),
-        ("blank.txt", b"  \n\n \t ", "the file is empty"),
         ("junk.txt", b"\x00\x01\x02binary\x00" * 50, "binary file"),
         ("table.xlsx", b"PK\x03\x04", "unsupported file type .xlsx"),
         ("noext", b"hello", r"unsupported file type \(none\)"),
@@ -106,8 +70,3 @@ def test_damaged_utf16_text_is_a_clear_error(tmp_path):
     (tmp_path / "odd.txt").write_bytes(b"\xff\xfeH\x00i\x00!")
     with pytest.raises(DocumentError, match="UTF-16 text file is damaged"):
         load_document(tmp_path / "odd.txt")
-
-
-def test_utf16_text_with_a_bom(tmp_path):
-    (tmp_path / "wide.txt").write_bytes("Zpráva o příjmech".encode("utf-16"))
-    assert load_document(tmp_path / "wide.txt").pages[0].text == "Zpráva o příjmech"

@@ -232,3 +232,17 @@ def test_the_servers_time_limit_stops_a_long_request_and_keeps_its_text(tiny_eng
         assert client.predict(files(report), "Revenue?", "auto", 4, 0.0, "auto", 0, api_name="/ask")[0]
     finally:
         demo.close()
+
+
+def test_an_encrypted_pdf_asks_for_its_password_and_opens_with_it(served, pdfs):
+    from tests.pdfs import REPORT_PAGES
+
+    locked = pdfs.make("locked.pdf", REPORT_PAGES, user_password="s3cret")
+    with pytest.raises(Exception, match="encrypted and needs a password"):
+        served.predict(files(locked), "auto", 0, api_name="/info")
+    with pytest.raises(Exception, match="wrong password"):
+        served.predict(files(locked), "auto", 0, "nope", api_name="/info")
+    card, data = served.predict(files(locked), "auto", 0, "s3cret", api_name="/info")
+    assert "locked.pdf" in card and data["pages"] == 3
+    *_, details = served.predict(files(locked), "Revenue?", "auto", 4, 0.0, "auto", 0, "s3cret", api_name="/ask")
+    assert details["document"]["pages"] == 3
