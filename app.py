@@ -10,6 +10,7 @@
     python app.py prompt FILE... "INSTRUCTION"   run your own instruction, with sources
     python app.py extract FILE... --fields title,author,date | --schema SCHEMA.json
     python app.py classify FILE... --labels invoice,contract,report
+    python app.py check-context [--lengths 4k,16k,64k,128k] [--plot FILE.png]   needle-in-a-haystack
 
 `--json` prints one JSON object instead; `--password` opens encrypted PDFs.
 Errors print `error: <message>` and exit with status 2.
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_TIME_LIMIT:g} for the web UI, none for the commands)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_check_context(commands)
     subs = {
         "info": commands.add_parser("info", help="pages, tokens, language, budget and strategies of files"),
         "text": commands.add_parser("text", help="print the normalized text with page markers"),
@@ -127,6 +129,18 @@ def _add_task_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="stop after this many seconds, keeping the text so far (default: no limit)",
     )
+
+
+def _add_check_context(commands: argparse._SubParsersAction) -> None:
+    check = commands.add_parser(
+        "check-context", help="needle-in-a-haystack: is a fact found at every depth of a long text?"
+    )
+    check.add_argument("--lengths", default="4k,16k,64k,128k", help="haystack sizes in tokens (default: all four)")
+    check.add_argument("--depths", default="0,25,50,75,100", help="needle depths in percent (default 0,25,50,75,100)")
+    check.add_argument("--trials", type=int, default=1, help="trials per length and depth (default 1)")
+    check.add_argument("--plot", metavar="FILE.png", help="also write the accuracy table as a PNG heatmap")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_model_options(check, suppress=True)
 
 
 def _seconds(value: str) -> float:
@@ -293,10 +307,41 @@ def _print_json(data: dict[str, Any]) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2))
 
 
+def run_check_context(args: argparse.Namespace) -> int:
+    from tasks import needle
+
+    lengths, depths = needle.parse_lengths(args.lengths), needle.parse_depths(args.depths)
+    if args.trials < 1:
+        raise InvalidRequest("--trials must be at least 1")
+    workbench = build_workbench(args)
+    if workbench.engine is None:
+        raise InvalidRequest(f"check-context needs a model: {workbench.unavailable_reason}")
+    trials, skipped = [], []
+    for item in needle.check_context(workbench.engine, lengths, depths, args.trials):
+        if isinstance(item, str):
+            skipped.append(item)
+            print(f"[skipped {item}]", file=sys.stderr, flush=True)
+        else:
+            trials.append(item)
+            mark = "found" if item.correct else "missed"
+            print(f"[{item.tokens:,} tokens, depth {item.depth}%: {mark}]", file=sys.stderr, flush=True)
+    report = needle.Report(trials, skipped)
+    if args.plot and trials:
+        needle.heatmap_png(report, args.plot)
+    if args.json:
+        _print_json({"task": "check-context", "model": workbench.model_status, **report.to_json()})
+    else:
+        print(needle.table(report))
+        if workbench.demo_model:
+            print("[tiny-random is a random demo model: expect chance-level results]", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    handlers = {"info": run_info, "text": run_text, None: serve, **dict.fromkeys(TASK_COMMANDS, run_task)}
+    handlers = {"info": run_info, "text": run_text, "check-context": run_check_context, None: serve,
+                **dict.fromkeys(TASK_COMMANDS, run_task)}  # fmt: skip
     try:
         return handlers[args.command](args)
     except UserError as exc:
