@@ -42,7 +42,14 @@ from model.kvcache import (
     new_cache,
     reserve_room,
 )
-from model.limits import Cancelled, FinishReason, RequestState, is_out_of_memory, release_memory
+from model.limits import (
+    Cancelled,
+    FinishReason,
+    RequestState,
+    is_out_of_memory,
+    release_memory,
+    require_out_of_memory,
+)
 from model.loader import LoadedModel, LoadReport
 from model.textstream import IncrementalDecoder, StopStringFilter
 
@@ -177,9 +184,7 @@ class Engine:
             yield GenerationChunk("", stopped.reason, prefill_seconds=prefill_seconds, notes=tuple(run.notes))
             return
         except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            logger.warning("out of memory on a %d-token prompt: %s", run.tokens, exc)
+            require_out_of_memory(exc, run, "on")
         # Out of the handler, the error no longer holds this request's cache, so its memory can go.
         release_memory()
         raise run.out_of_memory()
@@ -207,9 +212,7 @@ class Engine:
         try:
             return self._score(prompt, continuations, prefix, run)
         except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            logger.warning("out of memory scoring a %d-token prompt: %s", run.tokens, exc)
+            require_out_of_memory(exc, run, "scoring")
         release_memory()
         raise run.out_of_memory()
 

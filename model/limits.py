@@ -8,12 +8,15 @@ notes for the user about what happened.
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 FinishReason = Literal["stop", "length", "cancelled", "time_limit"]
 
@@ -57,6 +60,14 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, (torch.cuda.OutOfMemoryError, GpuOutOfMemory)):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def require_out_of_memory(exc: Exception, run: RequestState, doing: str) -> None:
+    """Re-raise `exc` unless it is an out-of-memory error, which is logged. The caller then calls
+    `release_memory()` and raises `run.out_of_memory()` after its `except` block (see there why)."""
+    if not is_out_of_memory(exc):
+        raise exc
+    logger.warning("out of memory %s a %d-token prompt: %s", doing, run.tokens, exc)
 
 
 def release_memory() -> None:

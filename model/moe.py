@@ -34,7 +34,7 @@ def fast_experts_forward(
 
 def expert_output(self, expert: int, states: torch.Tensor, decode: bool = False) -> torch.Tensor:
     """One expert applied to `states` (rows, hidden), however its weights are stored."""
-    if hasattr(self, "apply_expert"):  # experts stored another way (model.quant4, model.quant8, model.packed)
+    if hasattr(self, "apply_expert"):  # experts stored another way (model.quant4, model.quant8)
         return self.apply_expert(expert, states, decode)
     gate, up = linear(states, self.gate_up_proj[expert]).chunk(2, dim=-1)
     return linear(self.act_fn(gate) * up, self.down_proj[expert])
