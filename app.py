@@ -3,6 +3,8 @@
     python app.py [--model ID|PATH|tiny-random] [--quant ...] [--device ...]   serve the web UI
         [--host H] [--port P] [--share] [--auth USER:PASSWORD] [--max-file-mb N] [--max-queue N]
         [--time-limit SECONDS]
+    python app.py --backend openai [--base-url URL] [--served-model NAME] [--api-key KEY] ...
+                                             the same, with the model on a vLLM (OpenAI-compatible) server
     python app.py info FILE...               pages, tokens, language, budget, strategies, wait
     python app.py text FILE...               the normalized text, with page markers
     python app.py summarize FILE...          stream a summary
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from app.launch import DEFAULT_KEEP_MINUTES, DEFAULT_MAX_FILE_MB, DEFAULT_MAX_QUEUE
-from model.checkpoints import DEFAULT_MODEL_ID
+from model.checkpoints import DEFAULT_MODEL_ID, TINY_RANDOM
 from model.runtime import DEVICE_CHOICES, QUANT_CHOICES, decide_runtime, detect_hardware
 from tasks.budget import STRATEGY_CHOICES
 from tasks.errors import InvalidRequest, UserError
@@ -44,6 +46,9 @@ from tasks.workbench import Workbench
 logger = logging.getLogger("granite_longdoc")
 EXIT_USAGE = 2
 TASK_COMMANDS = ("summarize", "ask", "extract", "classify", "prompt")
+BACKEND_CHOICES = ("transformers", "openai")
+DEFAULT_BASE_URL = "http://localhost:8000/v1"  # vLLM's default port
+DEFAULT_MAX_CONCURRENT = 16
 DEFAULT_TIME_LIMIT = 600.0  # seconds per web request, so that no request holds the model and the queue for ever
 
 
@@ -166,32 +171,95 @@ def _add_model_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         return argparse.SUPPRESS if suppress else value
 
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default=default(DEFAULT_MODEL_ID), help="hub id, local folder, or tiny-random")
+    group.add_argument(
+        "--model",
+        default=default(None),
+        help=f"hub id, local folder, or tiny-random (default {DEFAULT_MODEL_ID}; with --backend openai: "
+        "where the tokenizer comes from, default the served model's name)",
+    )
     group.add_argument("--quant", choices=QUANT_CHOICES, default=default("auto"))
     group.add_argument("--device", choices=DEVICE_CHOICES, default=default("auto"))
     group.add_argument("--context-budget", type=int, default=default(None), help="tokens per request")
     group.add_argument("--verbose", action="store_true", default=default(False))
+    server = parser.add_argument_group("model server (--backend openai)")
+    server.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default=default(os.environ.get("GRANITE_LONGDOC_BACKEND", "transformers")),
+        help="transformers: run the model in this process (default); openai: send every task to an "
+        "OpenAI-compatible completions server such as vLLM ($GRANITE_LONGDOC_BACKEND)",
+    )
+    server.add_argument(
+        "--base-url",
+        default=default(os.environ.get("GRANITE_LONGDOC_BASE_URL", DEFAULT_BASE_URL)),
+        help=f"the server's address (default {DEFAULT_BASE_URL}, $GRANITE_LONGDOC_BASE_URL)",
+    )
+    server.add_argument(
+        "--api-key",
+        default=default(None),
+        help="the server's API key (default $GRANITE_LONGDOC_API_KEY or $OPENAI_API_KEY)",
+    )
+    server.add_argument(
+        "--served-model",
+        default=default(os.environ.get("GRANITE_LONGDOC_SERVED_MODEL")),
+        help="the model's name on the server (default: the only one it serves; $GRANITE_LONGDOC_SERVED_MODEL)",
+    )
+    server.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=default(DEFAULT_MAX_CONCURRENT),
+        help=f"web UI: tasks sent to the server at once, which it batches (default {DEFAULT_MAX_CONCURRENT})",
+    )
 
 
 def build_workbench(args: argparse.Namespace) -> Workbench:
-    """Decide the runtime and load the model once. A model that fails to load leaves a Workbench
-    without an engine (the document tools still work) that says why."""
+    """Load the model once (or connect to its server). A model that fails to load leaves a
+    Workbench without an engine (the document tools still work) that says why."""
+    if args.backend == "openai":
+        return _server_workbench(args)
     from model.engine import Engine
     from model.loader import ModelLoadError, load_model
 
+    model = args.model or DEFAULT_MODEL_ID
     try:
         runtime = decide_runtime(args.device, args.quant, detect_hardware())
     except ValueError as exc:  # an impossible --device / --quant combination
         raise InvalidRequest(str(exc)) from exc
     try:
-        engine = Engine(load_model(args.model, runtime))
+        engine = Engine(load_model(model, runtime))
     except ModelLoadError as exc:
         logger.warning("model not loaded: %s", exc)
-        status = f"{args.model} (not loaded) · {runtime.describe()}"
+        status = f"{model} (not loaded) · {runtime.describe()}"
         return Workbench(model_status=status, unavailable_reason=str(exc), context_budget=args.context_budget)
-    demo = args.model == "tiny-random"
-    workbench = Workbench(engine, demo_model=demo, context_budget=args.context_budget)
+    workbench = Workbench(engine, demo_model=model == TINY_RANDOM, context_budget=args.context_budget)
     workbench.model_status = f"{engine.report.summary()} · context budget {workbench.budget:,} tokens"
+    return workbench
+
+
+def _server_workbench(args: argparse.Namespace) -> Workbench:
+    """The openai backend: every task goes to the server; only the tokenizer is loaded here."""
+    from model.loader import ModelLoadError
+    from model.remote import connect, normalize_base_url
+
+    for option in ("quant", "device"):
+        if getattr(args, option) != "auto":
+            raise InvalidRequest(f"--{option} is for the in-process backend; with --backend openai the server decides")
+    if args.max_concurrent < 1:
+        raise InvalidRequest("--max-concurrent must be at least 1")
+    try:
+        base_url = normalize_base_url(args.base_url)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    try:
+        engine = connect(base_url, served_model=args.served_model, api_key=args.api_key, tokenizer_model=args.model)
+    except (ConnectionError, ValueError, ModelLoadError) as exc:
+        logger.warning("model server not connected: %s", exc)
+        status = f"{args.served_model or 'model'} on {base_url} (not connected) · openai backend"
+        return Workbench(model_status=status, unavailable_reason=str(exc), context_budget=args.context_budget)
+    demo = args.model == TINY_RANDOM or Path(engine.model_name).name.startswith(TINY_RANDOM)  # its folder
+    workbench = Workbench(engine, demo_model=demo, context_budget=args.context_budget)
+    workbench.concurrency = args.max_concurrent
+    workbench.model_status = f"{engine.summary()} · context budget {workbench.budget:,} tokens"
     return workbench
 
 

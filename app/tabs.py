@@ -23,7 +23,6 @@ from tasks.workbench import Workbench
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 # All generating events share one queue slot: the model runs one generation at a time.
-ONE_AT_A_TIME = {"concurrency_id": "model", "concurrency_limit": 1}
 
 
 @dataclass
@@ -106,12 +105,14 @@ def _wire(page: Page, run: gr.Button, stop: gr.Button, handler, inputs: list, ou
     result's files. `stop` sets the session's cancel switch, so the engine stops within a token
     (or a prefill chunk) and the result so far is shown. Returns the run events (for `.success`)."""
     exports = [output.export_markdown, output.export_json]
-    handler = on_spaces_gpu(handler)
+    if not page.workbench.on_server:  # a model server needs no GPU here
+        handler = on_spaces_gpu(handler)
+    one_model = {"concurrency_id": "model", "concurrency_limit": page.workbench.concurrency}
     events = []
     for first, trigger in zip([True, *[False] * len(extra)], [run.click, *extra], strict=True):
         trigger(_no_exports, outputs=exports, queue=False, api_visibility="private")
         naming = {"api_name": name} if first else {"api_visibility": "private"}
-        event = trigger(handler, inputs=inputs, outputs=streamed or output.streamed, **naming, **ONE_AT_A_TIME)
+        event = trigger(handler, inputs=inputs, outputs=streamed or output.streamed, **naming, **one_model)
         export = lambda details: _exports(details, page.keep_seconds)  # noqa: E731
         event.success(export, inputs=[output.details], outputs=exports, api_visibility="private")
         events.append(event)

@@ -18,7 +18,6 @@ stays usable (see model/limits.py).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -32,6 +31,7 @@ from transformers import DynamicCache
 
 from model.constraints import JsonGrammars, JsonSchemaConstraint
 from model.fastpath import FastPath
+from model.generation import GenerationChunk, Speeds, join_stream
 from model.kvcache import (
     PREFIX_SLACK,
     CachedPrefix,
@@ -44,7 +44,6 @@ from model.kvcache import (
 )
 from model.limits import (
     Cancelled,
-    FinishReason,
     RequestState,
     is_out_of_memory,
     release_memory,
@@ -56,26 +55,9 @@ from model.textstream import IncrementalDecoder, StopStringFilter
 DEFAULT_PREFILL_CHUNK = 2048  # bounds peak memory; smaller chunks cost speed (1024: -5-8% here)
 MIN_PREFILL_CHUNK = 256  # out-of-memory retries halve the chunk down to this, then give up
 DEFAULT_PREFIX_CACHE_BYTES = 2 * 2**30
+CALIBRATION_PROMPT = "The committee reviewed the budget and approved it. " * 12
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GenerationChunk:
-    """One step of a stream: new text, and on the last chunk the finish reason and counts."""
-
-    text: str
-    finish_reason: FinishReason | None = None
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    prefill_seconds: float = 0.0
-    decode_seconds: float = 0.0
-    cached_tokens: int = 0  # prompt tokens whose prefill came from the prefix cache
-    notes: tuple[str, ...] = ()  # what the user should know (an out-of-memory retry); all of them on the last chunk
-
-    @property
-    def decode_tokens_per_second(self) -> float:
-        return self.generated_tokens / self.decode_seconds if self.decode_seconds > 0 else 0.0
 
 
 @dataclass
@@ -107,7 +89,7 @@ class Engine:
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self._eos_ids = _eos_token_ids(loaded.model, loaded.tokenizer)
         self._grammars = JsonGrammars(loaded.tokenizer, loaded.model.config.vocab_size)
-        self._speeds = _Speeds()
+        self._speeds = Speeds()
         self._fast_path = FastPath(loaded.model)
 
     @property
@@ -141,10 +123,9 @@ class Engine:
     def throughput(self) -> tuple[float, float]:
         """(prefill, decode) tokens per second as measured here; a short run measures them once
         when nothing has been measured yet."""
-        if self._speeds.prefill is None or self._speeds.decode is None:
-            self.generate("The committee reviewed the budget and approved it. " * 12, max_new_tokens=8)
-        # A calibration that ended early (end of text at once) leaves a gap: assume slow.
-        return self._speeds.prefill or 50.0, self._speeds.decode or 4.0
+        if not self._speeds.measured():
+            self.generate(CALIBRATION_PROMPT, max_new_tokens=8)
+        return self._speeds.or_slow()
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text))
@@ -199,11 +180,7 @@ class Engine:
 
     def generate(self, prompt: str, **options: Any) -> GenerationChunk:
         """Run `stream` to the end and return one chunk with the whole text."""
-        parts: list[str] = []
-        last = GenerationChunk("")
-        for last in self.stream(prompt, **options):
-            parts.append(last.text)
-        return dataclasses.replace(last, text="".join(parts))
+        return join_stream(self.stream(prompt, **options))
 
     def score(self, prompt: str, continuations: Sequence[str], *, prefix: str = "") -> list[float]:
         """The log-likelihood of each continuation after `prefix + prompt` (sum over its tokens).
@@ -393,24 +370,6 @@ class Engine:
         (all of them when keep is 0): (1, keep or n, vocab)."""
         with torch.inference_mode(), self._fast_path:
             return self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=keep).logits
-
-
-@dataclass
-class _Speeds:
-    """Running averages of the measured prefill and decode speeds (tokens per second)."""
-
-    prefill: float | None = None
-    decode: float | None = None
-
-    def record(self, prefilled: int, prefill_seconds: float, decoded: int, decode_seconds: float) -> None:
-        if prefilled >= 32 and prefill_seconds > 0:
-            self.prefill = _average(self.prefill, prefilled / prefill_seconds)
-        if decoded >= 4 and decode_seconds > 0:
-            self.decode = _average(self.decode, decoded / decode_seconds)
-
-
-def _average(previous: float | None, latest: float) -> float:
-    return latest if previous is None else 0.7 * previous + 0.3 * latest
 
 
 def _pick_token(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:

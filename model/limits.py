@@ -12,13 +12,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 
-logger = logging.getLogger(__name__)
+from model.generation import FinishReason
 
-FinishReason = Literal["stop", "length", "cancelled", "time_limit"]
+logger = logging.getLogger(__name__)
 
 
 class Cancelled(Exception):

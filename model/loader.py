@@ -30,6 +30,11 @@ _START_HINT = (
     "weights) or --model tiny-random (the built-in offline demo model)"
 )
 
+_TOKENIZER_HINT = (
+    "the openai backend counts tokens with the model's own tokenizer: pass --model PATH (a folder "
+    "with the served model's tokenizer files, e.g. the folder the server loads)"
+)
+
 
 class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message says why and what to do instead."""
@@ -139,7 +144,29 @@ def _check_local_folder(path: Path) -> Path:
     return path
 
 
-def _check_hub_reachable(model_id: str) -> None:
+def load_tokenizer(model_id: str) -> Any:
+    """Only the tokenizer of `model_id` (hub id, local folder or `tiny-random`): the openai
+    backend counts tokens and plans budgets here while the server runs the model."""
+    from transformers import AutoTokenizer
+
+    if model_id == TINY_RANDOM:
+        source = str(tiny_random_path())
+    elif Path(model_id).expanduser().exists() or model_id.startswith((".", "/", "~")):
+        source = str(Path(model_id).expanduser())
+        if not Path(source).is_dir():
+            raise ModelLoadError(f"tokenizer folder {source} does not exist or is not a folder; {_TOKENIZER_HINT}")
+    else:
+        _check_hub_reachable(model_id, _TOKENIZER_HINT)
+        source = model_id
+    try:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"could not load the tokenizer of {source}: {_first_line(exc)}; {_TOKENIZER_HINT}"
+        ) from exc
+
+
+def _check_hub_reachable(model_id: str, hint: str = _START_HINT) -> None:
     """Fail fast and clearly when the hub cannot be reached and the model is not cached locally.
 
     Without this, huggingface_hub retries for most of a minute before giving a generic error.
@@ -147,9 +174,7 @@ def _check_hub_reachable(model_id: str) -> None:
     if _is_cached(model_id):
         return
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        raise ModelLoadError(
-            f"{model_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {_START_HINT}"
-        )
+        raise ModelLoadError(f"{model_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {hint}")
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     host, port = endpoint.hostname or "huggingface.co", endpoint.port or 443
     try:
@@ -157,7 +182,7 @@ def _check_hub_reachable(model_id: str) -> None:
     except OSError as exc:
         raise ModelLoadError(
             f"cannot download {model_id}: the Hugging Face Hub ({host}) is unreachable ({exc}) and the "
-            f"model is not in the local cache; {_START_HINT}"
+            f"model is not in the local cache; {hint}"
         ) from exc
 
 

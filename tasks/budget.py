@@ -2,7 +2,8 @@
 will take, and which strategy each task uses.
 
 The budget follows the device. On a GPU it is the model's whole context (128K tokens for
-Granite 3.1) as far as the free memory holds the KV cache. On a CPU a long prefill takes minutes
+Granite 3.1) as far as the free memory holds the KV cache; on a model server (the openai backend)
+it is the context the server was started with. On a CPU a long prefill takes minutes
 (the real model prefills roughly 40-60 tokens per second on two cores), so the default is
 smaller. `--context-budget` overrides either, never past the model's context.
 """
@@ -31,7 +32,7 @@ def context_budget(
         if requested < MIN_BUDGET:
             raise InvalidRequest(f"the context budget must be at least {MIN_BUDGET} tokens (got {requested:,})")
         return min(requested, context_limit)
-    if device != "cuda":
+    if device not in ("cuda", "remote"):
         return min(CPU_DEFAULT_BUDGET, context_limit)
     return max(MIN_BUDGET, min(context_limit, memory_tokens or context_limit))
 

@@ -15,7 +15,7 @@ from typing import Any
 from tasks.budget import Fit, choose_strategy, context_budget, describe_wait, estimate_seconds, require_fit
 from tasks.chunking import CHUNK_HEADER_TOKENS, DEFAULT_CHUNK_TOKENS, chunk_documents
 from tasks.documents import Document
-from tasks.errors import BudgetError, CapacityError, InvalidRequest
+from tasks.errors import BudgetError, CapacityError, InvalidRequest, ModelUnavailable
 from tasks.events import DocumentSummary, Event, Progress, TaskResult, TextDelta
 from tasks.interfaces import TextEngine, TokenCounter
 from tasks.language import LANGUAGES, check_language
@@ -186,11 +186,14 @@ def stream_answer(
 @contextmanager
 def engine_errors() -> Iterator[None]:
     """The engine's errors as the user's: ValueError is its word for a request it cannot serve
-    (size, schema), MemoryError for one the GPU has no memory for (the engine stays usable)."""
+    (size, schema), MemoryError for one the GPU has no memory for (the engine stays usable),
+    ConnectionError for a model server that cannot serve now (down, overloaded, a refused key)."""
     try:
         yield
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from exc
+    except ConnectionError as exc:
+        raise ModelUnavailable(str(exc)) from exc
     except MemoryError as exc:
         raise CapacityError(str(exc) or "the server ran out of memory for this request") from exc
 

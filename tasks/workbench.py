@@ -68,6 +68,12 @@ class Workbench:
         self.unavailable_reason = unavailable_reason
         self.requested_budget = context_budget
         self.time_limit = time_limit  # seconds per request (None: no limit); the web server sets one
+        self.concurrency = 1  # tasks the web UI runs at once: one per in-process model; a server batches more
+
+    @property
+    def on_server(self) -> bool:
+        """The model runs on a server (the openai backend), not in this process."""
+        return self.engine is not None and self.engine.device == "remote"
 
     @property
     def budget(self) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from model.engine import GenerationChunk
+from model.generation import GenerationChunk
 
 
 @dataclass

@@ -1,0 +1,62 @@
+"""What every engine (in process or remote) yields and measures: stream chunks and speeds."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+FinishReason = Literal["stop", "length", "cancelled", "time_limit"]
+
+
+@dataclass(frozen=True)
+class GenerationChunk:
+    """One step of a stream: new text, and on the last chunk the finish reason and counts."""
+
+    text: str
+    finish_reason: FinishReason | None = None
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    cached_tokens: int = 0  # prompt tokens whose prefill came from the prefix cache
+    notes: tuple[str, ...] = ()  # what the user should know (an out-of-memory retry); all of them on the last chunk
+
+    @property
+    def decode_tokens_per_second(self) -> float:
+        return self.generated_tokens / self.decode_seconds if self.decode_seconds > 0 else 0.0
+
+
+@dataclass
+class Speeds:
+    """Running averages of the measured prefill and decode speeds (tokens per second)."""
+
+    prefill: float | None = None
+    decode: float | None = None
+
+    def record(self, prefilled: int, prefill_seconds: float, decoded: int, decode_seconds: float) -> None:
+        if prefilled >= 32 and prefill_seconds > 0:
+            self.prefill = _average(self.prefill, prefilled / prefill_seconds)
+        if decoded >= 4 and decode_seconds > 0:
+            self.decode = _average(self.decode, decoded / decode_seconds)
+
+    def measured(self) -> bool:
+        return self.prefill is not None and self.decode is not None
+
+    def or_slow(self) -> tuple[float, float]:
+        """The speeds, assuming slow where nothing was measured (a calibration that ended at once)."""
+        return self.prefill or 50.0, self.decode or 4.0
+
+
+def _average(previous: float | None, latest: float) -> float:
+    return latest if previous is None else 0.7 * previous + 0.3 * latest
+
+
+def join_stream(chunks: Iterable[GenerationChunk]) -> GenerationChunk:
+    """Run a stream to the end; the last chunk with the whole text."""
+    parts: list[str] = []
+    last = GenerationChunk("")
+    for last in chunks:
+        parts.append(last.text)
+    return dataclasses.replace(last, text="".join(parts))
