@@ -30,6 +30,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,13 @@ def _add_model_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         help="the model's name on the server (default: the only one it serves; $GRANITE_LONGDOC_SERVED_MODEL)",
     )
     server.add_argument(
+        "--wait-for-server",
+        type=float,
+        default=default(0.0),
+        metavar="SECONDS",
+        help="keep trying to reach the server this long at start, while it loads the model (default 0)",
+    )
+    server.add_argument(
         "--max-concurrent",
         type=int,
         default=default(DEFAULT_MAX_CONCURRENT),
@@ -251,7 +259,7 @@ def _server_workbench(args: argparse.Namespace) -> Workbench:
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from exc
     try:
-        engine = connect(base_url, served_model=args.served_model, api_key=args.api_key, tokenizer_model=args.model)
+        engine = _connect_patiently(connect, base_url, args)
     except (ConnectionError, ValueError, ModelLoadError) as exc:
         logger.warning("model server not connected: %s", exc)
         status = f"{args.served_model or 'model'} on {base_url} (not connected) · openai backend"
@@ -261,6 +269,22 @@ def _server_workbench(args: argparse.Namespace) -> Workbench:
     workbench.concurrency = args.max_concurrent
     workbench.model_status = f"{engine.summary()} · context budget {workbench.budget:,} tokens"
     return workbench
+
+
+def _connect_patiently(connect: Any, base_url: str, args: argparse.Namespace) -> Any:
+    """Connect; while nothing answers at the address, retry for --wait-for-server seconds (a
+    server started at the same time is still loading its model)."""
+    from model.remote import ServerUnreachable
+
+    deadline = time.monotonic() + max(0.0, args.wait_for_server)
+    while True:
+        try:
+            return connect(base_url, served_model=args.served_model, api_key=args.api_key, tokenizer_model=args.model)
+        except ServerUnreachable:
+            if time.monotonic() >= deadline:
+                raise
+            logger.warning("waiting for the model server at %s", base_url)
+            time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
 
 
 def serve(args: argparse.Namespace) -> int:

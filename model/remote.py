@@ -56,6 +56,10 @@ class ServerUnavailable(ConnectionError):
     """The server cannot serve at all now (unreachable, a refused key, a failure on its side)."""
 
 
+class ServerUnreachable(ServerUnavailable):
+    """Nothing answers at the address (yet: a server that is still loading its model)."""
+
+
 class ServerRefused(ValueError):
     """The server refused this request (too long, or a feature it does not have)."""
 
@@ -390,12 +394,20 @@ class _Server:
                 if response.status_code != 200:
                     response.read()
                     raise self._refusal(response, feature)
+                finished = False
                 for text in response.iter_lines():
                     data = text.removeprefix("data:").strip() if text.startswith("data:") else None
                     if data == "[DONE]":
+                        finished = True
                         break
                     if data:
-                        inbox.put(_parse_event(data, self.base))
+                        event = _parse_event(data, self.base)
+                        finished = finished or any(choice.get("finish_reason") for choice in event.get("choices") or ())
+                        inbox.put(event)
+            if not finished:  # neither [DONE] nor a finish reason: the connection broke
+                raise ServerUnavailable(
+                    f"the model server at {self.base} ended the answer early (the stream broke off)"
+                )
             inbox.put(_END)
         except Exception as exc:
             if line.hung_up:
@@ -404,7 +416,7 @@ class _Server:
 
     def _failure(self, exc: httpx.HTTPError) -> ServerUnavailable:
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-            return ServerUnavailable(f"cannot reach the model server at {self.base} ({exc}); is it running? ({_GUIDE})")
+            return ServerUnreachable(f"cannot reach the model server at {self.base} ({exc}); is it running? ({_GUIDE})")
         if isinstance(exc, httpx.ReadTimeout):
             return ServerUnavailable(f"the model server at {self.base} sent nothing for too long; it may be overloaded")
         return ServerUnavailable(

@@ -116,7 +116,10 @@ class Workbench:
         budget = budget_for(self.engine, options)
         strategies = {task: self._strategy(task, tokens, budget, options, language) for task in TASKS}
         fits = strategies["summarize"] == "full"
-        wait = describe_wait(self._expected_seconds(tokens, budget, strategies["summarize"], options))
+        try:
+            wait = describe_wait(self._expected_seconds(tokens, budget, strategies["summarize"], options))
+        except ConnectionError:  # the model server is down: the card still describes the document
+            wait = "unknown (the model server cannot be reached)"
         note = _fit_note(tokens, budget, fits) + _empty_pages_note(documents)
         return DocumentCard(name, pages, characters, language, tokens, budget, fits, strategies, wait, note)
 

@@ -1,0 +1,226 @@
+"""Concurrent clients asking about one document: the in-process backend against vLLM.
+
+    python benchmarks/serving.py [--json] [--clients 1,4,8] [--questions 2] [--document-tokens 1024]
+
+The real-size Granite-3.1-1B-A400M with random weights is written once to a model folder (speed
+does not depend on the weight values). Both backends read that folder: the in-process engine as
+`python app.py --model FOLDER` loads it, and vLLM's CPU build (tools/vllm_cpu.py, fp32) as its
+server. Each backend first reads the document once (both keep it in a prefix cache), then for
+each N in --clients, N client threads each ask --questions different questions, each answered
+with exactly --new-tokens tokens (no stop strings, so every request costs the same on both).
+
+The in-process backend serves one request at a time, as the web UI does (one model, one
+generation), so the other clients wait; the server batches them. Reported per N: requests per
+second, the median and 90th percentile time to first token (waiting included), and generated
+tokens per second. Runs sequentially (one model in memory at a time); takes about 10 minutes on
+two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.random_granite import build_random_granite, filler_text
+from model.checkpoints import cache_root, tiny_random_path
+from model.runtime import Runtime
+
+QUESTIONS = [
+    "What revenue did the committee review?",
+    "When was the plan approved?",
+    "Who reviewed the revenue?",
+    "Which currency are the figures in?",
+    "What did the committee approve?",
+    "How much revenue was reviewed?",
+    "On which day was the plan approved?",
+    "What is the document about?",
+]
+_FOLDER = "granite-3.1-1b-a400m-random-v1"
+
+
+@dataclass
+class Round:
+    """N clients, each asking its questions one after another."""
+
+    clients: int
+    requests: int
+    seconds: float
+    requests_per_second: float
+    ttft_median_s: float
+    ttft_p90_s: float
+    tokens_per_second: float
+    generated_tokens: int
+
+
+def model_folder() -> Path:
+    """The real-size random checkpoint as a model folder (safetensors, bf16 to halve the disk;
+    both backends compute in fp32), written once."""
+    folder = cache_root() / _FOLDER
+    if (folder / "model.safetensors.index.json").exists() or (folder / "model.safetensors").exists():
+        return folder
+    loaded = build_random_granite(Runtime("cpu", "float32", "none"), prepare=False)
+    partial = folder.with_name(folder.name + ".partial")
+    loaded.model.to(dtype=torch.bfloat16).save_pretrained(partial, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (partial / name).write_bytes((tiny_random_path() / name).read_bytes())
+    partial.rename(folder)
+    return folder
+
+
+def run_round(ask: Callable[[str], tuple[float, int]], clients: int, questions: int) -> Round:
+    """`ask(question)` returns (seconds to the first token, tokens generated); N threads ask."""
+    results: list[tuple[float, int]] = []
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        for turn in range(questions):
+            question = QUESTIONS[(index * questions + turn) % len(QUESTIONS)] + f" (client {index}, turn {turn})"
+            outcome = ask(question)
+            with lock:
+                results.append(outcome)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    ttfts = sorted(ttft for ttft, _ in results)
+    tokens = sum(count for _, count in results)
+    return Round(
+        clients=clients,
+        requests=len(results),
+        seconds=round(seconds, 2),
+        requests_per_second=round(len(results) / seconds, 3),
+        ttft_median_s=round(statistics.median(ttfts), 3),
+        ttft_p90_s=round(ttfts[min(len(ttfts) - 1, int(0.9 * len(ttfts)))], 3),
+        tokens_per_second=round(tokens / seconds, 2),
+        generated_tokens=tokens,
+    )
+
+
+def asker(engine, document: str, new_tokens: int, one_at_a_time: bool) -> Callable[[str], tuple[float, int]]:
+    """A client's request: the question after the document, timed from the moment it is sent
+    (before waiting for the in-process model) to its first text."""
+    gate = threading.Lock() if one_at_a_time else None
+
+    def ask(question: str) -> tuple[float, int]:
+        sent = time.perf_counter()
+        first: float | None = None
+        last = None
+        with gate or contextlib.nullcontext():
+            for last in engine.stream(f"\n\nQuestion: {question}\nAnswer:", prefix=document, max_new_tokens=new_tokens):
+                if first is None and (last.text or last.finish_reason):
+                    first = time.perf_counter()
+        return (first or time.perf_counter()) - sent, last.generated_tokens
+
+    return ask
+
+
+def measure(engine, document: str, clients: list[int], questions: int, new_tokens: int, one_at_a_time: bool) -> dict:
+    ask = asker(engine, document, new_tokens, one_at_a_time)
+    started = time.perf_counter()
+    warm = engine.generate("\n\nQuestion: What is this?\nAnswer:", prefix=document, max_new_tokens=2)
+    first_read = time.perf_counter() - started
+    rounds = [run_round(ask, count, questions) for count in clients]
+    return {"first_read_seconds": round(first_read, 2), "document_tokens": warm.prompt_tokens,
+            "rounds": [asdict(r) for r in rounds]}  # fmt: skip
+
+
+def in_process(folder: Path, document: str, clients: list[int], questions: int, new_tokens: int) -> dict:
+    from model.engine import Engine
+    from model.loader import load_model
+
+    loaded = load_model(str(folder), Runtime("cpu", "float32", "none"))
+    engine = Engine(loaded)
+    result = measure(engine, document, clients, questions, new_tokens, one_at_a_time=True)
+    del engine, loaded
+    gc.collect()
+    return result
+
+
+def on_vllm(folder: Path, document: str, clients: list[int], questions: int, new_tokens: int) -> dict:
+    from model.remote import connect
+    from tools.vllm_cpu import serving
+
+    started = time.perf_counter()
+    with serving(folder, max_model_len=4096, kv_cache_gib=2) as server:
+        ready = time.perf_counter() - started
+        engine = connect(server.base_url, tokenizer_model=str(folder))
+        try:
+            result = measure(engine, document, clients, questions, new_tokens, one_at_a_time=False)
+        finally:
+            engine.close()
+    return {"server_start_seconds": round(ready, 1), **result}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", default="1,4,8", help="concurrent clients per round (default 1,4,8)")
+    parser.add_argument("--questions", type=int, default=2, help="questions each client asks per round")
+    parser.add_argument("--document-tokens", type=int, default=1024)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--backends", default="in-process,vllm")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    clients = [int(value) for value in args.clients.split(",")]
+    folder = model_folder()
+    document = _document(folder, args.document_tokens)
+    report: dict = {"model": "granite-3.1-1b-a400m, random weights, fp32 on CPU", "new_tokens": args.new_tokens,
+                    "questions_per_client": args.questions, "backends": {}}  # fmt: skip
+    runs = {"in-process": in_process, "vllm": on_vllm}
+    for name in args.backends.split(","):
+        print(f"[{name} ...]", file=sys.stderr, flush=True)
+        report["backends"][name] = runs[name](folder, document, clients, args.questions, args.new_tokens)
+    if len(report["backends"]) == 2:
+        report["vllm_vs_in_process_requests_per_second"] = {
+            str(ours["clients"]): round(theirs["requests_per_second"] / ours["requests_per_second"], 2)
+            for ours, theirs in zip(
+                report["backends"]["in-process"]["rounds"], report["backends"]["vllm"]["rounds"], strict=True
+            )
+        }
+    print(json.dumps(report, indent=2) if args.json else _table(report))
+    return 0
+
+
+def _document(folder: Path, tokens: int) -> str:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    text = filler_text(tokens)
+    ids = tokenizer.encode(text)[: tokens - 1]
+    return tokenizer.decode(ids)
+
+
+def _table(report: dict) -> str:
+    lines = [
+        "| backend | clients | requests/s | TTFT median (s) | TTFT p90 (s) | tokens/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, result in report["backends"].items():
+        for row in result["rounds"]:
+            lines.append(
+                f"| {name} | {row['clients']} | {row['requests_per_second']:.3f} | {row['ttft_median_s']:.2f} | "
+                f"{row['ttft_p90_s']:.2f} | {row['tokens_per_second']:.1f} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

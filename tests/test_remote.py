@@ -1,0 +1,217 @@
+"""The openai backend's edges against a scripted server: keys, models, refusals, broken streams,
+missing features and cancelling. Each failure must reach the user as a clear message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from model.remote import ServerRefused, ServerUnavailable, ServerUnreachable, connect, normalize_base_url
+from tests.conftest import REPO_ROOT, free_port
+from tests.fake_openai import FakeOpenAI, Script
+
+
+@pytest.fixture
+def serve(tiny_checkpoint):
+    """serve(script) -> (engine, server): an engine connected to a fake server; both closed after the test."""
+    opened = []
+
+    def start(script: Script | None = None, **options):
+        server = FakeOpenAI(script or Script())
+        opened.append(server)
+        options.setdefault("tokenizer_model", str(tiny_checkpoint))
+        engine = connect(server.base_url, **options)
+        opened.append(engine)
+        return engine, server
+
+    yield start
+    for thing in reversed(opened):
+        thing.close()
+
+
+def test_base_urls_are_normalized_and_bad_ones_explained():
+    assert normalize_base_url("http://host:8000") == "http://host:8000/v1"
+    assert normalize_base_url("http://host:8000/v1/ ") == "http://host:8000/v1"
+    assert normalize_base_url("https://api.example.com/openai/v1") == "https://api.example.com/openai/v1"
+    with pytest.raises(ValueError, match="http"):
+        normalize_base_url("localhost:8000")
+
+
+def test_an_unreachable_server_is_named_with_what_to_do(tiny_checkpoint):
+    with pytest.raises(ServerUnreachable, match=r"cannot reach the model server at http://127.0.0.1:\d+/v1.*running"):
+        connect(f"http://127.0.0.1:{free_port()}", tokenizer_model=str(tiny_checkpoint))
+
+
+def test_the_api_key_is_sent_and_a_refused_key_is_explained(serve, monkeypatch):
+    with pytest.raises(ServerUnavailable, match=r"refused the API key.*--api-key"):
+        serve(Script(api_key="secret"))
+    engine, _ = serve(Script(api_key="secret"), api_key="secret")
+    assert engine.generate("Hi", max_new_tokens=4).text == "Hello world. More"
+    monkeypatch.setenv("GRANITE_LONGDOC_API_KEY", "from-env")
+    _, server = serve(Script(api_key="from-env"))
+    script = server.script
+    assert script.headers and all(h["Authorization"] == "Bearer from-env" for h in script.headers)
+
+
+def test_the_served_model_is_chosen_or_asked_for(serve):
+    two = [{"id": "granite-a"}, {"id": "granite-b", "max_model_len": 8192}]
+    with pytest.raises(ServerUnavailable, match=r"several models.*granite-a, granite-b.*--served-model"):
+        serve(Script(models=two))
+    with pytest.raises(ServerUnavailable, match="does not serve 'granite-c'; it serves granite-a, granite-b"):
+        serve(Script(models=two), served_model="granite-c")
+    engine, _ = serve(Script(models=two), served_model="granite-b")
+    assert engine.model_name == "granite-b" and engine.context_limit == 8192
+
+
+def test_a_server_that_is_not_openai_compatible_is_said_so(serve):
+    with pytest.raises(ServerUnavailable, match=r"did not answer with JSON.*OpenAI-compatible"):
+        serve(Script(models_body=b"<html>Welcome to nginx</html>"))
+
+
+def test_a_tokenizer_that_splits_differently_from_the_servers_is_refused(serve):
+    with pytest.raises(ServerUnavailable, match=r"tokenizer splits text differently.*--model"):
+        serve(Script(tokenize=[1, 2, 3]))
+
+
+def test_prompts_go_out_as_the_engines_token_ids_with_stop_strings_and_usage_comes_back(serve, tiny_engine):
+    engine, server = serve(Script(usage={"prompt_tokens": 99, "completion_tokens": 4,
+                                         "prompt_tokens_details": {"cached_tokens": 64}}))  # fmt: skip
+    script = server.script
+    last = engine.generate("Question: why?", prefix="A long document. " * 20, max_new_tokens=9, stop=["\n\n"])
+    sent = script.requests[-1]
+    expected = tiny_engine.encode("A long document. " * 20) + tiny_engine.tokenizer.encode(
+        "Question: why?", add_special_tokens=False
+    )
+    assert sent["prompt"] == expected and sent["max_tokens"] == 9 and sent["stop"] == ["\n\n"]
+    assert sent["stream"] is True and sent["temperature"] == 0.0 and "response_format" not in sent
+    assert (last.finish_reason, last.prompt_tokens, last.generated_tokens, last.cached_tokens) == ("length", 99, 4, 64)
+
+
+def test_a_stop_string_the_server_ignored_still_ends_the_answer(serve):
+    engine, _ = serve(Script(pieces=["Paris", " is", "\n\nQuestion", ": next"]))
+    last = engine.generate("Where?", max_new_tokens=20, stop=["\n\n"])
+    assert last.text == "Paris is" and last.finish_reason == "stop"
+
+
+def test_extraction_asks_for_the_schema_and_a_server_without_it_gets_a_clear_message(serve):
+    schema = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
+    engine, server = serve(Script(pieces=['{"title": "Q3"}'], finish_reason="stop"))
+    assert engine.generate("Fields:", max_new_tokens=30, json_schema=schema, stop=["\n"]).text == '{"title": "Q3"}'
+    sent = server.script.requests[-1]
+    assert sent["response_format"] == {"type": "json_schema",
+                                       "json_schema": {"name": "fields", "schema": schema, "strict": True}}  # fmt: skip
+    assert "stop" not in sent  # the schema decides where the JSON ends
+    refusing = Script(refuse={"schema": (400, "Unrecognized response_format type 'json_schema'")})
+    engine, _ = serve(refusing)
+    with pytest.raises(ServerRefused, match="refused JSON-schema structured output \\(HTTP 400\\): Unrecognized"):
+        engine.generate("Fields:", max_new_tokens=30, json_schema=schema)
+
+
+def test_extraction_on_a_server_without_schemas_reaches_the_user_as_a_message(serve, tmp_path):
+    from tasks.errors import UserError
+    from tasks.extract import spec_from_fields
+    from tasks.workbench import Workbench
+
+    engine, _ = serve(Script(refuse={"schema": (400, "response_format is not supported")}))
+    document = tmp_path / "memo.txt"
+    document.write_text("The title is Q3 report.", encoding="utf-8")
+    workbench = Workbench(engine)
+    with pytest.raises(UserError, match=r"refused JSON-schema structured output.*not supported"):
+        list(workbench.extract([document], spec_from_fields("title"), workbench.options(max_new_tokens=20)))
+
+
+def test_labels_are_scored_from_prompt_log_probabilities(serve):
+    engine, server = serve()
+    scores = engine.score("The document is a", [" report", " contract"], prefix="Text. " * 4)
+    sent = server.script.requests[-1]
+    assert sent["echo"] is True and sent["logprobs"] == 1 and sent["max_tokens"] == 0
+    report, contract = (engine.tokenizer.encode(label, add_special_tokens=False) for label in (" report", " contract"))
+    context = sent["prompt"][0][: -len(report)]
+    assert sent["prompt"] == [context + report, context + contract]  # one batched request, the same context
+    # The fake gives every prompt token after the first -0.5 (first prompt) or -0.6 (second): only the
+    # continuation's tokens count.
+    assert scores == pytest.approx([-0.5 * len(report), -0.6 * len(contract)])
+
+
+def test_a_server_without_prompt_log_probabilities_gets_a_clear_message(serve):
+    engine, _ = serve(Script(logprobs=False))
+    with pytest.raises(ServerRefused, match=r"log-probabilities.*classification needs"):
+        engine.score("The document is a", [" report", " contract"])
+    engine, _ = serve(Script(refuse={"score": (400, "echo is not supported")}))
+    with pytest.raises(ServerRefused, match=r"refused prompt log-probabilities.*echo is not supported"):
+        engine.score("The document is a", [" report", " contract"])
+
+
+def test_a_stream_that_breaks_off_is_an_error_not_a_short_answer(serve):
+    engine, _ = serve(Script(end_early=True))
+    with pytest.raises(ServerUnavailable, match="ended the answer early"):
+        engine.generate("Hi", max_new_tokens=10)
+
+
+def test_cancel_and_deadline_end_the_wait_during_a_long_prefill(serve):
+    engine, _ = serve(Script(first_delay=5))
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    last = engine.generate("Hi", max_new_tokens=10, cancel=cancel)
+    assert last.finish_reason == "cancelled" and time.monotonic() - started < 1.5
+    started = time.monotonic()
+    last = engine.generate("Hi", max_new_tokens=10, deadline=time.monotonic() + 0.3)
+    assert last.finish_reason == "time_limit" and time.monotonic() - started < 1.5
+
+
+def test_a_request_past_the_servers_context_is_refused_before_it_is_sent(serve):
+    engine, server = serve(Script(models=[{"id": "granite", "max_model_len": 600}]))
+    sent_before = len(server.script.requests)
+    with pytest.raises(ValueError, match="exceeds the served model's context limit of 600"):
+        engine.generate("word " * 500, max_new_tokens=200)
+    assert len(server.script.requests) == sent_before
+
+
+def test_a_server_that_goes_away_reaches_the_task_as_a_message(serve, tmp_path):
+    from tasks.errors import ModelUnavailable
+    from tasks.workbench import Workbench
+
+    engine, server = serve()
+    server.close()  # the server goes away after the app connected
+    document = tmp_path / "memo.txt"
+    document.write_text("The launch is on 9 May.", encoding="utf-8")
+    workbench = Workbench(engine)
+    with pytest.raises(ModelUnavailable, match="cannot reach the model server"):
+        list(workbench.ask([document], "When is the launch?", workbench.options(max_new_tokens=8)))
+    card = workbench.card(workbench.read([document]))  # the document is still described, tokens and all
+    assert card.tokens and card.expected_wait == "unknown (the model server cannot be reached)"
+
+
+def test_the_cli_says_what_is_wrong_with_the_server_options(tiny_checkpoint):
+    def run(*args):
+        done = subprocess.run([sys.executable, "app.py", *args, "info", "examples/supplier-agreement.md"],
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+        return done.returncode, done.stderr.strip().splitlines()[-1]
+
+    assert run("--backend", "openai", "--quant", "int8") == (
+        2, "error: --quant is for the in-process backend; with --backend openai the server decides")  # fmt: skip
+    assert run("--backend", "openai", "--base-url", "localhost:8000")[1].startswith("error: --base-url must be")
+    code, last = run("--backend", "openai", "--base-url", f"http://127.0.0.1:{free_port()}", "--model", "tiny-random")
+    assert code == 0  # reading needs no model: an unreachable server only makes generation unavailable
+    assert "cannot reach the model server" in last
+
+
+def test_the_cli_waits_for_a_server_that_is_still_starting(tiny_checkpoint):
+    port = free_port()
+    command = [sys.executable, "app.py", "--backend", "openai", "--base-url", f"http://127.0.0.1:{port}",
+               "--model", "tiny-random", "--wait-for-server", "60", "ask", "examples/supplier-agreement.md",
+               "Who supplies?", "--max-new-tokens", "4"]  # fmt: skip
+    client = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    late = FakeOpenAI(Script(), port=port)  # the server comes up after the app started
+    try:
+        out, err = client.communicate(timeout=120)
+    finally:
+        late.close()
+    assert client.returncode == 0, err
+    assert "Hello world. More" in out and "waiting for the model server" in err
