@@ -150,4 +150,12 @@ def test_model_options_work_before_and_after_the_command():
     after = parser.parse_args(["summarize", "a.pdf", "--model", "tiny-random", "--quant", "fp32"])
     neither = parser.parse_args(["summarize", "a.pdf"])
     assert (before.model, before.quant) == (after.model, after.quant) == ("tiny-random", "fp32")
-    assert (neither.model, neither.quant, neither.device) == ("ibm-granite/granite-3.1-1b-a400m-base", "auto", "auto")
+    # No --model means the real model in process (or, with --backend openai, the served model's tokenizer).
+    assert (neither.model, neither.quant, neither.device, neither.backend) == (None, "auto", "auto", "transformers")
+    server = ["--backend", "openai", "--base-url", "http://gpu-box:8000/v1", "--served-model", "granite"]
+    before, after = (
+        parser.parse_args([*server, "ask", "a.pdf", "Why?"]),
+        parser.parse_args(["ask", "a.pdf", "Why?", *server]),
+    )
+    assert (before.backend, before.base_url, before.served_model) == (after.backend, after.base_url, after.served_model)
+    assert after.backend == "openai" and after.base_url == "http://gpu-box:8000/v1" and after.served_model == "granite"
