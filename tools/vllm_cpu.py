@@ -217,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-model-len", type=int, default=4096)
     parser.add_argument("--kv-cache-gib", type=float, default=1)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a shell started us ignoring it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` stops the server too
     print(f"starting vLLM on {args.model} (checkpoints in {cache_root()})", flush=True)
     server = start_server(args.model, port=args.port, max_model_len=args.max_model_len, kv_cache_gib=args.kv_cache_gib)
     print(f"serving {server.model} at {server.base_url} (Ctrl-C stops it; log: {server.log_path})", flush=True)
