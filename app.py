@@ -31,6 +31,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from app.launch import DEFAULT_KEEP_MINUTES, DEFAULT_MAX_FILE_MB, DEFAULT_MAX_QU
 from model.checkpoints import DEFAULT_MODEL_ID, TINY_RANDOM
 from model.runtime import DEVICE_CHOICES, QUANT_CHOICES, decide_runtime, detect_hardware
 from tasks.budget import STRATEGY_CHOICES
-from tasks.errors import InvalidRequest, UserError
+from tasks.errors import InvalidRequest, ModelUnavailable, UserError
 from tasks.events import Progress, TaskResult, TextDelta
 from tasks.extract import spec_from_fields, spec_from_schema
 from tasks.language import LANGUAGES
@@ -174,9 +175,9 @@ def _add_model_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model",
-        default=default(None),
+        default=default(os.environ.get("GRANITE_LONGDOC_MODEL")),
         help=f"hub id, local folder, or tiny-random (default {DEFAULT_MODEL_ID}; with --backend openai: "
-        "where the tokenizer comes from, default the served model's name)",
+        "where the tokenizer comes from, default the served model's name; $GRANITE_LONGDOC_MODEL)",
     )
     group.add_argument("--quant", choices=QUANT_CHOICES, default=default("auto"))
     group.add_argument("--device", choices=DEVICE_CHOICES, default=default("auto"))
@@ -258,28 +259,39 @@ def _server_workbench(args: argparse.Namespace) -> Workbench:
         base_url = normalize_base_url(args.base_url)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from exc
-    try:
-        engine = _connect_patiently(connect, base_url, args)
-    except (ConnectionError, ValueError, ModelLoadError) as exc:
-        logger.warning("model server not connected: %s", exc)
-        status = f"{args.served_model or 'model'} on {base_url} (not connected) · openai backend"
-        return Workbench(model_status=status, unavailable_reason=str(exc), context_budget=args.context_budget)
-    demo = args.model == TINY_RANDOM or Path(engine.model_name).name.startswith(TINY_RANDOM)  # its folder
-    workbench = Workbench(engine, demo_model=demo, context_budget=args.context_budget)
+    workbench = Workbench(context_budget=args.context_budget)
     workbench.concurrency = args.max_concurrent
-    workbench.model_status = f"{engine.summary()} · context budget {workbench.budget:,} tokens"
+
+    def connect_once() -> Any:
+        """Connect and describe the server on the workbench; a failure is the user's message."""
+        try:
+            engine = connect(base_url, served_model=args.served_model, api_key=args.api_key, tokenizer_model=args.model)
+        except ModelLoadError as exc:  # the tokenizer
+            raise ModelUnavailable(str(exc)) from exc
+        workbench.demo_model = args.model == TINY_RANDOM or Path(engine.model_name).name.startswith(TINY_RANDOM)
+        workbench.engine = engine
+        workbench.model_status = f"{engine.summary()} · context budget {workbench.budget:,} tokens"
+        return engine
+
+    try:
+        _connect_patiently(connect_once, base_url, args.wait_for_server)
+    except (ConnectionError, ValueError, UserError) as exc:
+        logger.warning("model server not connected: %s", exc)
+        workbench.model_status = f"{args.served_model or 'model'} on {base_url} (not connected) · openai backend"
+        workbench.unavailable_reason = str(exc)
+        workbench.reconnect = connect_once  # tried again by requests, so a server that comes up later is found
     return workbench
 
 
-def _connect_patiently(connect: Any, base_url: str, args: argparse.Namespace) -> Any:
-    """Connect; while nothing answers at the address, retry for --wait-for-server seconds (a
-    server started at the same time is still loading its model)."""
+def _connect_patiently(connect: Callable[[], Any], base_url: str, wait_seconds: float) -> Any:
+    """Connect; while nothing answers at the address, retry for `wait_seconds` (a server started
+    at the same time may still be loading its model)."""
     from model.remote import ServerUnreachable
 
-    deadline = time.monotonic() + max(0.0, args.wait_for_server)
+    deadline = time.monotonic() + max(0.0, wait_seconds)
     while True:
         try:
-            return connect(base_url, served_model=args.served_model, api_key=args.api_key, tokenizer_model=args.model)
+            return connect()
         except ServerUnreachable:
             if time.monotonic() >= deadline:
                 raise

@@ -22,7 +22,6 @@ from tasks.pipeline import TaskOptions
 from tasks.workbench import Workbench
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
-# All generating events share one queue slot: the model runs one generation at a time.
 
 
 @dataclass
@@ -107,6 +106,7 @@ def _wire(page: Page, run: gr.Button, stop: gr.Button, handler, inputs: list, ou
     exports = [output.export_markdown, output.export_json]
     if not page.workbench.on_server:  # a model server needs no GPU here
         handler = on_spaces_gpu(handler)
+    # All generating events share the model's queue slots: one in process, --max-concurrent on a server.
     one_model = {"concurrency_id": "model", "concurrency_limit": page.workbench.concurrency}
     events = []
     for first, trigger in zip([True, *[False] * len(extra)], [run.click, *extra], strict=True):

@@ -113,7 +113,8 @@ def _header(workbench: Workbench) -> None:
     )
     if workbench.engine is None:
         gr.Markdown(
-            f"**Generation is unavailable:** {workbench.unavailable_reason}  \nThe document tools below still work.",
+            f"**Generation is unavailable:** {workbench.unavailable_reason}  \nThe document tools below still work."
+            + ("  \nEach request tries the model server again." if workbench.reconnect else ""),
             elem_id="demo-warning",
         )
     elif workbench.demo_model:

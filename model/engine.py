@@ -31,7 +31,7 @@ from transformers import DynamicCache
 
 from model.constraints import JsonGrammars, JsonSchemaConstraint
 from model.fastpath import FastPath
-from model.generation import GenerationChunk, Speeds, join_stream
+from model.generation import CALIBRATION_PROMPT, GenerationChunk, Speeds, join_stream
 from model.kvcache import (
     PREFIX_SLACK,
     CachedPrefix,
@@ -55,7 +55,6 @@ from model.textstream import IncrementalDecoder, StopStringFilter
 DEFAULT_PREFILL_CHUNK = 2048  # bounds peak memory; smaller chunks cost speed (1024: -5-8% here)
 MIN_PREFILL_CHUNK = 256  # out-of-memory retries halve the chunk down to this, then give up
 DEFAULT_PREFIX_CACHE_BYTES = 2 * 2**30
-CALIBRATION_PROMPT = "The committee reviewed the budget and approved it. " * 12
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 FinishReason = Literal["stop", "length", "cancelled", "time_limit"]
+CALIBRATION_PROMPT = "The committee reviewed the budget and approved it. " * 12  # measures a first speed
 
 
 @dataclass(frozen=True)

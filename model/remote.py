@@ -7,7 +7,8 @@ are the same on both backends, and the server's prefix cache sees the same docum
 every request about that document.
 
 - `stream`: server-sent events, read by a helper thread, so that a cancel or a deadline ends the
-  wait at once, even during a long prefill. Hanging up makes the server abort the request.
+  wait at once, even during a long prefill. Hanging up (once the server has answered with its
+  headers, which vLLM does at once) makes the server abort the request.
 - `score`: the prompt's log-probabilities (`echo: true, logprobs: 1, max_tokens: 0`) of the
   prompt followed by each continuation, in one batched request.
 - `json_schema`: the server's JSON-schema structured output (`response_format`).
@@ -29,12 +30,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx
 
-from model.generation import FinishReason, GenerationChunk, Speeds, join_stream
+from model.generation import CALIBRATION_PROMPT, FinishReason, GenerationChunk, Speeds, join_stream
 from model.limits import Cancelled, RequestState
 from model.loader import load_tokenizer
 from model.textstream import StopStringFilter
@@ -45,7 +47,6 @@ API_KEY_VARIABLES = ("GRANITE_LONGDOC_API_KEY", "OPENAI_API_KEY")
 CONNECT_SECONDS = 10.0
 READ_SECONDS = 600.0  # a silent server is given up after this (a 128K-token prefill can take minutes)
 POLL_SECONDS = 0.1  # how often a waiting stream looks at its cancel event and deadline
-CALIBRATION_PROMPT = "The committee reviewed the budget and approved it. " * 12
 _TOKENIZER_PROBE = 'Granite Long-Doc: Grüße, 東京, ١٢٣ and {"json": [1, 2]}\n'
 _PREFIX_IDS_KEPT = 4  # tokenized documents kept, so follow-up questions do not tokenize them again
 _END = object()
@@ -92,7 +93,9 @@ def connect(
     key = api_key or api_key_from_environment()
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     timeout = httpx.Timeout(read_seconds, connect=CONNECT_SECONDS)
-    client = httpx.Client(base_url=base, headers=headers, timeout=timeout, limits=httpx.Limits(max_connections=64))
+    # No pool limit: the web UI bounds how many tasks run at once (--max-concurrent).
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
+    client = httpx.Client(base_url=base, headers=headers, timeout=timeout, limits=limits)
     try:
         server = _Server(client, base)
         model, max_model_len = server.choose_model(served_model)
@@ -117,6 +120,7 @@ class OpenAIEngine:
         self._speeds = Speeds()
         self._prefix_ids: OrderedDict[str, list[int]] = OrderedDict()
         self._lock = threading.Lock()
+        self._calibration = threading.Lock()
 
     @property
     def model_name(self) -> str:
@@ -146,8 +150,9 @@ class OpenAIEngine:
     def throughput(self) -> tuple[float, float]:
         """(prefill, decode) tokens per second as measured through the server; a short request
         measures them once when nothing has been measured yet."""
-        if not self._speeds.measured():
-            self.generate(CALIBRATION_PROMPT, max_new_tokens=8)
+        with self._calibration:  # many requests may start at once: one calibration is enough
+            if not self._speeds.measured():
+                self.generate(CALIBRATION_PROMPT, max_new_tokens=8)
         return self._speeds.or_slow()
 
     def encode(self, text: str) -> list[int]:
@@ -180,39 +185,48 @@ class OpenAIEngine:
         payload = self._completion_payload(ids, max_new_tokens, stop, temperature, seed, json_schema)
         feature = "JSON-schema structured output" if json_schema is not None else "a streamed completion"
         run = RequestState(cancel, deadline, 0)
-        started = time.perf_counter()
-        first_at: float | None = None
-        reason: FinishReason = "length"
-        usage: dict = {}
+        answer = _Answer(time.perf_counter())
         events = self._server.events(payload, run, feature)
         try:
-            for event in events:
-                usage = event.get("usage") or usage
-                for choice in event.get("choices") or ():
-                    first_at = first_at or time.perf_counter()
-                    if text := stops.push(choice.get("text") or ""):
-                        yield GenerationChunk(text)
-                    if choice.get("finish_reason"):
-                        reason = "length" if choice["finish_reason"] == "length" else "stop"
-                if stops.stopped:  # a server that ignored `stop`: the filter ends the answer here
-                    reason = "stop"
-                    break
+            yield from self._deltas(events, stops, answer)
         except Cancelled as stopped:
-            yield GenerationChunk("", stopped.reason, len(ids), prefill_seconds=time.perf_counter() - started)
+            yield GenerationChunk("", stopped.reason, len(ids), prefill_seconds=time.perf_counter() - answer.started)
             return
         finally:
             events.close()  # hangs up if the answer is not over, so the server stops working on it
+        yield self._last_chunk(answer, stops, len(ids))
+
+    def _deltas(self, events: Iterator[dict], stops: StopStringFilter, answer: _Answer) -> Iterator[GenerationChunk]:
+        """The text of the server's events, through the stop filter; notes the rest in `answer`."""
+        for event in events:
+            answer.usage = event.get("usage") or answer.usage
+            for choice in event.get("choices") or ():
+                answer.first_at = answer.first_at or time.perf_counter()
+                answer.text += choice.get("text") or ""
+                if text := stops.push(choice.get("text") or ""):
+                    yield GenerationChunk(text)
+                if choice.get("finish_reason"):
+                    answer.reason = _finish_reason(choice["finish_reason"], self.base_url)
+            if stops.stopped:  # a server that ignored `stop`: the filter ends the answer here
+                answer.reason = "stop"
+                return
+
+    def _last_chunk(self, answer: _Answer, stops: StopStringFilter, prompt_tokens: int) -> GenerationChunk:
         ended = time.perf_counter()
-        first_at = first_at or ended
-        generated = int(usage.get("completion_tokens") or 0)
+        first_at = answer.first_at or ended
+        usage = answer.usage
+        # Usage comes last; an answer ended here (a stop string the server ignored) has none.
+        generated = int(usage.get("completion_tokens") or 0) or len(
+            self.tokenizer.encode(answer.text, add_special_tokens=False)
+        )
         cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-        self._speeds.record(len(ids) - cached, first_at - started, generated, ended - first_at)
-        yield GenerationChunk(
+        self._speeds.record(prompt_tokens - cached, first_at - answer.started, generated, ended - first_at)
+        return GenerationChunk(
             text=stops.flush(),
-            finish_reason="stop" if stops.stopped else reason,
-            prompt_tokens=int(usage.get("prompt_tokens") or len(ids)),
+            finish_reason="stop" if stops.stopped else answer.reason,
+            prompt_tokens=int(usage.get("prompt_tokens") or prompt_tokens),
             generated_tokens=generated,
-            prefill_seconds=first_at - started,
+            prefill_seconds=first_at - answer.started,
             decode_seconds=ended - first_at,
             cached_tokens=cached,
         )
@@ -303,6 +317,17 @@ class OpenAIEngine:
             )
 
 
+@dataclass
+class _Answer:
+    """What a stream has seen so far: when it began, its first text, its whole text, how it ended."""
+
+    started: float
+    first_at: float | None = None
+    text: str = ""
+    reason: FinishReason = "length"
+    usage: dict = field(default_factory=dict)
+
+
 class _Server:
     """HTTP to one OpenAI-compatible server: JSON requests, server-sent events, and its errors
     turned into messages for the user."""
@@ -391,19 +416,10 @@ class _Server:
             with self.client.stream("POST", "/completions", json=payload) as response:
                 if not line.attach(response):
                     return
-                if response.status_code != 200:
-                    response.read()
-                    raise self._refusal(response, feature)
-                finished = False
-                for text in response.iter_lines():
-                    data = text.removeprefix("data:").strip() if text.startswith("data:") else None
-                    if data == "[DONE]":
-                        finished = True
-                        break
-                    if data:
-                        event = _parse_event(data, self.base)
-                        finished = finished or any(choice.get("finish_reason") for choice in event.get("choices") or ())
-                        inbox.put(event)
+                try:
+                    finished = self._forward_events(response, feature, inbox)
+                finally:
+                    line.detach()  # the connection may go back to the pool: no hang-up may reach it now
             if not finished:  # neither [DONE] nor a finish reason: the connection broke
                 raise ServerUnavailable(
                     f"the model server at {self.base} ended the answer early (the stream broke off)"
@@ -413,6 +429,22 @@ class _Server:
             if line.hung_up:
                 return  # the caller has gone; the error is only the hang-up
             inbox.put(self._failure(exc) if isinstance(exc, httpx.HTTPError) else exc)
+
+    def _forward_events(self, response: httpx.Response, feature: str, inbox: queue.Queue) -> bool:
+        """Put the response's events in `inbox`; True when the answer ended properly."""
+        if response.status_code != 200:
+            response.read()
+            raise self._refusal(response, feature)
+        finished = False
+        for text in response.iter_lines():
+            data = text.removeprefix("data:").strip() if text.startswith("data:") else None
+            if data == "[DONE]":
+                return True
+            if data:
+                event = _parse_event(data, self.base)
+                finished = finished or any(choice.get("finish_reason") for choice in event.get("choices") or ())
+                inbox.put(event)
+        return finished
 
     def _failure(self, exc: httpx.HTTPError) -> ServerUnavailable:
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
@@ -435,7 +467,9 @@ class _Server:
             return ServerUnavailable(f"the model server at {self.base} is busy (HTTP {status}: {message}); try again")
         if status >= 500:
             return ServerUnavailable(f"the model server at {self.base} failed (HTTP {status}: {message})")
-        if status in (404, 405) and "model" not in message.lower():
+        if status == 404 and "model" in message.lower():  # it no longer serves the model it listed
+            return ServerUnavailable(f"the model server at {self.base} cannot serve the model (HTTP 404: {message})")
+        if status in (404, 405):
             return ServerRefused(
                 f"the server at {self.base} has no OpenAI completions API for {feature} (HTTP {status}); the "
                 "openai backend needs /v1/completions, as vLLM serves it"
@@ -447,7 +481,7 @@ class _Line:
     """The connection a helper thread reads, so that another thread can hang it up. Shutting the
     socket down wakes the blocked read at once; the reader's own `with` block then closes it."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._response: httpx.Response | None = None
         self.hung_up = False
@@ -459,6 +493,10 @@ class _Line:
             if self.hung_up:
                 _shut_down(response)
             return not self.hung_up
+
+    def detach(self) -> None:
+        with self._lock:
+            self._response = None
 
     def hang_up(self) -> None:
         with self._lock:
@@ -475,6 +513,14 @@ def _shut_down(response: httpx.Response) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
+def _finish_reason(theirs: str, base: str) -> FinishReason:
+    """'stop' and 'length' end an answer normally; anything else (vLLM's 'abort' or 'error') means
+    the server gave up on it."""
+    if theirs in ("stop", "length"):
+        return theirs  # type: ignore[return-value]
+    raise ServerUnavailable(f"the model server at {base} ended the answer with {theirs!r}; try again")
+
+
 def _parse_event(data: str, base: str) -> dict:
     try:
         event = json.loads(data)
@@ -483,7 +529,9 @@ def _parse_event(data: str, base: str) -> dict:
     if isinstance(event, dict) and "error" in event and not event.get("choices"):
         error = event["error"]
         message = error.get("message") if isinstance(error, dict) else str(error)
-        raise ServerRefused(f"the model server at {base} stopped with an error: {message}")
+        code = error.get("code") if isinstance(error, dict) else None
+        failed = ServerUnavailable if not isinstance(code, int) or code >= 500 else ServerRefused
+        raise failed(f"the model server at {base} stopped with an error: {message}")
     return event
 
 

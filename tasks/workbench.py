@@ -8,6 +8,7 @@ task will use, the expected wait), and runs tasks on one or several documents.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from tasks.budget import LONG_STRATEGY, Fit, choose_strategy, describe_wait, est
 from tasks.classify import classify
 from tasks.custom import custom
 from tasks.documents import Document, display_name, load_document
-from tasks.errors import InvalidRequest, ModelUnavailable
+from tasks.errors import InvalidRequest, ModelUnavailable, UserError
 from tasks.events import Event, Progress, TaskResult
 from tasks.extract import ExtractionSpec, extract
 from tasks.interfaces import TextEngine
@@ -30,6 +31,7 @@ from tasks.summarize import summarize
 
 MAX_DOCUMENTS = 20
 CLASSIFY_ANSWER_TOKENS = 16
+RECONNECT_SECONDS = 10.0  # how often requests try a model server that is not answering
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,11 @@ class Workbench:
         self.requested_budget = context_budget
         self.time_limit = time_limit  # seconds per request (None: no limit); the web server sets one
         self.concurrency = 1  # tasks the web UI runs at once: one per in-process model; a server batches more
+        # Connects to a model server that was not answering at start (sets `engine`); requests try
+        # it again, at most every RECONNECT_SECONDS.
+        self.reconnect: Callable[[], TextEngine] | None = None
+        self._reconnecting = threading.Lock()
+        self._next_reconnect = 0.0
 
     @property
     def on_server(self) -> bool:
@@ -109,7 +116,7 @@ class Workbench:
         name = ", ".join(d.name for d in documents)
         pages, characters = sum(len(d.pages) for d in documents), sum(d.char_count for d in documents)
         language = output_language(documents, dataclasses.replace(options, language=None))
-        if self.engine is None:
+        if self._current_engine() is None:
             note = f"Token count unavailable: {self.unavailable_reason or 'no model is loaded'}"
             return DocumentCard(name, pages, characters, language, None, None, None, {}, None, note)
         tokens = self.engine.count_tokens(render_documents(documents))
@@ -118,7 +125,7 @@ class Workbench:
         fits = strategies["summarize"] == "full"
         try:
             wait = describe_wait(self._expected_seconds(tokens, budget, strategies["summarize"], options))
-        except ConnectionError:  # the model server is down: the card still describes the document
+        except (ConnectionError, ValueError):  # the model server is down: the card still describes the document
             wait = "unknown (the model server cannot be reached)"
         note = _fit_note(tokens, budget, fits) + _empty_pages_note(documents)
         return DocumentCard(name, pages, characters, language, tokens, budget, fits, strategies, wait, note)
@@ -161,8 +168,22 @@ class Workbench:
             yield event
 
     def _require_engine(self) -> TextEngine:
-        if self.engine is None:
+        if self._current_engine() is None:
             raise ModelUnavailable(f"generation is unavailable: {self.unavailable_reason or 'no model is loaded'}")
+        return self.engine
+
+    def _current_engine(self) -> TextEngine | None:
+        """The engine; without one, a model server that was not answering gets another try."""
+        if self.engine is not None or self.reconnect is None:
+            return self.engine
+        with self._reconnecting:
+            if self.engine is None and time.monotonic() >= self._next_reconnect:
+                self._next_reconnect = time.monotonic() + RECONNECT_SECONDS
+                try:
+                    self.engine = self.reconnect()
+                    self.unavailable_reason = None
+                except (ConnectionError, ValueError, UserError) as exc:
+                    self.unavailable_reason = str(exc)
         return self.engine
 
     def _strategy(self, task: str, tokens: int, budget: int, options: TaskOptions, language: str) -> str:

@@ -28,7 +28,14 @@ class Script:
     logprobs: bool = True
     models_body: bytes | None = None  # replaces the JSON answer of /v1/models
     requests: list[dict] = field(default_factory=list)  # every request body, in order
+    hang_ups: int = 0  # streams the client closed before they ended
     headers: list[dict] = field(default_factory=list)
+
+
+def fake_logprob(prompt_index: int, position: int) -> float:
+    """What the fake says a prompt token's log-probability is: different at every position, so a
+    slice that is off by one sums to something else."""
+    return -0.01 * position - 0.5 * prompt_index
 
 
 class FakeOpenAI:
@@ -92,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _score(self, body: dict) -> None:
         choices = []
         for index, ids in enumerate(body["prompt"]):
-            values = [None] + [-0.5 - 0.1 * index] * (len(ids) - 1)
+            values = [None] + [fake_logprob(index, position) for position in range(1, len(ids))]
             logprobs = {"token_logprobs": values} if self.script.logprobs else None
             choices.append({"index": index, "text": "", "logprobs": logprobs, "finish_reason": "length"})
         self._json(200, {"object": "text_completion", "choices": choices})
@@ -114,7 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            self.script.hang_ups += 1
 
     def _event(self, data: dict) -> None:
         self.wfile.write(b"data: " + json.dumps(data).encode() + b"\n\n")

