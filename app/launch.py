@@ -34,8 +34,9 @@ class ServeOptions:
         return max(1, int(self.keep_minutes * 60))
 
     def queue_kwargs(self) -> dict:
-        # One generation at a time per model (each task event also says so); waiting requests
-        # beyond `max_queue` are turned away with Gradio's "Queue is full" message.
+        # Other events one at a time; the task events set their own limit (one generation at a
+        # time in process, --max-concurrent on a model server). Waiting requests beyond
+        # `max_queue` are turned away with Gradio's "Queue is full" message.
         return {"default_concurrency_limit": 1, "max_size": self.max_queue}
 
     def launch_kwargs(self) -> dict:
