@@ -248,7 +248,8 @@ def build_workbench(args: argparse.Namespace) -> Workbench:
 def _server_workbench(args: argparse.Namespace) -> Workbench:
     """The openai backend: every task goes to the server; only the tokenizer is loaded here."""
     from model.loader import ModelLoadError
-    from model.remote import connect, normalize_base_url
+    from model.openai_server import normalize_base_url
+    from model.remote import connect
 
     for option in ("quant", "device"):
         if getattr(args, option) != "auto":
@@ -286,7 +287,7 @@ def _server_workbench(args: argparse.Namespace) -> Workbench:
 def _connect_patiently(connect: Callable[[], Any], base_url: str, wait_seconds: float) -> Any:
     """Connect; while nothing answers at the address, retry for `wait_seconds` (a server started
     at the same time may still be loading its model)."""
-    from model.remote import ServerUnreachable
+    from model.openai_server import ServerUnreachable
 
     deadline = time.monotonic() + max(0.0, wait_seconds)
     while True:

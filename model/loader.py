@@ -118,14 +118,17 @@ def _quantize(model: Any, kind: str) -> None:
         raise ModelLoadError(f"--quant {kind} needs the bitsandbytes package ({exc})") from exc
 
 
-def resolve_source(model_id: str) -> str:
-    """Turn the --model value into something `from_pretrained` can read, or explain why not."""
+def resolve_source(model_id: str, *, weights: bool = True) -> str:
+    """Turn the --model value into something `from_pretrained` can read, or explain why not.
+    `weights=False`: only the tokenizer is wanted (a folder need not hold weights)."""
     if model_id == TINY_RANDOM:
         return str(tiny_random_path())
     path = Path(model_id).expanduser()
     if path.exists() or model_id.startswith((".", "/", "~")):
-        return str(_check_local_folder(path))
-    _check_hub_reachable(model_id)
+        if not weights and not path.is_dir():
+            raise ModelLoadError(f"tokenizer folder {path} does not exist or is not a folder; {_TOKENIZER_HINT}")
+        return str(_check_local_folder(path) if weights else path)
+    _check_hub_reachable(model_id, _START_HINT if weights else _TOKENIZER_HINT)
     return model_id
 
 
@@ -149,21 +152,12 @@ def load_tokenizer(model_id: str) -> Any:
     backend counts tokens and plans budgets here while the server runs the model."""
     from transformers import AutoTokenizer
 
-    if model_id == TINY_RANDOM:
-        source = str(tiny_random_path())
-    elif Path(model_id).expanduser().exists() or model_id.startswith((".", "/", "~")):
-        source = str(Path(model_id).expanduser())
-        if not Path(source).is_dir():
-            raise ModelLoadError(f"tokenizer folder {source} does not exist or is not a folder; {_TOKENIZER_HINT}")
-    else:
-        _check_hub_reachable(model_id, _TOKENIZER_HINT)
-        source = model_id
+    source = resolve_source(model_id, weights=False)
     try:
         return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(
-            f"could not load the tokenizer of {source}: {_first_line(exc)}; {_TOKENIZER_HINT}"
-        ) from exc
+        reason = _first_line(exc)
+        raise ModelLoadError(f"could not load the tokenizer of {source}: {reason}; {_TOKENIZER_HINT}") from exc
 
 
 def _check_hub_reachable(model_id: str, hint: str = _START_HINT) -> None:

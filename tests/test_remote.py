@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from model.remote import ServerRefused, ServerUnavailable, ServerUnreachable, connect, normalize_base_url
+from model.openai_server import ServerRefused, ServerUnavailable, ServerUnreachable, normalize_base_url
+from model.remote import connect
 from tests.conftest import REPO_ROOT, free_port
 from tests.fake_openai import FakeOpenAI, Script, fake_logprob
 
