@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -71,11 +72,12 @@ def make_options(
     budget: float,
 ) -> TaskOptions:
     """Task options from the settings panel, with a fresh cancel switch kept in the session (the
-    Stop button sets it)."""
+    Stop button sets it) and the session's cache salt."""
     cancel = threading.Event()
     if session is not None:
         session["cancel"] = cancel
     return workbench.options(
+        cache_salt=session_salt(session),
         max_new_tokens=int(max_new_tokens),
         temperature=float(temperature),
         strategy=strategy or "auto",
@@ -83,6 +85,17 @@ def make_options(
         context_budget=int(budget) if budget else workbench.requested_budget,
         cancel=cancel,
     )
+
+
+def session_salt(session: dict | None) -> str | None:
+    """The trust boundary of this browser session's cached documents (as vLLM's `cache_salt`): a
+    random secret made at its first task, kept in its server-side state, never sent to a browser.
+    A session reuses only what it prefilled itself, so neither its usage figures nor its timing
+    tell it what another session read or asked. Per session rather than per signed-in user: one
+    account is often shared by a team, and a second tab pays only one more read of a document."""
+    if session is None:
+        return None
+    return session.setdefault("cache_salt", secrets.token_urlsafe(32))
 
 
 def describe_documents(

@@ -6,7 +6,9 @@ Reports, for a prompt of --tokens tokens on this machine:
 - the peak memory added by prefilling it in one pass and in chunks of --chunk tokens (each in a
   fresh process, sampled from /proc every 5 ms), and whether both give the same next token;
 - the time to the first token of a second question on the same, already-prefilled document
-  (the document prefix cache) against prefilling it again.
+  (the document prefix cache) against prefilling it again, both asked in one session (one cache
+  salt, as the web UI sends them), and the same question from another session, which must read
+  the document again (the cache's trust boundary).
 """
 
 from __future__ import annotations
@@ -87,14 +89,20 @@ def measure_prefill(tokens: int, chunk: int) -> dict:
 def measure_cached_question(tokens: int, chunk: int) -> dict:
     engine = build_engine(chunk)
     document = document_of(engine, tokens)
-    first = engine.generate(QUESTION.format(q="Who approved the plan?"), prefix=document, max_new_tokens=1)
-    second = engine.generate(QUESTION.format(q="How much revenue?"), prefix=document, max_new_tokens=1)
+    ask = lambda question, session: engine.generate(  # noqa: E731
+        QUESTION.format(q=question), prefix=document, max_new_tokens=1, cache_salt=session
+    )
+    first = ask("Who approved the plan?", "session-a")
+    second = ask("How much revenue?", "session-a")
+    other_session = ask("How much revenue?", "session-b")
     return {
         "document_tokens": first.prompt_tokens,
         "first_question_seconds": round(first.prefill_seconds, 2),
         "second_question_seconds": round(second.prefill_seconds, 3),
         "cached_tokens": second.cached_tokens,
         "speedup": round(first.prefill_seconds / second.prefill_seconds, 1),
+        "other_session_seconds": round(other_session.prefill_seconds, 2),
+        "other_session_cached_tokens": other_session.cached_tokens,
     }
 
 

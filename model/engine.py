@@ -144,16 +144,18 @@ class Engine:
         deadline: float | None = None,
         seed: int | None = None,
         json_schema: dict | None = None,
+        cache_salt: str | None = None,
     ) -> Iterator[GenerationChunk]:
         """Yield text deltas for `prefix + prompt`; the last chunk has `finish_reason` 'stop',
         'length', 'cancelled' (the `cancel` event was set) or 'time_limit' (`time.monotonic()`
         passed `deadline`), and keeps the text so far. A `prefix` (the document part) is prefilled
-        once and reused. With `json_schema`, the output is JSON valid for it (stop strings do not
-        apply). Raises GpuOutOfMemory when the GPU runs out of memory even in the smallest chunks."""
+        once and reused by later requests with the same `cache_salt` (never by others). With
+        `json_schema`, the output is JSON valid for it (stop strings do not apply). Raises
+        GpuOutOfMemory when the GPU runs out of memory even in the smallest chunks."""
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
-        constraint = self._grammars.constraint(json_schema) if json_schema is not None else None
-        run = RequestState(cancel, deadline, self.prefill_chunk)
+        constraint = self._grammars.constraint(json_schema, cache_salt) if json_schema is not None else None
+        run = RequestState(cancel, deadline, self.prefill_chunk, cache_salt)
         started = time.perf_counter()
         stop = () if constraint else stop
         try:
@@ -181,10 +183,12 @@ class Engine:
         """Run `stream` to the end and return one chunk with the whole text."""
         return join_stream(self.stream(prompt, **options))
 
-    def score(self, prompt: str, continuations: Sequence[str], *, prefix: str = "") -> list[float]:
+    def score(
+        self, prompt: str, continuations: Sequence[str], *, prefix: str = "", cache_salt: str | None = None
+    ) -> list[float]:
         """The log-likelihood of each continuation after `prefix + prompt` (sum over its tokens).
-        Raises GpuOutOfMemory as `stream` does."""
-        run = RequestState(None, None, self.prefill_chunk)
+        The prefix cache is used as `stream` uses it. Raises GpuOutOfMemory as `stream` does."""
+        run = RequestState(None, None, self.prefill_chunk, cache_salt)
         try:
             return self._score(prompt, continuations, prefix, run)
         except Exception as exc:
@@ -251,9 +255,10 @@ class Engine:
         """A KV cache holding `prefix + prompt`, the prefix (and the part of the prompt a previous
         request on it shared) taken from the prefix cache when it is there. On exit the prefix
         and this prompt go back into the prefix cache, if the prefix was prefilled whole and the
-        request did not run out of memory (then the memory matters more than the cache)."""
+        request did not run out of memory (then the memory matters more than the cache). Only
+        entries of the request's own cache salt are seen or stored."""
         run = run or RequestState(None, None, self.prefill_chunk)
-        key = PrefixCache.key(prefix) if prefix else ""
+        key = PrefixCache.key(prefix, run.salt) if prefix else ""
         entry = self.prefix_cache.take(key) if prefix else None
         rest = list(self.tokenizer.encode(prompt, add_special_tokens=not prefix))
         cached_tokens = 0

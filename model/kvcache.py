@@ -1,5 +1,10 @@
-"""The document prefix cache: a prefilled KV cache per (model, prompt prefix), reused by later
+"""The document prefix cache: a prefilled KV cache per (cache salt, prompt prefix), reused by later
 requests on the same document, with a memory cap and least-recently-used eviction.
+
+Every entry has a trust boundary, as vLLM's `cache_salt` has: the salt (one per browser session,
+unguessable) is part of the key, so a request reuses only what requests with the same salt
+prefilled. Another session asking about the same document prefills it again: its usage figures
+and its timing cannot tell it that someone else read that document, or what they asked.
 
 An entry is taken out while a request uses it (so two requests never extend the same cache),
 then cropped back to the prefix and the request's prompt, and put back. The prompt is kept
@@ -56,8 +61,11 @@ class PrefixCache:
         self.misses = 0
 
     @staticmethod
-    def key(prefix: str) -> str:
-        return hashlib.sha256(prefix.encode()).hexdigest()
+    def key(prefix: str, salt: str | None = None) -> str:
+        """The entry of `prefix` within the trust boundary `salt` (None: the unsalted, single-user
+        boundary of the command line and the benchmarks)."""
+        boundary = "unsalted:" if salt is None else f"salted:{len(salt)}:{salt}:"  # the length keeps salts apart
+        return hashlib.sha256((boundary + prefix).encode()).hexdigest()
 
     @property
     def used_bytes(self) -> int:

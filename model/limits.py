@@ -1,8 +1,9 @@
 """What ends a request early: its cancel event, its deadline, or the GPU running out of memory.
 
 The engine carries one `RequestState` per request through prefill and decode. It says whether to
-stop (and why), holds the prefill chunk size (halved after an out-of-memory error), and collects
-notes for the user about what happened.
+stop (and why), holds the prefill chunk size (halved after an out-of-memory error) and the cache
+salt (whose cached documents the request may reuse), and collects notes for the user about what
+happened.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class RequestState:
     cancel: threading.Event | None
     deadline: float | None  # a time.monotonic() value
     chunk: int  # prefill chunk size
+    salt: str | None = None  # the trust boundary of cached prefixes (model/kvcache.py)
     tokens: int = 0  # the prompt's tokens, once known
     notes: list[str] = field(default_factory=list)
 

@@ -66,6 +66,9 @@ class OpenAIServer:
     def __init__(self, client: httpx.Client, base: str):
         self.client = client
         self.base = base
+        # vLLM's `cache_salt` keeps each session's prefix cache apart; a server that refuses the
+        # field gets requests without it (and shares its cache between sessions: logged once).
+        self.accepts_cache_salt = True
 
     @classmethod
     def open(cls, base_url: str, api_key: str | None, read_seconds: float = READ_SECONDS) -> OpenAIServer:
@@ -125,13 +128,39 @@ class OpenAIServer:
         return self._request("POST", path, payload, feature)
 
     def _request(self, method: str, path: str, payload: dict | None, feature: str) -> dict:
+        payload = self._salted(payload)
         try:
             response = self.client.request(method, path, json=payload)
+            if (unsalted := self._salt_refused(response, payload)) is not None:
+                response = self.client.request(method, path, json=unsalted)
         except httpx.HTTPError as exc:
             raise self._failure(exc) from exc
         if response.status_code != 200:
             raise self._refusal(response, feature)
         return _json(response, self.base)
+
+    def _salted(self, payload: dict | None) -> dict | None:
+        """`payload` as this server takes it: without `cache_salt` once the server refused it."""
+        if payload is None or self.accepts_cache_salt or "cache_salt" not in payload:
+            return payload
+        return {key: value for key, value in payload.items() if key != "cache_salt"}
+
+    def _salt_refused(self, response: httpx.Response, payload: dict | None) -> dict | None:
+        """When the server refused `payload` because of its `cache_salt`: the payload without it
+        (and the server is remembered as one without salts); else None."""
+        if response.status_code != 400 or not payload or "cache_salt" not in payload:
+            return None
+        response.read()
+        if "cache_salt" not in _error_message(response):
+            return None
+        if self.accepts_cache_salt:
+            logger.warning(
+                "the model server at %s refuses cache_salt: its prefix cache is shared between sessions, so "
+                "timing can tell one session that another read the same document (vLLM keeps them apart)",
+                self.base,
+            )
+        self.accepts_cache_salt = False
+        return self._salted(payload)
 
     def events(self, payload: dict, run: RequestState, feature: str) -> Iterator[dict]:
         """The parsed events of a streamed completion. A helper thread reads the connection; this
@@ -158,13 +187,10 @@ class OpenAIServer:
 
     def _read_events(self, payload: dict, feature: str, inbox: queue.Queue, line: _Line) -> None:
         try:
-            with self.client.stream("POST", "/completions", json=payload) as response:
-                if not line.attach(response):
-                    return
-                try:
-                    finished = self._forward_events(response, feature, inbox)
-                finally:
-                    line.detach()  # the connection may go back to the pool: no hang-up may reach it now
+            payload = self._salted(payload)
+            finished = self._stream_events(payload, feature, inbox, line)
+            if finished is None:  # the server refused the cache salt: once more without it
+                finished = self._stream_events(self._salted(payload), feature, inbox, line)
             if not finished:  # neither [DONE] nor a finish reason: the connection broke
                 raise ServerUnavailable(
                     f"the model server at {self.base} ended the answer early (the stream broke off)"
@@ -174,6 +200,19 @@ class OpenAIServer:
             if line.hung_up:
                 return  # the caller has gone; the error is only the hang-up
             inbox.put(self._failure(exc) if isinstance(exc, httpx.HTTPError) else exc)
+
+    def _stream_events(self, payload: dict, feature: str, inbox: queue.Queue, line: _Line) -> bool | None:
+        """One streamed request; None when the server refused its cache salt (nothing was sent
+        to `inbox` then)."""
+        with self.client.stream("POST", "/completions", json=payload) as response:
+            if self._salt_refused(response, payload) is not None:
+                return None
+            if not line.attach(response):
+                return True  # the caller has gone: nothing more to read
+            try:
+                return self._forward_events(response, feature, inbox)
+            finally:
+                line.detach()  # the connection may go back to the pool: no hang-up may reach it now
 
     def _forward_events(self, response: httpx.Response, feature: str, inbox: queue.Queue) -> bool:
         """Put the response's events in `inbox`; True when the answer ended properly."""

@@ -67,7 +67,7 @@ class OpenAIEngine:
         self._context_limit = context_limit
         self.tokenizer_source = tokenizer_source
         self._speeds = Speeds()
-        self._prefix_ids: OrderedDict[str, list[int]] = OrderedDict()
+        self._prefix_ids: OrderedDict[tuple[str | None, str], list[int]] = OrderedDict()
         self._lock = threading.Lock()
         self._calibration = threading.Lock()
 
@@ -125,15 +125,19 @@ class OpenAIEngine:
         deadline: float | None = None,
         seed: int | None = None,
         json_schema: dict | None = None,
+        cache_salt: str | None = None,
     ) -> Iterator[GenerationChunk]:
-        """As Engine.stream: text deltas, then a last chunk with the finish reason and counts."""
+        """As Engine.stream: text deltas, then a last chunk with the finish reason and counts.
+        `cache_salt` goes to the server as vLLM's `cache_salt`, so its prefix cache keeps each
+        session's documents apart as the in-process engine does."""
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
-        ids = self._prompt_ids(prompt, prefix, reserve=max_new_tokens)
+        ids = self._prompt_ids(prompt, prefix, reserve=max_new_tokens, salt=cache_salt)
         # Stop strings do not apply to JSON: the schema decides where it ends.
         stop = [text for text in stop if text] if json_schema is None else []
         stops = StopStringFilter(stop)  # also here, for servers that ignore `stop`
         payload = self._completion_payload(ids, max_new_tokens, stop, temperature, seed, json_schema)
+        payload |= _salt_field(cache_salt)
         feature = "JSON-schema structured output" if json_schema is not None else "a streamed completion"
         run = RequestState(cancel, deadline, 0)
         answer = _Answer(time.perf_counter())
@@ -185,10 +189,12 @@ class OpenAIEngine:
     def generate(self, prompt: str, **options: Any) -> GenerationChunk:
         return join_stream(self.stream(prompt, **options))
 
-    def score(self, prompt: str, continuations: Sequence[str], *, prefix: str = "") -> list[float]:
+    def score(
+        self, prompt: str, continuations: Sequence[str], *, prefix: str = "", cache_salt: str | None = None
+    ) -> list[float]:
         """The log-likelihood of each continuation after `prefix + prompt`, from the server's
         prompt log-probabilities. One batched request; the shared part is prefilled once."""
-        context = self._prompt_ids(prompt, prefix, reserve=0)
+        context = self._prompt_ids(prompt, prefix, reserve=0, salt=cache_salt)
         endings = []
         for text in continuations:
             ids = list(self.tokenizer.encode(text, add_special_tokens=False))
@@ -198,7 +204,7 @@ class OpenAIEngine:
         longest = len(context) + max((len(ids) for ids in endings), default=0)
         self._require_room(longest, 0)
         payload = {"model": self._model, "prompt": [context + ids for ids in endings], "max_tokens": 0,
-                   "echo": True, "logprobs": 1, "temperature": 0.0}  # fmt: skip
+                   "echo": True, "logprobs": 1, "temperature": 0.0, **_salt_field(cache_salt)}  # fmt: skip
         body = self._server.post("/completions", payload, "prompt log-probabilities (echo with logprobs)")
         choices = sorted(body.get("choices") or [], key=lambda choice: choice.get("index", 0))
         if len(choices) != len(endings):
@@ -238,24 +244,27 @@ class OpenAIEngine:
             payload["stop"] = list(stop)
         return payload
 
-    def _prompt_ids(self, prompt: str, prefix: str, reserve: int) -> list[int]:
+    def _prompt_ids(self, prompt: str, prefix: str, reserve: int, salt: str | None) -> list[int]:
         """The token ids the in-process engine would prefill: the prefix (with special tokens),
         then the prompt (without them when it follows a prefix)."""
         rest = list(self.tokenizer.encode(prompt, add_special_tokens=not prefix))
-        ids = self._document_ids(prefix) + rest if prefix else rest
+        ids = self._document_ids(prefix, salt) + rest if prefix else rest
         if not ids:
             raise ValueError("there is nothing to read: the prompt is empty")
         self._require_room(len(ids), reserve)
         return ids
 
-    def _document_ids(self, prefix: str) -> list[int]:
+    def _document_ids(self, prefix: str, salt: str | None) -> list[int]:
+        """The prefix's token ids, kept for later requests with the same salt only (a kept
+        document tokenizes at once: that must not tell another session it was read)."""
+        key = (salt, prefix)
         with self._lock:
-            if prefix in self._prefix_ids:
-                self._prefix_ids.move_to_end(prefix)
-                return self._prefix_ids[prefix]
+            if key in self._prefix_ids:
+                self._prefix_ids.move_to_end(key)
+                return self._prefix_ids[key]
         ids = self.encode(prefix)
         with self._lock:
-            self._prefix_ids[prefix] = ids
+            self._prefix_ids[key] = ids
             while len(self._prefix_ids) > _PREFIX_IDS_KEPT:
                 self._prefix_ids.popitem(last=False)
         return ids
@@ -277,6 +286,11 @@ class _Answer:
     text: str = ""
     reason: FinishReason = "length"
     usage: dict = field(default_factory=dict)
+
+
+def _salt_field(salt: str | None) -> dict[str, str]:
+    """vLLM's `cache_salt` request field: prefix-cache entries are shared only within one salt."""
+    return {"cache_salt": salt} if salt else {}
 
 
 def _finish_reason(theirs: str, base: str) -> FinishReason:

@@ -45,7 +45,8 @@ def classify(
     context = plan_context("classify", documents, instruction, " ".join(labels), options, engine, longest)
     yield Progress(f"Scoring {len(labels)} labels ({context.strategy})")
     with engine_errors():
-        scores = engine.score(context.prompt, [" " + label for label in labels], prefix=context.prefix)
+        continuations = [" " + label for label in labels]
+        scores = engine.score(context.prompt, continuations, prefix=context.prefix, cache_salt=options.cache_salt)
     ranked = sorted(zip(labels, scores, _softmax(scores), strict=True), key=lambda row: -row[1])
     table = [{"label": label, "probability": round(p, 6), "log_likelihood": round(s, 4)} for label, s, p in ranked]
     extra = {"labels": table}

@@ -45,12 +45,17 @@ class TextEngine(TokenCounter, Protocol):
         cancel: threading.Event | None = None,
         deadline: float | None = None,
         json_schema: dict | None = None,
+        cache_salt: str | None = None,
     ) -> Iterator[Any]:
         """Chunks with .text and, on the last one, .finish_reason, .prompt_tokens,
         .generated_tokens, .prefill_seconds, .decode_seconds, .cached_tokens. The stream stops
         early ('cancelled', 'time_limit') when `cancel` is set or time.monotonic() passes
-        `deadline`. Raises MemoryError (with a message for the user) when the device runs out of
-        memory for the request."""
+        `deadline`. The engine may keep the prefilled `prefix` for later requests with the same
+        `cache_salt` (one per session; None on the command line), never for others. Raises
+        MemoryError (with a message for the user) when the device runs out of memory for the
+        request."""
         ...
 
-    def score(self, prompt: str, continuations: Sequence[str], *, prefix: str = "") -> list[float]: ...
+    def score(
+        self, prompt: str, continuations: Sequence[str], *, prefix: str = "", cache_salt: str | None = None
+    ) -> list[float]: ...

@@ -35,6 +35,8 @@ class TaskOptions:
     language: str | None = None  # output language; None: the documents' language
     time_limit: float | None = None  # seconds of wall-clock time per request; None: no limit
     cancel: threading.Event | None = field(default=None, compare=False)
+    # The session's trust boundary for cached documents (None: the command line's single user).
+    cache_salt: str | None = field(default=None, compare=False, repr=False)
     deadline: float | None = field(default=None, compare=False)  # time.monotonic() to stop at; see started()
 
     def validate(self) -> None:
@@ -168,6 +170,7 @@ def stream_answer(
             cancel=options.cancel,
             deadline=options.started().deadline,
             json_schema=json_schema,
+            cache_salt=options.cache_salt,
         )
         for last in stream:
             for note in getattr(last, "notes", ()):  # an out-of-memory retry: said once, as it happens

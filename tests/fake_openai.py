@@ -30,6 +30,7 @@ class Script:
     requests: list[dict] = field(default_factory=list)  # every request body, in order
     hang_ups: int = 0  # streams the client closed before they ended
     headers: list[dict] = field(default_factory=list)
+    unknown_fields: tuple[str, ...] = ()  # request fields this server refuses (HTTP 400), as strict servers do
 
 
 def fake_logprob(prompt_index: int, position: int) -> float:
@@ -88,7 +89,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"detail": "Not Found"})
             return
         kind = "schema" if "response_format" in body else "score" if body.get("echo") else "stream"
-        if kind in self.script.refuse:
+        if unknown := [name for name in self.script.unknown_fields if name in body]:
+            self._json(400, {"error": {"message": f"Unrecognized request argument supplied: {unknown[0]}",
+                                       "type": "invalid_request_error", "code": 400}})  # fmt: skip
+        elif kind in self.script.refuse:
             status, message = self.script.refuse[kind]
             self._json(status, {"error": {"message": message, "type": "BadRequestError", "code": status}})
         elif kind == "score":

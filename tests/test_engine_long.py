@@ -49,6 +49,21 @@ def test_prefix_cache_reuses_the_document_and_changes_nothing(tiny_loaded, engin
     assert again.text == expected.text
 
 
+def test_a_cached_document_is_reused_only_within_its_sessions_salt(tiny_loaded, engine):
+    reference = Engine(tiny_loaded, prefix_cache_bytes=0).generate(QUESTION, prefix=DOC, max_new_tokens=12)
+    first = engine.generate(QUESTION, prefix=DOC, max_new_tokens=12, cache_salt="session-a")
+    other = engine.generate(QUESTION, prefix=DOC, max_new_tokens=12, cache_salt="session-b")  # same question
+    unsalted = engine.generate(QUESTION, prefix=DOC, max_new_tokens=12)
+    again = engine.generate(QUESTION, prefix=DOC, max_new_tokens=12, cache_salt="session-a")
+    assert first.cached_tokens == other.cached_tokens == unsalted.cached_tokens == 0  # nothing tells B what A read
+    assert again.cached_tokens == first.prompt_tokens - 1  # A's own follow-up reuses A's cache
+    assert reference.text == first.text == other.text == unsalted.text == again.text
+    assert len(engine.prefix_cache) == 3  # one entry per boundary
+    scores = engine.score(" The office", [" opened"], prefix=DOC, cache_salt="session-c")
+    assert scores == pytest.approx(engine.score(" The office", [" opened"], prefix=DOC, cache_salt="session-c"))
+    assert engine.prefix_cache.hits == 2 and len(engine.prefix_cache) == 4  # again, then C's second score
+
+
 def test_prefix_cache_has_a_cap_and_evicts_the_least_recently_used(tiny_loaded):
     probe = Engine(tiny_loaded)
     probe.generate(QUESTION, prefix=DOC, max_new_tokens=1)

@@ -139,6 +139,27 @@ def test_labels_are_scored_from_prompt_log_probabilities(serve):
     assert scores == pytest.approx(expected)
 
 
+def test_each_sessions_cache_salt_goes_to_the_server_with_every_request(serve):
+    engine, server = serve()
+    engine.generate("Question?", prefix="Document. " * 4, max_new_tokens=4, cache_salt="session-a")
+    engine.score("The document is a", [" report"], prefix="Document. " * 4, cache_salt="session-a")
+    engine.generate("Question?", prefix="Document. " * 4, max_new_tokens=4)  # the command line: no salt
+    first, second, unsalted = server.script.requests[-3:]
+    assert first["cache_salt"] == second["cache_salt"] == "session-a"
+    assert "cache_salt" not in unsalted
+
+
+def test_a_server_that_refuses_cache_salt_still_serves_and_the_operator_is_told(serve, caplog):
+    engine, server = serve(Script(unknown_fields=("cache_salt",)))
+    with caplog.at_level("WARNING", logger="model.openai_server"):
+        answer = engine.generate("Question?", prefix="Document. ", max_new_tokens=4, cache_salt="session-a")
+        scores = engine.score("The document is a", [" report"], prefix="Document. ", cache_salt="session-a")
+    assert answer.text == "Hello world. More" and len(scores) == 1
+    refused, *later = server.script.requests[-3:]
+    assert refused["cache_salt"] == "session-a" and not any("cache_salt" in body for body in later)
+    assert [record.message for record in caplog.records if "refuses cache_salt" in record.message]
+
+
 def test_a_server_without_prompt_log_probabilities_gets_a_clear_message(serve):
     engine, _ = serve(Script(logprobs=False))
     with pytest.raises(ServerRefused, match=r"log-probabilities.*classification needs"):

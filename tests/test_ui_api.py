@@ -204,6 +204,19 @@ def test_document_cards_escape_file_names(tiny_workbench, tmp_path):
     assert data["documents"][0]["name"] == hostile.name
 
 
+def test_two_sessions_cannot_observe_each_others_cache(served, report):
+    """Session A reads a document and asks; session B then asks about the same document, even with
+    A's exact question: B's usage says nothing was cached for it, while A's follow-up reuses A's."""
+    question = "When did the Berlin office open?"
+    ask = lambda client, q: client.predict(files(report), q, "auto", 4, 0.0, "auto", 0, api_name="/ask")[3]  # noqa: E731
+    first = ask(served, question)
+    others = [Client(served.src, verbose=False) for _ in range(2)]  # each guess in a fresh session
+    for other, guess in zip(others, ("What is this document about?", question), strict=True):
+        assert ask(other, guess)["usage"]["cached_tokens"] == 0, guess
+    assert ask(served, "How many employees?")["usage"]["cached_tokens"] > first["document"]["tokens"]
+    assert ask(others[0], "How many employees?")["usage"]["cached_tokens"] > first["document"]["tokens"]  # its own
+
+
 def test_one_sessions_stop_does_not_stop_another_session(served, report):
     other_session = Client(served.src, verbose=False)
     job = served.submit(files(report), "auto", 64, 0.0, "auto", 0, api_name="/summarize")

@@ -95,6 +95,16 @@ def test_ask_gives_sources_with_pages_and_the_second_question_reuses_the_documen
     assert second.usage["cached_tokens"] > 1000
 
 
+def test_vllms_prefix_cache_is_shared_only_within_one_cache_salt(workbench):
+    """The salt goes out as vLLM's cache_salt: another session's identical question reads the
+    document afresh, the same session's next question reuses it."""
+    session_a, session_b = (workbench.options(max_new_tokens=4, cache_salt=salt) for salt in ("salt-a", "salt-b"))
+    question = "Who signed the supply contract?"
+    result_of(workbench.ask([REPORT], question, session_a))
+    assert result_of(workbench.ask([REPORT], question, session_b)).usage["cached_tokens"] == 0
+    assert result_of(workbench.ask([REPORT], "And when?", session_a)).usage["cached_tokens"] > 1000
+
+
 def test_extract_returns_json_valid_for_the_schema(workbench):
     from jsonschema import validate
 
