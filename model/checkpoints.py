@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from model.checkfiles import DamagedFile, check_model_files
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_ID = "ibm-granite/granite-3.1-1b-a400m-base"
@@ -77,23 +79,51 @@ def cache_root() -> Path:
 
 
 def tiny_random_path(root: Path | None = None) -> Path:
-    """Return the tiny-random checkpoint folder, building it first if it is not there yet."""
+    """Return the tiny-random checkpoint folder, building it first if it is not there yet, or
+    again if a file of it is damaged (a full disk or a killed copy can leave a truncated file)."""
     target = (root or cache_root()) / f"tiny-random-{_TINY_VERSION}"
-    if (target / "config.json").exists():
+    problem = _problem(target)
+    if problem is None:
         return target
+    if target.exists():
+        logger.warning("building the tiny-random checkpoint again: %s", problem)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-random-", dir=target.parent))
     try:
         build_tiny_random(staging)
-        try:
-            staging.rename(target)  # atomic: a half-built folder is never visible
-        except OSError:
-            if not (target / "config.json").exists():  # lost a race only if the winner finished
-                raise
+        if _problem(target) is not None:  # else another process has built it meanwhile
+            _discard(target)
+            try:
+                staging.rename(target)  # atomic: a half-built folder is never visible
+            except OSError:
+                if _problem(target) is not None:  # lost a race only if the winner finished
+                    raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("built the tiny-random checkpoint in %s", target)
     return target
+
+
+def _problem(folder: Path) -> str | None:
+    """Why `folder` is not a complete checkpoint, or None when it is one."""
+    if not (folder / "config.json").exists():
+        return f"{folder} has no config.json"
+    try:
+        check_model_files(folder)
+    except DamagedFile as exc:
+        return str(exc)
+    return None
+
+
+def _discard(folder: Path) -> None:
+    """Move a damaged `folder` out of the way (one rename, so the name is free at once), then delete it."""
+    aside = Path(tempfile.mkdtemp(prefix=".tiny-random-damaged-", dir=folder.parent))
+    try:
+        folder.rename(aside / folder.name)
+    except FileNotFoundError:
+        pass  # nothing there, or another process already moved it
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def build_tiny_random(folder: Path) -> None:

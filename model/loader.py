@@ -10,13 +10,16 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from model import native
-from model.checkpoints import TINY_RANDOM, tiny_random_path
+from model.checkfiles import DamagedFile, check_model_files
+from model.checkpoints import TINY_RANDOM, cache_root, tiny_random_path
 from model.kernels import runs_fp32_on_cpu
 from model.quant4 import Packed, quantize_4bit
 from model.quant8 import Int8Matrix, quantize_int8
@@ -122,17 +125,32 @@ def resolve_source(model_id: str, *, weights: bool = True) -> str:
     """Turn the --model value into something `from_pretrained` can read, or explain why not.
     `weights=False`: only the tokenizer is wanted (a folder need not hold weights)."""
     if model_id == TINY_RANDOM:
-        return str(tiny_random_path())
+        return str(_tiny_random())
     path = Path(model_id).expanduser()
     if path.exists() or model_id.startswith((".", "/", "~")):
         if not weights and not path.is_dir():
             raise ModelLoadError(f"tokenizer folder {path} does not exist or is not a folder; {_TOKENIZER_HINT}")
-        return str(_check_local_folder(path) if weights else path)
-    _check_hub_reachable(model_id, _START_HINT if weights else _TOKENIZER_HINT)
+        if weights:
+            _check_local_folder(path)
+        _check_files(path, weights)
+        return str(path)
+    snapshot = _cached_snapshot(model_id)
+    if snapshot is None:
+        _check_hub_reachable(model_id, _START_HINT if weights else _TOKENIZER_HINT)
+    else:
+        _check_files(snapshot, weights, hub_id=model_id)
     return model_id
 
 
-def _check_local_folder(path: Path) -> Path:
+def _tiny_random() -> Path:
+    """The demo checkpoint, built (or rebuilt, if damaged) on first use."""
+    try:
+        return tiny_random_path()
+    except OSError as exc:  # e.g. a full disk while building it
+        raise ModelLoadError(f"could not build the tiny-random checkpoint in {cache_root()}: {exc}") from exc
+
+
+def _check_local_folder(path: Path) -> None:
     if not path.is_dir():
         raise ModelLoadError(f"model folder {path} does not exist or is not a folder; {_START_HINT}")
     if not (path / "config.json").exists():
@@ -144,7 +162,28 @@ def _check_local_folder(path: Path) -> Path:
             f"{path} has no .safetensors weights{found}. Only safetensors are loaded, because pickle "
             "checkpoints can run arbitrary code; convert the weights to safetensors first"
         )
-    return path
+
+
+def _check_files(folder: Path, weights: bool, hub_id: str | None = None) -> None:
+    """Refuse a folder with a damaged file (truncated weights, an empty config or tokenizer file),
+    naming the file and what to do about it, before transformers fails on it with a traceback."""
+    try:
+        check_model_files(folder, weights=weights, missing_ok=hub_id is not None)
+    except DamagedFile as exc:
+        if hub_id is None:
+            cure = f"copy this file into {folder} again from the original model"
+            raise ModelLoadError(f"damaged model file {exc.path}: {exc.reason}; {cure}") from exc
+        place = f"{exc.path.name} in the Hugging Face cache"
+        raise ModelLoadError(f"{hub_id}: damaged file {place}: {exc.reason}; {_hub_cure(hub_id, folder)}") from exc
+
+
+def _hub_cure(hub_id: str, snapshot: Path) -> str:
+    """What to do about a damaged download in the Hugging Face cache: delete it, fetch it again."""
+    entry = snapshot.parent.parent  # models--org--name/snapshots/<commit>
+    return (
+        f"delete its cache folder {entry} (`hf cache rm model/{hub_id}` or `rm -r {entry}`), then start again "
+        "with network access to download it again"
+    )
 
 
 def load_tokenizer(model_id: str) -> Any:
@@ -153,11 +192,8 @@ def load_tokenizer(model_id: str) -> Any:
     from transformers import AutoTokenizer
 
     source = resolve_source(model_id, weights=False)
-    try:
+    with _load_errors(source, _TOKENIZER_HINT, "the tokenizer of "):
         return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
-        reason = _first_line(exc)
-        raise ModelLoadError(f"could not load the tokenizer of {source}: {reason}; {_TOKENIZER_HINT}") from exc
 
 
 def _check_hub_reachable(model_id: str, hint: str = _START_HINT) -> None:
@@ -165,8 +201,6 @@ def _check_hub_reachable(model_id: str, hint: str = _START_HINT) -> None:
 
     Without this, huggingface_hub retries for most of a minute before giving a generic error.
     """
-    if _is_cached(model_id):
-        return
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         raise ModelLoadError(f"{model_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {hint}")
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
@@ -180,14 +214,15 @@ def _check_hub_reachable(model_id: str, hint: str = _START_HINT) -> None:
         ) from exc
 
 
-def _is_cached(model_id: str) -> bool:
+def _cached_snapshot(model_id: str) -> Path | None:
+    """The folder of `model_id` in the local Hugging Face cache (its current snapshot), if there."""
     from huggingface_hub import try_to_load_from_cache
 
     try:
         found = try_to_load_from_cache(model_id, "config.json")
     except Exception:  # a malformed id is not cached; from_pretrained will explain it
-        return False
-    return isinstance(found, str)
+        return None
+    return Path(found).parent if isinstance(found, str) else None
 
 
 def _from_pretrained(source: str, runtime: Runtime) -> tuple[Any, Any]:
@@ -196,7 +231,7 @@ def _from_pretrained(source: str, runtime: Runtime) -> tuple[Any, Any]:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    try:
+    with _load_errors(source, _START_HINT):
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(
             source,
@@ -204,16 +239,41 @@ def _from_pretrained(source: str, runtime: Runtime) -> tuple[Any, Any]:
             use_safetensors=True,
             trust_remote_code=False,
         )
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"could not load {source}: {_first_line(exc)}; {_START_HINT}") from exc
     model.to(runtime.device)
     model.eval()
     return model, tokenizer
 
 
+@contextmanager
+def _load_errors(source: str, hint: str, what: str = "") -> Iterator[None]:
+    """Turn any failure of transformers reading `source` (a damaged file the checks missed, a
+    wrong config, a failed download) into a ModelLoadError: the first line of the reason and what to
+    do, never a traceback. Running out of memory and Ctrl-C are not load errors and pass."""
+    try:
+        yield
+    except MemoryError:
+        raise
+    except Exception as exc:
+        logger.info("loading %s failed", source, exc_info=True)  # the traceback, with --verbose
+        raise ModelLoadError(f"could not load {what}{source}: {_first_line(exc)}; {_retry_hint(source, hint)}") from exc
+
+
+def _retry_hint(source: str, hint: str) -> str:
+    """`hint`, after the cure for a damaged copy of the model where there is one to point at."""
+    folder = Path(source)
+    if folder.parent == cache_root() and folder.name.startswith(f"{TINY_RANDOM}-"):
+        return f"delete {folder} to have the demo model built again; {hint}"
+    if folder.is_dir():
+        return f"if a file in {folder} is damaged, copy it again; {hint}"
+    snapshot = _cached_snapshot(source)
+    return f"if the cached download is damaged, {_hub_cure(source, snapshot)}; {hint}" if snapshot else hint
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, KeyError):  # its text is only the key
+        return f"missing key {text} in a model file"
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
 
 
 def _context_limit(config: Any) -> int:
