@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(parser, suppress=False)
     serve = parser.add_argument_group("web UI")
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="port to listen on (default 7860)")
+    # The numbers are checked by app.launch.serve_options, so that every wrong value gets one
+    # `error: ...` line (argparse would add its usage text).
+    serve.add_argument("--port", default=None, help="port to listen on, 1-65535 (default 7860)")
     serve.add_argument("--share", action="store_true", help="also create a public gradio.live link (needs internet)")
     serve.add_argument(
         "--auth",
@@ -70,19 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="require sign-in (several pairs separated by commas; or set GRANITE_LONGDOC_AUTH)",
     )
     serve.add_argument(
-        "--max-file-mb", type=float, default=DEFAULT_MAX_FILE_MB, help="largest upload accepted, in MB (default 50)"
+        "--max-file-mb", default=DEFAULT_MAX_FILE_MB, metavar="MB", help="largest upload accepted, in MB (default 50)"
     )
     serve.add_argument(
         "--max-queue",
-        type=int,
         default=DEFAULT_MAX_QUEUE,
+        metavar="N",
         help="requests that may wait for the model; more are turned away with a message (default 16)",
     )
     serve.add_argument(
         "--keep-files-minutes",
-        type=float,
         default=DEFAULT_KEEP_MINUTES,
-        help="delete uploaded and exported files this many minutes after they were written (default 60)",
+        metavar="MINUTES",
+        help="delete uploaded and exported files this many minutes after they were written, also those "
+        "left by an earlier run (default 60)",
     )
     serve.add_argument(
         "--time-limit",
@@ -312,7 +315,10 @@ def serve(args: argparse.Namespace) -> int:
     workbench.time_limit = time_limit(args, DEFAULT_TIME_LIMIT)  # every web request's TaskOptions.time_limit
     demo = build_ui(workbench, keep_seconds=options.keep_seconds)
     demo.queue(**options.queue_kwargs())
-    demo.launch(**options.launch_kwargs(), css=CSS)
+    try:
+        demo.launch(**options.launch_kwargs(), css=CSS)
+    except OSError as exc:  # the port was taken after the check above, or no default port was free
+        raise InvalidRequest(f"the web server could not start: {exc}") from exc
     return 0
 
 

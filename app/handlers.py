@@ -7,6 +7,7 @@ message the CLI prints.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
@@ -14,7 +15,6 @@ import secrets
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from html import escape
@@ -23,6 +23,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.files import app_folders, remove_stale
 from tasks.errors import UserError
 from tasks.events import Event, Progress, TaskResult, TextDelta
 from tasks.pipeline import TaskOptions
@@ -248,36 +249,36 @@ def _blockquote(text: str) -> str:
     return "\n".join("> " + line for line in (text or "(empty)").splitlines())
 
 
-EXPORT_PREFIX = "granite-longdoc-export-"
+EXPORT_PREFIX = "export-"  # one folder per export, inside the app's exports folder (app.files)
 
 
 def export_files(details: dict[str, Any] | None, keep_seconds: float | None = None) -> tuple[str, str]:
-    """Write a finished result as Markdown and as JSON into a fresh private folder; return both
-    paths. Export folders older than `keep_seconds` are deleted first (Gradio serves its own copy)."""
+    """Write a finished result as Markdown and as JSON into a fresh private folder inside the app's
+    exports folder; return both paths. Exports older than `keep_seconds` are deleted first (Gradio
+    serves its own copy)."""
     if not details or "task" not in details:
         raise gr.Error("run a task first: there is nothing to export yet", print_exception=False)
     if keep_seconds is not None:
         delete_old_exports(keep_seconds)
-    folder = Path(tempfile.mkdtemp(prefix=EXPORT_PREFIX))
+    folder = Path(tempfile.mkdtemp(prefix=EXPORT_PREFIX, dir=app_folders().exports))
     stem = _file_stem(f"{details['task']}-{details.get('document', {}).get('name', 'documents')}")
     markdown_path, json_path = folder / f"{stem}.md", folder / f"{stem}.json"
-    markdown_path.write_text(result_markdown(details), encoding="utf-8")
-    json_path.write_text(json.dumps(details, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    try:
+        markdown_path.write_text(result_markdown(details), encoding="utf-8")
+        json_path.write_text(json.dumps(details, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)  # no half-written export left to fill the disk further
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise gr.Error("the server is out of disk space, so the export could not be written; try again "
+                           "later", print_exception=False) from exc  # fmt: skip
+        raise
     return str(markdown_path), str(json_path)
 
 
 def delete_old_exports(keep_seconds: float) -> int:
-    """Delete this app's export folders older than `keep_seconds`; return how many went."""
-    cutoff = time.time() - keep_seconds
-    deleted = 0
-    for folder in Path(tempfile.gettempdir()).glob(f"{EXPORT_PREFIX}*"):
-        try:
-            if folder.is_dir() and folder.stat().st_mtime < cutoff:
-                shutil.rmtree(folder)
-                deleted += 1
-        except OSError:  # another process removed it first
-            continue
-    return deleted
+    """Delete this app's export files older than `keep_seconds` (and the folders that this
+    empties); return how many files went."""
+    return remove_stale(app_folders().exports, keep_seconds)
 
 
 def result_markdown(details: dict[str, Any]) -> str:

@@ -1,15 +1,20 @@
-"""How the web UI is served: sign-in, upload size, the queue, and public share links.
+"""How the web UI is served: sign-in, upload size, the queue, the port, how long files are kept,
+and public share links.
 
-These are the `serve` options of app.py, checked before anything starts so a wrong value is a
-clear message, not a half-started server.
+These are the `serve` options of app.py, checked before anything starts (before the model loads)
+so a wrong value is one clear message, not a traceback or a half-started server.
 """
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 import socket
 from dataclasses import dataclass
+from typing import Any
 
+from app.files import app_folders, sweeping
 from tasks.errors import InvalidRequest
 
 AUTH_VARIABLE = "GRANITE_LONGDOC_AUTH"  # "user:password", several separated by commas
@@ -49,29 +54,96 @@ class ServeOptions:
             if self.auth
             else None,
             "max_file_size": int(self.max_file_mb * 2**20),  # bytes (Gradio takes whole units only)
+            # Gradio takes a returned file into its cache only from its upload folder, the working
+            # directory, the system's temporary folder, or these: with GRADIO_TEMP_DIR elsewhere,
+            # the exports folder is in none of the others.
+            "allowed_paths": [str(app_folders().exports)],
+            # Passed to Gradio's FastAPI app: our middleware runs inside Gradio's CORS and Brotli
+            # middleware (so it sees plain bodies); the lifespan sweeps the app's folders.
+            "app_kwargs": {"middleware": self.middleware(), "lifespan": sweeping(self.keep_seconds)},
         }
+
+    def middleware(self) -> list[Any]:
+        """The guards in front of Gradio's routes: a clear answer when the disk is full and, with
+        sign-in, a growing pause after wrong passwords and a login page without the API."""
+        # Imported here: they import gradio, which the command-line tasks never need.
+        from starlette.middleware import Middleware
+
+        from app.guards import UploadSpaceGuard, install_upload_cleanup
+        from app.signin import SignInGuard, SignInLimiter
+
+        install_upload_cleanup()
+        guards = [Middleware(UploadSpaceGuard)]
+        if self.auth:
+            guards.append(Middleware(SignInGuard, limiter=SignInLimiter()))
+        return guards
 
 
 def serve_options(
     host: str | None,
-    port: int | None,
+    port: int | str | None,
     share: bool,
     auth: str | None,
-    max_file_mb: float,
-    max_queue: int,
-    keep_minutes: float = DEFAULT_KEEP_MINUTES,
+    max_file_mb: float | str,
+    max_queue: int | str,
+    keep_minutes: float | str = DEFAULT_KEEP_MINUTES,
 ) -> ServeOptions:
-    """Check the serve options (and, for --share, that the share server can be reached)."""
-    if keep_minutes <= 0:
-        raise InvalidRequest("--keep-files-minutes must be a positive number of minutes")
-    if max_file_mb <= 0:
-        raise InvalidRequest("--max-file-mb must be a positive number of megabytes")
-    if max_queue < 1:
-        raise InvalidRequest("--max-queue must be at least 1")
+    """Check the serve options (numbers may come as the command line's text): that an explicit
+    --port is free now, that the app's file folders can be made, and, for --share, that the share
+    server can be reached."""
+    keep = positive_number("--keep-files-minutes", keep_minutes, "minutes")
+    megabytes = positive_number("--max-file-mb", max_file_mb, "megabytes")
+    queue = whole_number("--max-queue", max_queue, 1)
+    port = None if port is None else whole_number("--port", port, 1, 65535)
     credentials = parse_auth(auth if auth is not None else os.environ.get(AUTH_VARIABLE))
+    if port is not None:
+        check_port_free(host, port)
+    app_folders()  # a folder that is a symbolic link or someone else's is refused now, not after loading
     if share:
         check_share_reachable()
-    return ServeOptions(host, port, share, credentials, max_file_mb, max_queue, keep_minutes)
+    return ServeOptions(host, port, share, credentials, megabytes, queue, keep)
+
+
+def positive_number(option: str, value: float | str, unit: str) -> float:
+    """A positive, finite number (nan and inf are refused: they would break every limit they set)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise InvalidRequest(f"{option} takes a positive number of {unit}, not {value!r}")
+    return number
+
+
+def whole_number(option: str, value: int | str, low: int, high: int | None = None) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = None
+    if number is None or number < low or (high is not None and number > high):
+        allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise InvalidRequest(f"{option} takes a whole number {allowed}, not {value!r}")
+    return number
+
+
+def check_port_free(host: str | None, port: int) -> None:
+    """Bind the port for a moment, as Gradio will, so that a port in use is reported before the
+    model loads (Gradio checks it again when it starts, and app.py reports that failure too)."""
+    address = (host or "127.0.0.1").strip("[]")
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            # As uvicorn does: connections still closing (TIME_WAIT) do not block a new server.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(sockaddr)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise InvalidRequest(
+                f"port {port} is already in use on {address}: stop the server that uses it, or choose another --port"
+            ) from exc
+        raise InvalidRequest(f"cannot listen on {address} port {port}: {exc.strerror or exc}") from exc
 
 
 def parse_auth(value: str | None) -> list[tuple[str, str]] | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from app.files import app_folders, sweep, sweep_interval, use_upload_folder
 from app.handlers import (
     DEMO_NOTE,
     EMPTY_CARDS,
@@ -62,8 +63,13 @@ DEFAULT_KEEP_SECONDS = 3600
 
 def build_ui(workbench: Workbench, keep_seconds: int = DEFAULT_KEEP_SECONDS) -> gr.Blocks:
     """Build the whole page for `workbench` (nothing global: one page per workbench). Uploaded and
-    exported files are deleted `keep_seconds` after they were written (checked every few minutes)."""
-    every = max(1, min(300, keep_seconds // 2))
+    exported files live in the app's own folders (app.files) and are deleted `keep_seconds` after
+    they were written: those left by earlier processes now, the rest by Gradio's clean-up and by
+    the periodic sweep that `ServeOptions.launch_kwargs` adds to the server."""
+    folders = app_folders()
+    use_upload_folder(folders)  # before any component is built: each reads Gradio's upload folder
+    sweep(folders, keep_seconds)  # nothing of this Blocks exists yet, so only leftovers can be old
+    every = int(sweep_interval(keep_seconds))
     with gr.Blocks(title=TITLE, delete_cache=(every, keep_seconds)) as demo:
         session = gr.State({})  # per browser session: the cancel switch of its running task
         _header(workbench)
@@ -89,7 +95,17 @@ def build_ui(workbench: Workbench, keep_seconds: int = DEFAULT_KEEP_SECONDS) -> 
                     custom_tab(page)
         _wire_cards(page, cards)
         _export_endpoint(keep_seconds)
+    _keep_built_files(demo)
     return demo
+
+
+def _keep_built_files(demo: gr.Blocks) -> None:
+    """Keep the files copied into the cache while the page was built (the example documents) for as
+    long as it runs. gr.Examples copies them as temporary files, not into `keep_in_cache`, so
+    Gradio's own clean-up would delete them after `keep_seconds` and the examples would stop
+    loading; the app's sweep spares `keep_in_cache` too."""
+    for block in demo.blocks.values():
+        block.keep_in_cache.update(block.temp_files)
 
 
 def _export_endpoint(keep_seconds: int) -> None:

@@ -4,7 +4,6 @@ and cache folders is ever served; uploads and exports are deleted after a set ti
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -22,17 +21,22 @@ CITIES = ("Berlin", "Lisbon", "Oslo", "Vienna", "Dublin", "Prague", "Madrid", "W
 
 
 @pytest.fixture(scope="module")
-def server(tiny_engine):
+def server(tiny_engine, tmp_path_factory):
     from app.launch import serve_options
     from app.ui import CSS, build_ui
     from tasks.workbench import Workbench
 
-    options = serve_options("127.0.0.1", free_port(), False, None, 50, 16, keep_minutes=0.05)  # 3 seconds
-    demo = build_ui(Workbench(tiny_engine, model_status="tiny-random (test)", demo_model=True), options.keep_seconds)
-    demo.queue(**options.queue_kwargs())
-    demo.launch(**options.launch_kwargs(), prevent_thread_lock=True, quiet=True, css=CSS)
-    yield demo
-    demo.close()
+    with pytest.MonkeyPatch.context() as patch:
+        # Files in a folder of its own: with a keep time of 3 seconds, its sweeps would delete the
+        # files of any other app of this user that shares the default folder.
+        patch.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("isolation")))
+        options = serve_options("127.0.0.1", free_port(), False, None, 50, 16, keep_minutes=0.05)  # 3 seconds
+        workbench = Workbench(tiny_engine, model_status="tiny-random (test)", demo_model=True)
+        demo = build_ui(workbench, options.keep_seconds)
+        demo.queue(**options.queue_kwargs())
+        demo.launch(**options.launch_kwargs(), prevent_thread_lock=True, quiet=True, css=CSS)
+        yield demo
+        demo.close()
 
 
 def _document(folder: Path, index: int) -> Path:
@@ -117,6 +121,7 @@ def test_an_upload_named_like_a_path_stays_in_the_upload_folder(server, name):
 
 
 def test_uploads_and_exports_are_deleted_after_the_configured_time(server, tmp_path):
+    from app.files import app_folders
     from app.handlers import EXPORT_PREFIX
 
     upload = _document(tmp_path, 1)
@@ -124,7 +129,7 @@ def test_uploads_and_exports_are_deleted_after_the_configured_time(server, tmp_p
     *_, details = client.predict([handle_file(str(upload))], "When?", "auto", 4, 0.0, "auto", 0, api_name="/ask")
     cached = _newest_upload(upload.name)
     client.predict(details, api_name="/export")
-    exports = list(Path(tempfile.gettempdir()).glob(f"{EXPORT_PREFIX}*/ask-office-lisbon.txt.md"))
+    exports = list(app_folders().exports.glob(f"{EXPORT_PREFIX}*/ask-office-lisbon.txt.md"))
     assert cached.exists() and exports
     deadline = time.monotonic() + 30
     while cached.exists() and time.monotonic() < deadline:

@@ -1,5 +1,7 @@
-"""Serving options: sign-in, upload size, the queue limit, and --share without network."""
+"""Serving options: sign-in, upload size, the queue limit, the port, --share without network, and
+one clear error line (never a traceback) for each wrong value, before the model loads."""
 
+import importlib.util
 import socket
 import time
 
@@ -8,7 +10,7 @@ from gradio_client import Client, handle_file
 
 from app.launch import AUTH_VARIABLE, check_share_reachable, parse_auth, serve_options
 from tasks.errors import InvalidRequest
-from tests.conftest import free_port
+from tests.conftest import REPO_ROOT, free_port
 
 
 def test_auth_pairs_are_parsed_and_bad_ones_explained(monkeypatch):
@@ -27,7 +29,7 @@ def test_bad_limits_are_explained():
         serve_options(None, None, False, None, 0, 16)
     with pytest.raises(InvalidRequest, match="--max-queue"):
         serve_options(None, None, False, None, 50, 0)
-    options = serve_options("0.0.0.0", 7000, False, None, 2.5, 3)
+    options = serve_options("0.0.0.0", free_port(), False, None, 2.5, 3)
     assert options.launch_kwargs()["max_file_size"] == int(2.5 * 2**20)
     assert options.queue_kwargs() == {"default_concurrency_limit": 1, "max_size": 3}
 
@@ -38,29 +40,92 @@ def _closed_port() -> tuple[str, int]:
         return "127.0.0.1", probe.getsockname()[1]
 
 
-def test_share_without_network_fails_fast_with_a_clear_message(monkeypatch, capsys):
+@pytest.fixture
+def app_main(monkeypatch):
+    """app.py's module, whose model loading fails the test if it is ever reached."""
+    spec = importlib.util.spec_from_file_location("app_main", REPO_ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def load_model(args):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(module, "build_workbench", load_model)
+    return module
+
+
+def _one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("error: ")
+    return line
+
+
+def test_share_without_network_fails_fast_with_a_clear_message(monkeypatch, capsys, app_main):
     with pytest.raises(InvalidRequest, match="--share needs internet access"):
         check_share_reachable(server=_closed_port())
-    import importlib.util
-
-    from tests.conftest import REPO_ROOT
-
-    spec = importlib.util.spec_from_file_location("app_main", REPO_ROOT / "app.py")
-    app_main = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app_main)
     monkeypatch.setattr("app.launch.SHARE_SERVER", _closed_port())
-    started = time.monotonic()
-    assert app_main.main(["--share", "--model", "tiny-random"]) == 2
-    assert time.monotonic() - started < 10  # before any model is loaded
-    assert "--share needs internet access" in capsys.readouterr().err
+    assert app_main.main(["--share", "--model", "tiny-random"]) == 2  # before any model is loaded
+    assert "--share needs internet access" in _one_error_line(capsys)
+
+
+BAD_OPTIONS = (
+    ("--max-file-mb", "nan"),
+    ("--max-file-mb", "inf"),
+    ("--max-file-mb", "-1"),
+    ("--max-file-mb", "lots"),
+    ("--keep-files-minutes", "inf"),
+    ("--keep-files-minutes", "nan"),
+    ("--keep-files-minutes", "-5"),
+    ("--keep-files-minutes", "0"),
+    ("--port", "99999"),
+    ("--port", "0"),
+    ("--port", "http"),
+    ("--max-queue", "0"),
+    ("--max-queue", "-3"),
+    ("--max-queue", "2.5"),
+    ("--max-queue", "many"),
+)
+
+
+@pytest.mark.parametrize("option", BAD_OPTIONS, ids="=".join)
+def test_a_bad_serve_option_is_one_error_line_before_the_model_loads(option, app_main, capsys):
+    assert app_main.main(["--model", "tiny-random", *option]) == 2
+    line = _one_error_line(capsys)
+    assert option[0] in line and repr(option[1]) in line
+
+
+def test_a_port_in_use_is_reported_before_the_model_loads(app_main, capsys):
+    with socket.socket() as other_server:
+        other_server.bind(("127.0.0.1", 0))
+        other_server.listen()
+        port = other_server.getsockname()[1]
+        assert app_main.main(["--model", "tiny-random", "--port", str(port)]) == 2
+    assert f"port {port} is already in use" in _one_error_line(capsys)
+
+
+def test_a_port_taken_after_the_check_is_still_one_error_line(app_main, capsys, monkeypatch, tmp_path, tiny_engine):
+    from tasks.workbench import Workbench
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    monkeypatch.setattr("app.launch.check_port_free", lambda host, port: None)  # taken just after the check
+    monkeypatch.setattr(app_main, "build_workbench", lambda args: Workbench(tiny_engine, demo_model=True))
+    with socket.socket() as other_server:
+        other_server.bind(("127.0.0.1", 0))
+        other_server.listen()
+        port = other_server.getsockname()[1]
+        assert app_main.main(["--model", "tiny-random", "--port", str(port)]) == 2
+    assert "the web server could not start" in _one_error_line(capsys)
 
 
 @pytest.fixture
-def launched(tiny_engine):
+def launched(tiny_engine, tmp_path, monkeypatch):
     """Launch the real UI with given serve options; closes it afterwards."""
     from app.ui import CSS, build_ui
     from tasks.workbench import Workbench
 
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # its files in a folder of its own
     demos = []
 
     def launch(**options):
