@@ -30,6 +30,7 @@ from model.limits import Cancelled, RequestState
 from model.loader import load_tokenizer
 from model.openai_server import READ_SECONDS, OpenAIServer, ServerRefused, ServerUnavailable
 from model.textstream import StopStringFilter
+from model.tokens import count_tokens
 
 _PREFIX_IDS_KEPT = 4  # tokenized documents kept, so follow-up questions do not tokenize them again
 
@@ -108,7 +109,7 @@ class OpenAIEngine:
         return list(self.tokenizer.encode(text))
 
     def count_tokens(self, text: str) -> int:
-        return len(self.encode(text))
+        return count_tokens(self.tokenizer, text)  # in slices when long: bounded memory
 
     def close(self) -> None:
         self._server.close()

@@ -16,6 +16,7 @@ from typing import Literal
 from tasks.errors import BudgetError, InvalidRequest
 
 CPU_DEFAULT_BUDGET = 8192
+LONGEST_TASK_SECONDS = 6 * 3600  # without a time limit (the command line), longer work is refused up front
 MIN_BUDGET = 512
 Strategy = Literal["full", "map-reduce", "retrieval"]
 STRATEGY_CHOICES = ("auto", "full", "map-reduce", "retrieval")
@@ -82,6 +83,35 @@ def estimate_seconds(prompt_tokens: int, answer_tokens: int, speeds: tuple[float
     """Expected time to read `prompt_tokens` and write `answer_tokens` at the measured speeds."""
     prefill, decode = speeds
     return prompt_tokens / max(prefill, 1e-6) + answer_tokens / max(decode, 1e-6)
+
+
+def require_time(
+    what: str, read_tokens: int, write_tokens: int, speeds: tuple[float, float], time_limit: float | None
+) -> None:
+    """Refuse, with the numbers, work expected to take longer than a request may run (the time
+    limit, or LONGEST_TASK_SECONDS without one): a document of millions of tokens cannot be
+    summarized in a useful time here, and starting would only hold the model until the limit."""
+    limit, seconds = time_limit or LONGEST_TASK_SECONDS, estimate_seconds(read_tokens, write_tokens, speeds)
+    if seconds <= limit:
+        return
+    if time_limit:
+        rule = f"a request may run for {describe_duration(limit)} here (--time-limit)"
+    else:
+        rule = f"the longest allowed without --time-limit is {describe_duration(limit)}"
+    raise BudgetError(
+        f"{what} would take {describe_wait(seconds)} here: reading {read_tokens:,} tokens at {speeds[0]:,.0f} "
+        f"tokens per second and writing about {write_tokens:,} at {speeds[1]:,.1f} per second, and {rule}. "
+        "Ask questions instead (they read only the best-matching passages), or summarize a part of the document."
+    )
+
+
+def describe_duration(seconds: float) -> str:
+    """'10 minutes', '6 hours', '45 seconds': a limit, said plainly."""
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds / size
+            return f"{count:g} {unit}{'s' if count != 1 else ''}" if count == round(count) else f"{count:.1f} {unit}s"
+    return f"{seconds:g} seconds"
 
 
 def describe_wait(seconds: float) -> str:

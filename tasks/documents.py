@@ -89,6 +89,7 @@ def load_document(path: str | Path, name: str | None = None, password: str | Non
     except OSError as exc:  # vanished or unreadable between the check and the read
         raise DocumentError(f"{name}: could not open the file ({exc.strerror or exc})") from exc
     readers.check_page_count(len(raw_pages), name)
+    readers.check_text_size(sum(len(text) for text in raw_pages), name)
     texts = clean_pages([_tidy(text) for text in raw_pages], from_pdf=meta["format"] == "pdf")
     if not any(text.strip() for text in texts):
         raise DocumentError(_no_text_message(name, meta["format"]))

@@ -20,6 +20,7 @@ from tasks.prompts import Template, render_chunks
 
 MAP_ANSWER_TOKENS = 384  # each partial summary; enough for the names and numbers of a section
 _MARGIN = 64  # markers and template text around a section
+_SECTION_OVERHEAD = 256  # the map instruction and the markers of a section, in the time estimate
 STOPPED = ("cancelled", "time_limit")  # the user's stop or the request's deadline: no later part is read
 
 
@@ -29,6 +30,13 @@ class Partial:
     document: str
     pages: tuple[int, ...]
     text: str
+
+
+def expected_work(tokens: int, budget: int, answer_tokens: int) -> tuple[int, int]:
+    """(tokens read, tokens written) by a map-reduce summary of `tokens` document tokens, about:
+    every token is read once and each section gets a partial summary, then the merge answers."""
+    sections = -(-tokens // max(1, budget - MAP_ANSWER_TOKENS - _SECTION_OVERHEAD))
+    return tokens, sections * MAP_ANSWER_TOKENS + answer_tokens
 
 
 def map_reduce(

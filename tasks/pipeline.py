@@ -111,7 +111,7 @@ def plan_context(
     fit = Fit(document_tokens + instruction_tokens, answer_tokens, budget)
     strategy = choose_strategy(task, options.strategy, fit.fits)
     if strategy == "full":
-        require_fit(fit, _names(documents))
+        require_fit(fit, document_names(documents))
         return Context("full", budget, prefix=prefix, prompt=instruction, document_tokens=document_tokens)
     if strategy == "map-reduce":
         return Context("map-reduce", budget, document_tokens=document_tokens)
@@ -230,7 +230,9 @@ def make_result(
         task=task,
         text=text,
         strategy=context.strategy,
-        document=DocumentSummary(_names(documents), sum(len(d.pages) for d in documents), context.document_tokens),
+        document=DocumentSummary(
+            document_names(documents), sum(len(d.pages) for d in documents), context.document_tokens
+        ),
         finish_reason=getattr(last, "finish_reason", None) or "stop",
         model=engine.model_name,
         usage=usage,
@@ -257,5 +259,5 @@ def _empty_pages(documents: Sequence[Document]) -> dict[str, list[int]]:
     return {d.name: d.meta["empty_pages"] for d in documents if d.meta.get("empty_pages")}
 
 
-def _names(documents: Sequence[Document]) -> str:
+def document_names(documents: Sequence[Document]) -> str:
     return ", ".join(d.name for d in documents)

@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 import re
 import zipfile
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import IO, Any
 
 from tasks.charsets import decode_text, sniff
 from tasks.errors import DocumentError
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 RawPages = tuple[list[str], dict]
+MAX_TEXT_CHARS = 50 * 2**20  # as much text as the largest text file accepted (50 MB) holds
 MAX_PAGES = 5_000  # 2,000 short PDF pages read in ~1.5 s here; the limit keeps the worst case to seconds
 MAX_UNPACKED_BYTES = 256 * 2**20  # python-docx holds every part of a .docx in memory at once
 MAX_PACKING_RATIO = 200  # Word XML packs ~5-30x; a zip bomb (a run of zeros) ~1,000x
@@ -134,21 +137,50 @@ def read_html(path: Path, name: str) -> RawPages:
 
 
 def read_docx(path: Path, name: str) -> RawPages:
-    from docx import Document as open_docx
-
     _check_package(path, name)
+    pages: list[list[str]] = [[]]
+    characters = 0
     try:
-        body = open_docx(str(path)).element.body
-        pages: list[list[str]] = [[]]
-        for block in body.iterchildren():
-            tag = _local_name(block)
-            if tag == "p":
-                _add_paragraph(block, pages)
-            elif tag == "tbl":
-                pages[-1].extend(_table_rows(block))
-    except Exception as exc:  # python-docx and lxml fed hostile XML can fail in any way
+        with zipfile.ZipFile(path) as package, package.open("word/document.xml") as xml:
+            for block in _body_blocks(xml):
+                before = len(pages[-1])
+                tag = _local_name(block)
+                if tag == "p":
+                    _add_paragraph(block, pages)
+                elif tag == "tbl":
+                    pages[-1].extend(_table_rows(block))
+                characters += sum(len(line) + 1 for line in pages[-1][before:])
+                check_text_size(characters, name)
+    except DocumentError:
+        raise
+    except Exception as exc:  # lxml and zipfile fed hostile bytes can fail in any way
         raise DocumentError(f"{name}: could not read this Word file, it looks damaged ({_reason(exc)})") from exc
     return ["\n".join(lines) for lines in pages], {"format": "docx"}
+
+
+def _body_blocks(xml: IO[bytes]) -> Iterator[Any]:
+    """The body's paragraphs and tables, one at a time as the XML streams in; each is dropped once
+    read, so a document of hundreds of MB of XML never sits in memory as one tree. Entities are
+    not resolved and nothing is fetched (libxml2 also refuses entity expansion bombs)."""
+    from lxml import etree
+
+    for _, element in etree.iterparse(xml, events=("end",), resolve_entities=False, no_network=True, load_dtd=False):
+        parent = element.getparent()
+        if parent is not None and _local_name(parent) == "body":
+            yield element
+            element.clear()
+            while element.getprevious() is not None:  # the blocks already read
+                del parent[0]
+
+
+def check_text_size(characters: int, name: str) -> None:
+    """Refuse a document whose text alone is larger than the largest text file accepted."""
+    if characters > MAX_TEXT_CHARS:
+        raise DocumentError(
+            f"{name}: refused: this document holds more than {MAX_TEXT_CHARS:,} characters of text (what the "
+            "largest text file accepted, 50 MB, can hold: some 13 million tokens, more than any task here can "
+            "use); split it into parts"
+        )
 
 
 def _check_package(path: Path, name: str) -> None:

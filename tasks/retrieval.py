@@ -29,8 +29,11 @@ class ScoredChunk:
 
 def terms(text: str) -> list[str]:
     """BM25 terms: words, and character pairs inside runs of CJK characters."""
+    words = _WORD.findall(text.lower())
+    if not _CJK.search(text):  # most text: no word needs splitting (a long document has millions)
+        return words
     found: list[str] = []
-    for word in _WORD.findall(text.lower()):
+    for word in words:
         for piece in _split_cjk(word):
             found.append(piece)
     return found
@@ -55,11 +58,19 @@ def rank(chunks: Sequence[Chunk], query: str) -> list[ScoredChunk]:
     if not chunks:
         return []
     index = bm25s.BM25()
-    index.index([terms(chunk.text) or ["\u2400"] for chunk in chunks], show_progress=False)
+    index.index(_term_ids(chunks), show_progress=False)
     query_terms = terms(query)
     scores = index.get_scores(query_terms) if query_terms else [0.0] * len(chunks)
     order = sorted(range(len(chunks)), key=lambda i: (-float(scores[i]), i))
     return [ScoredChunk(chunks[i], float(scores[i])) for i in order]
+
+
+def _term_ids(chunks: Sequence[Chunk]) -> tuple[list[list[int]], dict[str, int]]:
+    """Each chunk's terms as ids of one vocabulary: a long document's millions of words are kept
+    as small ints, not as millions of strings at once."""
+    vocabulary: dict[str, int] = {}
+    number = lambda term: vocabulary.setdefault(term, len(vocabulary))  # noqa: E731
+    return [[number(term) for term in terms(chunk.text) or ["\u2400"]] for chunk in chunks], vocabulary
 
 
 def select(chunks: Sequence[Chunk], query: str, token_budget: int, overhead: int = 0) -> list[ScoredChunk]:

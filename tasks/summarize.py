@@ -5,11 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 
+from tasks.budget import require_time
 from tasks.documents import Document
 from tasks.events import Event
 from tasks.interfaces import TextEngine
-from tasks.mapreduce import map_reduce
-from tasks.pipeline import TaskOptions, make_result, output_language, plan_context, stream_answer
+from tasks.mapreduce import expected_work, map_reduce
+from tasks.pipeline import (
+    TaskOptions,
+    document_names,
+    engine_errors,
+    make_result,
+    output_language,
+    plan_context,
+    stream_answer,
+)
 from tasks.prompts import load_template
 
 
@@ -26,6 +35,10 @@ def summarize(documents: Sequence[Document], options: TaskOptions, engine: TextE
         answer = yield from stream_answer(engine, context, options, template.stop)
         extra = {}
     else:
+        with engine_errors():  # the speed is measured by a generation when it is not known yet
+            speeds = engine.throughput()
+        work = expected_work(context.document_tokens, context.budget, options.max_new_tokens)
+        require_time(f"A summary of {document_names(documents)}", *work, speeds, options.time_limit)
         answer, sections = yield from map_reduce(documents, template, context.budget, options, engine)
         extra = {"sections": sections}
     yield make_result(

@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from tasks.ask import ask
-from tasks.budget import LONG_STRATEGY, Fit, choose_strategy, describe_wait, estimate_seconds
+from tasks.budget import LONG_STRATEGY, Fit, choose_strategy, describe_wait, estimate_seconds, require_time
 from tasks.classify import classify
 from tasks.custom import custom
 from tasks.documents import Document, display_name, load_document
-from tasks.errors import InvalidRequest, ModelUnavailable, UserError
+from tasks.errors import BudgetError, InvalidRequest, ModelUnavailable, UserError
 from tasks.events import Event, Progress, TaskResult
 from tasks.extract import ExtractionSpec, extract
 from tasks.interfaces import TextEngine
-from tasks.mapreduce import MAP_ANSWER_TOKENS
+from tasks.mapreduce import expected_work
 from tasks.pipeline import TaskOptions, budget_for, output_language
 from tasks.prompts import TASKS, load_template, render_documents
 from tasks.summarize import summarize
@@ -124,7 +124,7 @@ class Workbench:
         strategies = {task: self._strategy(task, tokens, budget, options, language) for task in TASKS}
         fits = strategies["summarize"] == "full"
         try:
-            wait = describe_wait(self._expected_seconds(tokens, budget, strategies["summarize"], options))
+            wait = self._expected_wait(tokens, budget, strategies["summarize"], options)
         except (ConnectionError, ValueError):  # the model server is down: the card still describes the document
             wait = "unknown (the model server cannot be reached)"
         note = _fit_note(tokens, budget, fits) + _empty_pages_note(documents)
@@ -193,12 +193,17 @@ class Workbench:
         requested = options.strategy if options.strategy in ("auto", "full", LONG_STRATEGY[task]) else "auto"
         return choose_strategy(task, requested, fit.fits)
 
-    def _expected_seconds(self, tokens: int, budget: int, strategy: str, options: TaskOptions) -> float:
+    def _expected_wait(self, tokens: int, budget: int, strategy: str, options: TaskOptions) -> str:
+        """How long a summary will take; for one the summarize task would refuse, why."""
         speeds = self.engine.throughput()
         if strategy != "map-reduce":
-            return estimate_seconds(min(tokens, budget), options.max_new_tokens, speeds)
-        sections = -(-tokens // max(1, budget - MAP_ANSWER_TOKENS - 256))
-        return estimate_seconds(tokens, sections * MAP_ANSWER_TOKENS + options.max_new_tokens, speeds)
+            return describe_wait(estimate_seconds(min(tokens, budget), options.max_new_tokens, speeds))
+        work = expected_work(tokens, budget, options.max_new_tokens)
+        try:
+            require_time("A summary", *work, speeds, options.time_limit)
+        except BudgetError as exc:
+            return f"too long to run: {exc}"
+        return describe_wait(estimate_seconds(*work, speeds))
 
 
 def _fit_note(tokens: int, budget: int, fits: bool) -> str:

@@ -1,0 +1,159 @@
+"""Files just under the size limit, of any shape (many lines, one endless line, one endless word):
+read, counted and chunked in bounded memory and linear work, and what can never be done in a
+useful time is refused with the numbers. Memory is measured in a subprocess; the work of counting
+and chunking is measured in characters handed to the tokenizer, not in seconds."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from model.tokens import count_tokens, slices
+from tasks.chunking import chunk_document
+from tasks.documents import MAX_FILE_BYTES, Document, Page
+from tasks.errors import BudgetError
+from tests.conftest import REPO_ROOT
+from tests.fakes import FakeEngine
+
+WORDS = ("the", "quarterly", "report", "describes", "revenue", "of", "4.2", "million", "dollars", "approved", "by",
+         "the", "committee", "in", "Berlin")  # fmt: skip
+
+
+def many_lines(size: int) -> str:
+    rng = random.Random(0)
+    lines, total = [], 0
+    while total < size:
+        line = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 24))) + ".\n"
+        line += "\n" if rng.random() < 0.1 else ""  # a paragraph ends
+        lines.append(line)
+        total += len(line)
+    return "".join(lines)[:size]
+
+
+def repeated(unit: str, size: int) -> str:
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+SHAPES = {
+    "many lines": many_lines,
+    "one line of words": lambda size: repeated(" ".join(WORDS) + ". ", size),
+    "one word": lambda size: repeated("ab", size),
+}
+
+
+def test_long_texts_are_counted_exactly_in_slices(tiny_loaded):
+    tokenizer = tiny_loaded.tokenizer
+    rng = random.Random(1)
+    pieces = ["word", "Berlin", " ", "  ", "\n", "\n\n", ".", ",", "会社の売上", "Größe", "12", "3.5", "\t", "'s", "-!"]
+    for _ in range(40):
+        text = "".join(rng.choice(pieces) + (" " if rng.random() < 0.6 else "") for _ in range(rng.randint(400, 3000)))
+        size = rng.choice([512, 2048])
+        assert "".join(slices(text, size)) == text
+        assert count_tokens(tokenizer, text, slice_chars=size, exact_chars=0) == len(tokenizer.encode(text))
+
+
+def test_a_slice_without_a_clean_cut_is_cut_anyway(tiny_loaded):
+    word = "ab" * 5000
+    assert [len(piece) for piece in slices(word, 4096)] == [4096, 4096, 1808]
+    sliced = count_tokens(tiny_loaded.tokenizer, word, slice_chars=4096, exact_chars=0)
+    assert abs(sliced - len(tiny_loaded.tokenizer.encode(word))) <= 4
+
+
+class CountingEngine(FakeEngine):
+    """Counts one token per four characters, and how many characters it was asked to count."""
+
+    counted: int = 0
+
+    def count_tokens(self, text: str) -> int:
+        self.counted += len(text)
+        return -(-len(text) // 4)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_chunking_any_shape_counts_each_character_about_once(shape):
+    text = SHAPES[shape](2_000_000)
+    engine = CountingEngine()
+    chunks = chunk_document(Document("big.txt", (Page(1, text),)), engine, max_tokens=384)
+    assert all(chunk.tokens <= 384 for chunk in chunks)
+    assert "".join(chunk.text for chunk in chunks).replace("\n", "").replace(" ", "") == text.replace("\n", "").replace(
+        " ", ""
+    )
+    assert engine.counted <= 2.5 * len(text), f"{engine.counted / len(text):.1f} characters counted per character"
+
+
+def test_a_summary_that_can_never_finish_in_time_is_refused_with_the_numbers(fake_engine, tmp_path):
+    from tasks.workbench import Workbench
+
+    path = tmp_path / "ledger.txt"
+    path.write_text(("The committee approved invoice 4417 for the Berlin warehouse. " * 40 + "\n\n") * 400)
+    workbench = Workbench(fake_engine)  # reads 100 tokens a second
+    options = workbench.options(max_new_tokens=64, time_limit=600)
+    with pytest.raises(BudgetError) as refused:
+        list(workbench.summarize(path, options))
+    message = str(refused.value)
+    assert message.startswith("A summary of ledger.txt would take about 37 minutes here: reading 144,013 tokens at 100")
+    assert "writing about 7,744 at 10.0 per second" in message and "a request may run for 10 minutes" in message
+    assert "Ask questions instead" in message
+    assert not fake_engine.prompts  # refused before anything was generated
+    assert "too long to run" in workbench.card(workbench.read(path), options).expected_wait
+    unlimited = workbench.options(max_new_tokens=8, time_limit=None)  # without a limit: up to six hours
+    assert list(workbench.summarize(path, unlimited))[-1].strategy == "map-reduce"
+
+
+MEASURE = textwrap.dedent(
+    """
+    import gc, json, sys, threading, time
+    sys.path.insert(0, ".")
+    from model.loader import load_model
+    from model.engine import Engine
+    from model.runtime import Runtime
+    from tasks.workbench import Workbench
+
+    def rss():
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * 4096
+
+    peak = [0]
+    def sample():
+        while True:
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.005)
+
+    workbench = Workbench(Engine(load_model("tiny-random", Runtime("cpu", "float32", "none"))))
+    workbench.card(workbench.read(sys.argv[1]))  # warm up: every library loaded, the speed measured
+    threading.Thread(target=sample, daemon=True).start()
+    results = {}
+    for path in sys.argv[1:]:
+        gc.collect()
+        time.sleep(0.05)
+        base = peak[0] = rss()
+        card = workbench.card(workbench.read(path))
+        results[path] = {"tokens": card.tokens, "peak_growth": peak[0] - base}
+    print(json.dumps(results))
+    """
+)
+
+
+def test_files_just_under_the_limit_are_read_and_counted_in_bounded_memory(tiny_checkpoint, tmp_path):
+    """What the web UI's document card does (read, clean, detect the language, count the tokens)
+    for files of MAX_FILE_BYTES - 1 bytes; before, this took 6-8 GB and 40-75 s each."""
+    paths = []
+    for number, make in enumerate(SHAPES.values()):
+        path = tmp_path / f"shape-{number}.txt"
+        path.write_text(make(MAX_FILE_BYTES - 1), encoding="ascii")
+        assert MAX_FILE_BYTES - 4 <= path.stat().st_size < MAX_FILE_BYTES
+        paths.append(str(path))
+    done = subprocess.run([sys.executable, "-c", MEASURE, *paths], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    for path in paths:
+        size = Path(path).stat().st_size
+        assert results[path]["tokens"] > size // 8
+        assert results[path]["peak_growth"] < 6 * size, f"{path}: {results[path]['peak_growth'] / 2**20:.0f} MiB"
