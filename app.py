@@ -33,8 +33,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from app.cli_inputs import check_documents, check_plot, read_schema
 from app.launch import DEFAULT_KEEP_MINUTES, DEFAULT_MAX_FILE_MB, DEFAULT_MAX_QUEUE
 from model.checkpoints import DEFAULT_MODEL_ID, TINY_RANDOM
 from model.runtime import DEVICE_CHOICES, QUANT_CHOICES, decide_runtime, detect_hardware
@@ -43,6 +44,7 @@ from tasks.errors import InvalidRequest, ModelUnavailable, UserError
 from tasks.events import Progress, TaskResult, TextDelta
 from tasks.extract import spec_from_fields, spec_from_schema
 from tasks.language import LANGUAGES
+from tasks.pipeline import TaskOptions
 from tasks.workbench import Workbench
 
 logger = logging.getLogger("granite_longdoc")
@@ -54,10 +56,17 @@ DEFAULT_MAX_CONCURRENT = 16
 DEFAULT_TIME_LIMIT = 600.0  # seconds per web request, so that no request holds the model and the queue for ever
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are InvalidRequest, so that main prints each as one `error: ...` line
+    with status 2, like every other wrong value (not the usage text and a SystemExit). The
+    subparsers are of this class too: argparse makes them with `parser_class=type(parser)`."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InvalidRequest(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="app.py", description="Summarize and question long documents with IBM Granite."
-    )
+    parser = _Parser(prog="app.py", description="Summarize and question long documents with IBM Granite.")
     _add_model_options(parser, suppress=False)
     serve = parser.add_argument_group("web UI")
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
@@ -323,6 +332,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    check_documents(args.files)  # before the model loads
     workbench = build_workbench(args)
     card = workbench.card(workbench.read(args.files, args.password), workbench.options(strategy=args.strategy))
     if args.json:
@@ -355,10 +365,15 @@ def run_text(args: argparse.Namespace) -> int:
 
 
 def run_task(args: argparse.Namespace) -> int:
+    # Everything that can be checked without the model is checked before it loads.
+    check_documents(args.files)
+    settings = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "strategy": args.strategy,
+                "language": args.lang, "time_limit": time_limit(args, None)}  # fmt: skip
+    TaskOptions(**settings).validate()
+    if args.command == "extract":
+        spec = spec_from_fields(args.fields) if args.fields else spec_from_schema(read_schema(args.schema))
     workbench = build_workbench(args)
-    options = workbench.options(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                strategy=args.strategy, language=args.lang,
-                                time_limit=time_limit(args, None))  # fmt: skip
+    options = workbench.options(**settings)
     files, password = args.files, args.password
     if args.command == "summarize":
         events = workbench.summarize(files, options, password=password)
@@ -367,7 +382,6 @@ def run_task(args: argparse.Namespace) -> int:
     elif args.command == "prompt":
         events = workbench.custom(files, args.instruction, options, password=password)
     elif args.command == "extract":
-        spec = spec_from_fields(args.fields) if args.fields else spec_from_schema(_read_schema(args.schema))
         events = workbench.extract(files, spec, options, password=password)
     else:
         events = workbench.classify(files, args.labels, options, password=password)
@@ -379,13 +393,6 @@ def run_task(args: argparse.Namespace) -> int:
         elif isinstance(event, TaskResult):
             _print_result(event, args.json, workbench.demo_model)
     return 0
-
-
-def _read_schema(value: str) -> str:
-    path = Path(value)
-    if value.lstrip().startswith("{") or not path.exists():
-        return value
-    return path.read_text(encoding="utf-8")
 
 
 def _print_result(result: TaskResult, as_json: bool, demo: bool) -> None:
@@ -424,6 +431,8 @@ def run_check_context(args: argparse.Namespace) -> int:
     lengths, depths = needle.parse_lengths(args.lengths), needle.parse_depths(args.depths)
     if args.trials < 1:
         raise InvalidRequest("--trials must be at least 1")
+    if args.plot:
+        check_plot(args.plot)  # before the run, which can take hours
     workbench = build_workbench(args)
     if workbench.engine is None:
         raise InvalidRequest(f"check-context needs a model: {workbench.unavailable_reason}")
@@ -449,11 +458,11 @@ def run_check_context(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     handlers = {"info": run_info, "text": run_text, "check-context": run_check_context, None: serve,
                 **dict.fromkeys(TASK_COMMANDS, run_task)}  # fmt: skip
     try:
+        args = build_parser().parse_args(argv)  # in the try: a wrong argument is an InvalidRequest (_Parser)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
         return handlers[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import re
 import secrets
 import shutil
@@ -23,6 +24,7 @@ from typing import Any
 
 import gradio as gr
 
+from app import untrusted
 from app.files import app_folders, remove_stale
 from tasks.errors import UserError
 from tasks.events import Event, Progress, TaskResult, TextDelta
@@ -48,13 +50,13 @@ def user_errors() -> Iterator[None]:
     """Show domain errors as a toast; never let an unexpected one take the server down silently."""
     try:
         yield
-    except UserError as exc:
-        raise gr.Error(str(exc), print_exception=False) from exc
+    except UserError as exc:  # toasts render HTML: a message can quote a file name or a schema
+        raise gr.Error(untrusted.html(str(exc)), print_exception=False) from exc
     except gr.Error:
         raise
     except Exception as exc:
         logger.exception("task failed")
-        raise gr.Error(f"Something went wrong: {type(exc).__name__}: {exc}") from exc
+        raise gr.Error(untrusted.html(f"Something went wrong: {type(exc).__name__}: {exc}")) from exc
 
 
 def file_list(documents: str | list[str] | None) -> list[str]:
@@ -67,25 +69,43 @@ def make_options(
     workbench: Workbench,
     session: dict | None,
     language: str,
-    max_new_tokens: float,
-    temperature: float,
+    max_new_tokens: Any,
+    temperature: Any,
     strategy: str,
-    budget: float,
+    budget: Any,
 ) -> TaskOptions:
     """Task options from the settings panel, with a fresh cancel switch kept in the session (the
-    Stop button sets it) and the session's cache salt."""
+    Stop button sets it) and the session's cache salt. The numbers come as an API caller sent
+    them (the panel's number fields pass any JSON value through), so each is checked here, with
+    a message that names it; the ranges are checked by TaskOptions.validate."""
+    with user_errors():  # also for callers outside a task's own user_errors (the info endpoint)
+        numbers = {
+            "max_new_tokens": _setting(max_new_tokens, "max new tokens", whole=True),
+            "temperature": _setting(temperature, "temperature"),
+            "context_budget": _setting(budget, "context budget", whole=True) or workbench.requested_budget,
+        }
     cancel = threading.Event()
     if session is not None:
         session["cancel"] = cancel
     return workbench.options(
         cache_salt=session_salt(session),
-        max_new_tokens=int(max_new_tokens),
-        temperature=float(temperature),
         strategy=strategy or "auto",
         language=None if language in (None, "", "auto") else language,
-        context_budget=int(budget) if budget else workbench.requested_budget,
         cancel=cancel,
+        **numbers,
     )
+
+
+def _setting(value: Any, label: str, whole: bool = False) -> float | int:
+    """A number setting from the API: not a string, null, true, NaN or Infinity (Python's JSON
+    reader accepts the last two)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"{label} must be a number, not {value!r}")
+    if not math.isfinite(value):
+        raise UserError(f"{label} must be a finite number, not {value!r}")
+    if whole and value != int(value):
+        raise UserError(f"{label} must be a whole number, not {value!r}")
+    return int(value) if whole else float(value)
 
 
 def session_salt(session: dict | None) -> str | None:
@@ -164,10 +184,14 @@ Report = Callable[[Progress], None]
 
 
 def stream_outputs(
-    workbench: Workbench, run: Callable[[], Iterator[Event]], report: Report | None = None
+    workbench: Workbench,
+    run: Callable[[], Iterator[Event]],
+    report: Report | None = None,
+    show: Callable[[str], str] = untrusted.markdown,
 ) -> Iterator[Outputs]:
     """Drive a task and yield (text so far, steps, sources, details) after each event. Every
-    progress event becomes a named step (and, through `report`, the progress bar)."""
+    progress event becomes a named step (and, through `report`, the progress bar). The text is
+    shown through `show` (Markdown that cannot load anything; the raw text stays in the details)."""
     text, steps = "", Steps()
     with user_errors():
         for event in run():
@@ -180,9 +204,9 @@ def stream_outputs(
                 steps.start("Writing")
             elif isinstance(event, TaskResult):
                 details = event.to_json()
-                yield event.text, steps.finish(final_status(event, workbench)), sources_markdown(details), details
+                yield show(event.text), steps.finish(final_status(event, workbench)), sources_markdown(details), details
                 return
-            yield text, steps.markdown(), "", {}
+            yield show(text), steps.markdown(), "", {}
 
 
 class Steps:
@@ -196,12 +220,12 @@ class Steps:
             self.names.append(name)
 
     def markdown(self) -> str:
-        done = [f"✓ {name}" for name in self.names[-6:-1]]
-        current = [f"▶ {self.names[-1]}…"] if self.names else ["Starting…"]
+        done = [f"✓ {untrusted.plain(name)}" for name in self.names[-6:-1]]  # names can hold file names
+        current = [f"▶ {untrusted.plain(self.names[-1])}…"] if self.names else ["Starting…"]
         return "  \n".join(done + current)
 
     def finish(self, status: str) -> str:
-        return "  \n".join([f"✓ {name}" for name in self.names[-6:]] + [status])
+        return "  \n".join([f"✓ {untrusted.plain(name)}" for name in self.names[-6:]] + [untrusted.plain(status)])
 
 
 def final_status(result: TaskResult, workbench: Workbench) -> str:
@@ -222,31 +246,34 @@ def final_status(result: TaskResult, workbench: Workbench) -> str:
     ]
     status = " · ".join(parts)
     if workbench.demo_model:
-        status += f"  \n{DEMO_NOTE}"
+        status += f"\n{DEMO_NOTE}"
     return status
 
 
 def sources_markdown(extra: dict[str, Any]) -> str:
     """Sources with page numbers, verified quotes, map-reduce sections, unverified values, from a
-    result's JSON."""
+    result's JSON. Every passage, name and value is shown as plain text, exactly as written."""
+    plain = untrusted.plain
     lines: list[str] = []
     for source in extra.get("sources", []):
-        lines.append(f"**{source['label']}**  \n{_blockquote(source['text'])}")
+        lines.append(f"**{plain(source['label'])}**  \n{_blockquote(source['text'])}")
     for quote in extra.get("quotes", []):
         if quote["verified"]:
-            lines.append(f"✓ Quote found in {quote['document']}, page {quote['page']}:  \n{_blockquote(quote['text'])}")
+            where = plain(f"{quote['document']}, page {quote['page']}")
+            lines.append(f"✓ Quote found in {where}:  \n{_blockquote(quote['text'])}")
         else:
-            lines.append(f"✗ Not found in the documents, so not a quote: {quote['text']}")
+            lines.append(f"✗ Not found in the documents, so not a quote: {plain(quote['text'])}")
     for section in extra.get("sections", []):
         pages = section["pages"]
-        lines.append(f"**{section['document']}, pages {pages[0]}-{pages[-1]}**  \n{_blockquote(section['summary'])}")
+        label = plain(f"{section['document']}, pages {pages[0]}-{pages[-1]}")
+        lines.append(f"**{label}**  \n{_blockquote(section['summary'])}")
     for name, value in (extra.get("unverified") or {}).items():
-        lines.append(f"✗ `{name}`: the model wrote {value!r}, which is not in the documents, so it is null")
+        lines.append(plain(f"✗ {name}: the model wrote {value!r}, which is not in the documents, so it is null"))
     return "\n\n".join(lines) or "No sources for this result."
 
 
 def _blockquote(text: str) -> str:
-    return "\n".join("> " + line for line in (text or "(empty)").splitlines())
+    return "\n".join(f"> {untrusted.plain(line)}  " for line in (text or "(empty)").splitlines())
 
 
 EXPORT_PREFIX = "export-"  # one folder per export, inside the app's exports folder (app.files)
@@ -282,19 +309,21 @@ def delete_old_exports(keep_seconds: float) -> int:
 
 
 def result_markdown(details: dict[str, Any]) -> str:
-    """A finished result as a Markdown document: what was asked, the answer, the sources, the run."""
+    """A finished result as a Markdown document: what was asked, the answer, the sources, the run.
+    Untrusted text in it is made as safe as on the page: a Markdown viewer loads nothing from it."""
+    plain = untrusted.plain
     task = TASK_NAMES.get(details["task"], details["task"])
     document = details.get("document", {})
-    lines = [f"# {task}: {document.get('name', 'documents')}", ""]
+    lines = [f"# {task}: {plain(document.get('name', 'documents'))}", ""]
     for key, label in (("question", "Question"), ("prompt", "Instruction")):
         if details.get(key):
-            lines += [f"**{label}:** {details[key]}", ""]
-    body = details.get("text", "")
-    lines += [f"```json\n{body}\n```" if details["task"] == "extract" else body, "", "## Sources", ""]
-    lines += [sources_markdown(details), "", "## Run", ""]
+            lines += [f"**{label}:** {plain(details[key])}", ""]
+    body = details.get("text", "")  # JSON cannot close the fence: its strings hold no line breaks
+    lines += [f"```json\n{body}\n```" if details["task"] == "extract" else untrusted.markdown(body)]
+    lines += ["", "## Sources", "", sources_markdown(details), "", "## Run", ""]
     usage, timings = details.get("usage", {}), details.get("timings", {})
     lines += [
-        f"- model: {details.get('model', 'unknown')}",
+        f"- model: {plain(details.get('model', 'unknown'))}",
         f"- strategy: {STRATEGY_NAMES.get(details.get('strategy'), details.get('strategy'))}",
         f"- language: {details.get('language', 'unknown')}",
         f"- {document.get('pages', 0):,} pages, {usage.get('prompt_tokens', 0):,} prompt tokens, "

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from app import untrusted
 from app.gpu import on_spaces_gpu
 from app.handlers import export_files, file_list, make_options, stream_outputs, user_errors
+from app.untrusted import MARKDOWN_OPTIONS
 from tasks.documents import SUPPORTED_SUFFIXES
 from tasks.events import Progress
 from tasks.extract import spec_from_fields, spec_from_schema
@@ -29,8 +31,8 @@ class Settings:
     """The shared task settings, passed to every task in this order."""
 
     language: gr.Dropdown
-    max_new_tokens: gr.Slider
-    temperature: gr.Slider
+    max_new_tokens: gr.Number
+    temperature: gr.Number
     strategy: gr.Dropdown
     budget: gr.Number
 
@@ -82,12 +84,18 @@ def _run_and_stop(label: str, name: str) -> tuple[gr.Button, gr.Button]:
     return run, stop
 
 
+def _answer_box(label: str, name: str, min_height: int = 120) -> gr.Markdown:
+    """The text a task writes (its element id is `<name>-output`), as Markdown that cannot load anything."""
+    return gr.Markdown(label=label, elem_id=f"{name}-output", container=True, min_height=min_height,
+                       buttons=["copy"], **MARKDOWN_OPTIONS)  # fmt: skip
+
+
 def _output_area(name: str, text: gr.components.Component, with_sources: bool = True) -> Output:
     """The result area of task `name` (its text component has the element id `<name>-output`; the
     others `<name>-steps`, `-sources`, `-export-md`, `-export-json`: the browser test finds them so)."""
-    steps = gr.Markdown(elem_classes="steps", elem_id=f"{name}-steps")
+    steps = gr.Markdown(elem_classes="steps", elem_id=f"{name}-steps", **MARKDOWN_OPTIONS)
     with gr.Accordion("Sources", open=True, visible=with_sources):
-        sources = gr.Markdown(elem_id=f"{name}-sources")
+        sources = gr.Markdown(elem_id=f"{name}-sources", **MARKDOWN_OPTIONS)
     with gr.Row():
         export_markdown = gr.DownloadButton(
             "Export Markdown", interactive=False, size="sm", elem_id=f"{name}-export-md"
@@ -139,13 +147,15 @@ def stop_task(session: dict) -> None:
         cancel.set()
 
 
-def _task_stream(page: Page, documents, settings: tuple, session: dict | None, progress: gr.Progress, start):
-    """Check the inputs, then stream the task that `start(paths, options)` begins."""
+def _task_stream(page: Page, documents, settings: tuple, session: dict | None, progress: gr.Progress, start,
+                 show: Callable[[str], str] = untrusted.markdown):  # fmt: skip
+    """Check the inputs, then stream the task that `start(paths, options)` begins; its text is
+    shown through `show` (by default as Markdown that cannot load anything)."""
     workbench = page.workbench
     with user_errors():
         paths = file_list(documents)
         options = make_options(workbench, session, *settings)
-    yield from stream_outputs(workbench, lambda: start(paths, options), _progress_bar(progress))
+    yield from stream_outputs(workbench, lambda: start(paths, options), _progress_bar(progress), show)
 
 
 def _request_task(page: Page, run_task: Callable, description: str) -> Callable:
@@ -190,7 +200,7 @@ def summarize_tab(page: Page) -> None:
         run, stop = _run_and_stop("Summarize", "summarize")
         output = _output_area(
             "summarize",
-            gr.Markdown(label="Summary", elem_id="summarize-output", container=True, min_height=160, buttons=["copy"]),
+            _answer_box("Summary", "summarize", min_height=160),
         )
 
     def summarize(
@@ -221,10 +231,10 @@ def ask_tab(page: Page) -> None:
         )
         run, stop = _run_and_stop("Ask", "ask")
         output = _output_area(
-            "ask", gr.Markdown(label="Answer", elem_id="ask-output", container=True, min_height=120, buttons=["copy"])
+            "ask", _answer_box("Answer", "ask")
         )
         with gr.Accordion("Questions in this session", open=True, visible=False, elem_id="ask-history") as past:
-            chat = gr.Chatbot(show_label=False, height=320)
+            chat = gr.Chatbot(show_label=False, height=320, allow_tags=False, **MARKDOWN_OPTIONS)
         examples = example_documents()
         if examples and examples[0].suffix.lower() == ".pdf":
             gr.Examples(
@@ -251,13 +261,14 @@ EXAMPLE_QUESTIONS = ("When did the Munich office open?", "What was the revenue i
 
 
 def remember_answer(details: dict | None, history: list[dict]):
-    """Add a finished answer to this session's history (shown under the answer)."""
+    """Add a finished answer to this session's history (shown under the answer): the question as
+    written, the answer as Markdown that cannot load anything."""
     if details and details.get("task") == "ask":
-        pages = "; ".join(source["label"] for source in details.get("sources", [])[:4])
-        answer = details.get("text") or "(no answer)"
+        pages = untrusted.plain("; ".join(source["label"] for source in details.get("sources", [])[:4]))
+        answer = untrusted.markdown(details.get("text") or "(no answer)")
         history = [
             *history,
-            {"role": "user", "content": details.get("question", "")},
+            {"role": "user", "content": untrusted.plain(details.get("question", ""))},
             {"role": "assistant", "content": answer + (f"\n\n*Sources: {pages}*" if pages else "")},
         ]
     count = len(history) // 2
@@ -275,7 +286,7 @@ def extract_tab(page: Page) -> None:
     with gr.Tab("Extract"):
         fields = gr.Textbox(label="Fields (comma-separated)", placeholder="title, author, date, total amount")
         with gr.Accordion("…or a JSON schema of an object", open=False):
-            schema = gr.Code(language="json", label="JSON schema", value="")
+            schema = gr.Code(language="json", label="JSON schema", value="", elem_id="extract-schema")
         run, stop = _run_and_stop("Extract", "extract")
         output = _output_area("extract", gr.Code(language="json", label="Extracted JSON", elem_id="extract-output"))
 
@@ -299,7 +310,7 @@ def extract_tab(page: Page) -> None:
             spec = spec_from_schema(schema) if (schema or "").strip() else spec_from_fields(fields or "")
             return workbench.extract(paths, spec, options, password=password or None)
 
-        yield from _task_stream(page, documents, settings, session, progress, start)
+        yield from _task_stream(page, documents, settings, session, progress, start, show=str)  # gr.Code: plain
 
     inputs = [page.files, fields, schema, *page.settings.inputs, page.password, page.session]
     _wire(page, run, stop, extract, inputs, output, "extract")
@@ -350,7 +361,7 @@ def custom_tab(page: Page) -> None:
         run, stop = _run_and_stop("Run", "custom")
         output = _output_area(
             "custom",
-            gr.Markdown(label="Response", elem_id="custom-output", container=True, min_height=120, buttons=["copy"]),
+            _answer_box("Response", "custom"),
         )
 
     custom = _request_task(

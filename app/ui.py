@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from app import untrusted
 from app.files import app_folders, sweep, sweep_interval, use_upload_folder
 from app.handlers import (
     DEMO_NOTE,
@@ -31,6 +32,7 @@ from app.tabs import (
     extract_tab,
     summarize_tab,
 )
+from app.untrusted import MARKDOWN_OPTIONS
 from tasks.budget import STRATEGY_CHOICES
 from tasks.documents import SUPPORTED_SUFFIXES
 from tasks.language import LANGUAGES
@@ -129,13 +131,15 @@ def _header(workbench: Workbench) -> None:
     )
     if workbench.engine is None:
         gr.Markdown(
-            f"**Generation is unavailable:** {workbench.unavailable_reason}  \nThe document tools below still work."
+            f"**Generation is unavailable:** {untrusted.plain(workbench.unavailable_reason or '')}  \n"
+            "The document tools below still work."
             + ("  \nEach request tries the model server again." if workbench.reconnect else ""),
             elem_id="demo-warning",
+            **MARKDOWN_OPTIONS,
         )
     elif workbench.demo_model:
         gr.Markdown(f"**Demo model.** {DEMO_NOTE} Start with a real model to get real answers.", elem_id="demo-warning")
-    gr.Markdown(f"Model: {workbench.model_status}", elem_id="status-line")
+    gr.Markdown(f"Model: {untrusted.plain(workbench.model_status)}", elem_id="status-line", **MARKDOWN_OPTIONS)
 
 
 def _uploads() -> gr.File:
@@ -161,10 +165,15 @@ def _settings_panel() -> Settings:
     with gr.Row():
         language = gr.Dropdown(LANGUAGE_CHOICES, value="auto", label="Output language", scale=2)
         with gr.Accordion("Advanced", open=False):
-            max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS_LIMIT, value=512, step=1, label="Max new tokens")
-            temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")
+            # Number fields without minimum, maximum or precision: Gradio then hands an API caller's
+            # value to the handler as sent, which checks it and names the setting in its message
+            # (make_options). A gr.Slider, or bounds, fail on a string inside Gradio, before any
+            # handler, and the caller gets no message; a Slider subclass makes Gradio write a .pyi
+            # file next to this module at import.
+            max_new_tokens = gr.Number(value=512, step=1, label=f"Max new tokens (1 to {MAX_NEW_TOKENS_LIMIT:,})")
+            temperature = gr.Number(value=0.0, step=0.05, label="Temperature (0 = greedy, up to 2)")
             strategy = gr.Dropdown(list(STRATEGY_CHOICES), value="auto", label="Strategy for long documents")
-            budget = gr.Number(value=0, precision=0, minimum=0, label="Context budget in tokens (0 = the default)")
+            budget = gr.Number(value=0, step=1, label="Context budget in tokens (0 = the default)")
     return Settings(language, max_new_tokens, temperature, strategy, budget)
 
 

@@ -31,7 +31,7 @@ from transformers import DynamicCache
 
 from model.constraints import JsonGrammars, JsonSchemaConstraint
 from model.fastpath import FastPath
-from model.generation import CALIBRATION_PROMPT, GenerationChunk, Speeds, join_stream
+from model.generation import CALIBRATION_PROMPT, GenerationChunk, Speeds, join_stream, sampling_temperature
 from model.kvcache import (
     PREFIX_SLACK,
     CachedPrefix,
@@ -378,6 +378,7 @@ class Engine:
 
 
 def _pick_token(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:
+    temperature = sampling_temperature(temperature)  # a tiny one would overflow the division below
     if temperature <= 0:
         return int(logits.argmax(dim=-1).item())
     probs = torch.softmax(logits / temperature, dim=-1)

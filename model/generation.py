@@ -9,6 +9,9 @@ from typing import Literal
 
 FinishReason = Literal["stop", "length", "cancelled", "time_limit"]
 CALIBRATION_PROMPT = "The committee reviewed the budget and approved it. " * 12  # measures a first speed
+# Below this, sampling is greedy decoding anyway (the distribution is a point mass), while dividing
+# the logits by it overflows them to inf and the probabilities to nan.
+GREEDY_BELOW = 1e-3
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,13 @@ class Speeds:
     def or_slow(self) -> tuple[float, float]:
         """The speeds, assuming slow where nothing was measured (a calibration that ended at once)."""
         return self.prefill or 50.0, self.decode or 4.0
+
+
+def sampling_temperature(temperature: float) -> float:
+    """The temperature both engines sample with: 0.0 (greedy) below GREEDY_BELOW, so that a tiny
+    value such as 1e-300 never reaches a division (nor a server that does the same); nan is
+    greedy too (TaskOptions.validate refuses it before a task gets here)."""
+    return temperature if temperature >= GREEDY_BELOW else 0.0
 
 
 def _average(previous: float | None, latest: float) -> float:

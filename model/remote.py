@@ -25,7 +25,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from model.generation import CALIBRATION_PROMPT, FinishReason, GenerationChunk, Speeds, join_stream
+from model.generation import (
+    CALIBRATION_PROMPT,
+    FinishReason,
+    GenerationChunk,
+    Speeds,
+    join_stream,
+    sampling_temperature,
+)
 from model.limits import Cancelled, RequestState
 from model.loader import load_tokenizer
 from model.openai_server import READ_SECONDS, OpenAIServer, ServerRefused, ServerUnavailable
@@ -232,7 +239,7 @@ class OpenAIEngine:
             "model": self._model,
             "prompt": ids,
             "max_tokens": max_new_tokens,
-            "temperature": temperature,
+            "temperature": sampling_temperature(temperature),  # the same greedy rule as in process
             "stream": True,
             "stream_options": {"include_usage": True},
         }

@@ -8,8 +8,10 @@ quoted to the model) loses path parts and control characters. Pure Python: no to
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import re
+import stat
 import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -76,14 +78,8 @@ def load_document(path: str | Path, name: str | None = None, password: str | Non
     message meant for the user."""
     path = Path(path)
     name = display_name(name or path.name)
-    if not path.exists():
-        raise DocumentError(f"{name}: file not found")
-    suffix = path.suffix.lower()
-    reader = READERS.get(suffix)
-    if reader is None:
-        supported = ", ".join(SUPPORTED_SUFFIXES)
-        raise DocumentError(f"{name}: unsupported file type {suffix or '(none)'}; supported: {supported}")
-    _check_file(path, name)
+    check_file(path, name)
+    reader = READERS[path.suffix.lower()]
     try:
         raw_pages, meta = reader(path, name, password) if reader is readers.read_pdf else reader(path, name)
     except OSError as exc:  # vanished or unreadable between the check and the read
@@ -123,19 +119,43 @@ def _visible(char: str) -> str:
     return "" if category == "Cf" else char
 
 
-def _check_file(path: Path, name: str) -> None:
-    """A regular file of an acceptable size, checked before anything reads it."""
-    if path.is_dir():
+def check_file(path: str | Path, name: str | None = None) -> None:
+    """A file that load_document can read: it exists, has a supported suffix, and is a regular
+    file of an acceptable size. Cheap (one stat, nothing read), so the command line checks its
+    files with it before it loads the model. Raises DocumentError naming the file (`name`, else
+    the path's shortened last part)."""
+    path = Path(path)
+    name = display_name(name or path.name)
+    try:
+        info = path.stat()  # one call for all the checks below; follows links, as reading would
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise DocumentError(f"{name}: file not found") from exc
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a loop of links
+        raise DocumentError(f"{name}: could not open the file ({file_error_reason(exc)})") from exc
+    suffix = path.suffix.lower()
+    if suffix not in READERS:
+        supported = ", ".join(SUPPORTED_SUFFIXES)
+        raise DocumentError(f"{name}: unsupported file type {suffix or '(none)'}; supported: {supported}")
+    if stat.S_ISDIR(info.st_mode):
         raise DocumentError(f"{name}: this is a folder, not a file")
-    if not path.is_file():  # a device or a pipe (/dev/zero, /dev/urandom) would never end
+    if not stat.S_ISREG(info.st_mode):  # a device or a pipe (/dev/zero, /dev/urandom) would never end
         raise DocumentError(f"{name}: this is not a regular file")
-    size = path.stat().st_size
+    size = info.st_size
     if size == 0:
         raise DocumentError(f"{name}: the file is empty (0 bytes)")
     if size > MAX_FILE_BYTES:
         raise DocumentError(
             f"{name}: the file is {size / 2**20:,.1f} MB; the limit is {MAX_FILE_BYTES / 2**20:,.1f} MB"
         )
+
+
+def file_error_reason(exc: OSError | ValueError) -> str:
+    """Why a file could not be opened, in words, without its (possibly very long) name."""
+    if isinstance(exc, ValueError):  # Python refuses a name with a NUL byte before asking the system
+        return "the file name is not valid"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "the file name is too long"
+    return (exc.strerror or type(exc).__name__).lower()
 
 
 def _tidy(text: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ MAX_FIELDS = 40
 STRING_MAX_CHARS = 1000
 ARRAY_MAX_ITEMS = 20
 NUMBER_BOUND = 10**15
+MAX_SCHEMA_DEPTH = 32  # levels of brackets: 16 nested objects, each a node and its properties
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,19 @@ def spec_from_fields(fields: str | Sequence[str]) -> ExtractionSpec:
 
 
 def spec_from_schema(schema: str | dict) -> ExtractionSpec:
-    """A JSON schema (as text or a dict) describing an object with properties."""
+    """A JSON schema (as text or a dict) describing an object with properties, nested at most
+    MAX_SCHEMA_DEPTH deep: json.loads, jsonschema, `_tighten` and the grammar compiler all
+    recurse, and a schema nested thousands deep would exhaust Python's stack."""
+    depth = _text_depth(schema) if isinstance(schema, str) else _value_depth(schema)
+    if depth > MAX_SCHEMA_DEPTH:
+        raise InvalidRequest(f"the schema is nested too deeply: more than {MAX_SCHEMA_DEPTH} levels of brackets")
+    try:
+        return _checked_spec(schema)
+    except RecursionError as exc:  # the last resort: the depth check above should make this impossible
+        raise InvalidRequest("the schema is nested too deeply") from exc
+
+
+def _checked_spec(schema: str | dict) -> ExtractionSpec:
     from jsonschema import SchemaError
     from jsonschema.validators import validator_for
 
@@ -74,6 +88,35 @@ def spec_from_schema(schema: str | dict) -> ExtractionSpec:
     except SchemaError as exc:
         raise InvalidRequest(f"the schema is not a valid JSON schema: {exc.message}") from exc
     return ExtractionSpec(schema, from_fields=False)
+
+
+# A JSON string (its escapes included; an unclosed one runs to the end) or one bracket.
+_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]+|\\.)*"?|[\[\]{}]', re.DOTALL)
+
+
+def _text_depth(text: str) -> int:
+    """How deep the brackets of JSON text nest, brackets inside strings not counted. A scan, not
+    a parse: it cannot recurse, and invalid JSON is left for json.loads to describe."""
+    depth = deepest = 0
+    for match in _STRING_OR_BRACKET.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in ("]", "}"):
+            depth -= 1
+    return deepest
+
+
+def _value_depth(value: Any) -> int:
+    """How deep dicts and lists nest in `value`, walked with a stack rather than by recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= MAX_SCHEMA_DEPTH:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 def decoding_schema(schema: dict) -> dict:
@@ -149,6 +192,8 @@ def _validated(text: str, schema: dict) -> Any:
         validate(data, schema)
     except (json.JSONDecodeError, ValidationError) as exc:  # the grammar should make this impossible
         raise UserError(f"the model's JSON did not match the schema: {exc}") from exc
+    except RecursionError as exc:  # a schema that allows any value (`{}`) lets the model nest without end
+        raise UserError("the model's JSON is nested too deeply to read") from exc
     return data
 
 

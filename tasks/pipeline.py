@@ -42,8 +42,8 @@ class TaskOptions:
     def validate(self) -> None:
         if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
             raise InvalidRequest(f"max new tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT:,}")
-        if not 0.0 <= self.temperature <= 2.0:
-            raise InvalidRequest("temperature must be between 0 and 2")
+        if not 0.0 <= self.temperature <= 2.0:  # also refuses nan, for which every comparison is False
+            raise InvalidRequest(f"temperature must be between 0 and 2, not {self.temperature!r}")
         if self.time_limit is not None and not (math.isfinite(self.time_limit) and self.time_limit > 0):
             raise InvalidRequest("the time limit must be a positive number of seconds (or none)")
         if self.language is not None:

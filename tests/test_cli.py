@@ -98,7 +98,7 @@ def test_extract_and_classify_json(report_pdf):
     ("args", "message"),
     [
         (["--model", "tiny-random", "summarize", "missing.pdf"], "missing.pdf: file not found"),
-        (["--model", "tiny-random", "--quant", "4bit", "summarize", "x.pdf"], "needs a CUDA GPU"),
+        (["--model", "tiny-random", "--quant", "4bit", "summarize", "{pdf}"], "needs a CUDA GPU"),
         (["--model", "tiny-random", "--context-budget", "300", "summarize", "{pdf}"], "at least 512 tokens"),
         (
             [

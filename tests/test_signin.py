@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from app.signin import FREE_TRIES, MAX_PAUSE, SignInLimiter, rewrite_login_page
+from tests.browser import chromium
 from tests.serving import serving
 
 ATTACKER, NEIGHBOUR = "203.0.113.7", "198.51.100.20"  # documentation addresses (RFC 5737)
@@ -88,30 +89,23 @@ def test_other_pages_are_left_as_they_are():
 
 @pytest.mark.browser
 def test_signing_in_with_a_wrong_then_the_right_password_in_chromium(tiny_engine, tmp_path, monkeypatch):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    from tests.test_browser import CHROMIUM_FLAGS, _chromium
-
-    chromium = _chromium()
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
     monkeypatch.setattr(SignInLimiter, "pause", lambda self, tries: 60.0)  # long enough to watch
-    with serving(tiny_engine, auth="ann:secret") as demo, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
-        try:
-            page = _login_page(browser, demo.local_url, NEIGHBOUR)
-            _submit(page, "guess")
-            expect(page.get_by_text("Incorrect Credentials", exact=False)).to_be_visible(timeout=10_000)
-            _submit(page, "secret")
-            expect(page.locator("#documents")).to_be_visible(timeout=30_000)  # the app itself
+    with serving(tiny_engine, auth="ann:secret") as demo, chromium() as browser:
+        page = _login_page(browser, demo.local_url, NEIGHBOUR)
+        _submit(page, "guess")
+        expect(page.get_by_text("Incorrect Credentials", exact=False)).to_be_visible(timeout=10_000)
+        _submit(page, "secret")
+        expect(page.locator("#documents")).to_be_visible(timeout=30_000)  # the app itself
 
-            page = _login_page(browser, demo.local_url, ATTACKER)
-            for _ in range(FREE_TRIES):  # meanwhile, from the same address, a script guesses
-                assert _sign_in(demo.local_url, "guess", ATTACKER).status_code == 400
-            _submit(page, "secret")  # 429: the page reloads and says why
-            expect(page.get_by_text("Too many wrong sign-ins from your address")).to_be_visible(timeout=10_000)
-            expect(page.get_by_text(re.compile(r"wait (59|60) seconds, then try again"))).to_be_visible()
-        finally:
-            browser.close()
+        page = _login_page(browser, demo.local_url, ATTACKER)
+        for _ in range(FREE_TRIES):  # meanwhile, from the same address, a script guesses
+            assert _sign_in(demo.local_url, "guess", ATTACKER).status_code == 400
+        _submit(page, "secret")  # 429: the page reloads and says why
+        expect(page.get_by_text("Too many wrong sign-ins from your address")).to_be_visible(timeout=10_000)
+        expect(page.get_by_text(re.compile(r"wait (59|60) seconds, then try again"))).to_be_visible()
 
 
 def _login_page(browser, url: str, address: str):
