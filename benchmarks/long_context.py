@@ -1,6 +1,6 @@
 """Long-context measurements on the real-size Granite-3.1-1B-A400M architecture (random weights).
 
-    python benchmarks/long_context.py [--tokens 4096] [--chunk N] [--json]
+    python benchmarks/long_context.py [--tokens 4096] [--chunk N] [--json] [--model tiny-random]
 
 Reports, for a prompt of --tokens tokens on this machine:
 - the peak memory added by prefilling it in one pass and in chunks of --chunk tokens (each in a
@@ -25,6 +25,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+REAL_SIZE = "granite-3.1-1b-a400m-random"
 QUESTION = "\n\nTask: Answer the question below using only the document above.\n\nQuestion: {q}\nAnswer:"
 
 
@@ -52,12 +53,17 @@ class PeakSampler:
         self._thread.join()
 
 
-def build_engine(chunk: int):
+def build_engine(chunk: int, model: str = REAL_SIZE):
+    """The engine measured: the real-size architecture with random weights, or `tiny-random` (the
+    smoke test's: every path runs in seconds, the figures mean nothing)."""
     from benchmarks.random_granite import build_random_granite
     from model.engine import Engine
+    from model.loader import load_model
     from model.runtime import Runtime
 
-    return Engine(build_random_granite(Runtime("cpu", "float32", "none")), prefill_chunk=chunk)
+    runtime = Runtime("cpu", "float32", "none")
+    loaded = build_random_granite(runtime) if model == REAL_SIZE else load_model(model, runtime)
+    return Engine(loaded, prefill_chunk=chunk)
 
 
 def document_of(engine, tokens: int) -> str:
@@ -69,9 +75,9 @@ def document_of(engine, tokens: int) -> str:
     return text
 
 
-def measure_prefill(tokens: int, chunk: int) -> dict:
+def measure_prefill(tokens: int, chunk: int, model: str = REAL_SIZE) -> dict:
     """In this process: the memory added by prefilling `tokens` tokens in chunks of `chunk`."""
-    engine = build_engine(chunk)
+    engine = build_engine(chunk, model)
     document = document_of(engine, tokens)
     engine.generate("warm up", max_new_tokens=2)
     before = rss_bytes()
@@ -86,8 +92,8 @@ def measure_prefill(tokens: int, chunk: int) -> dict:
     }
 
 
-def measure_cached_question(tokens: int, chunk: int) -> dict:
-    engine = build_engine(chunk)
+def measure_cached_question(tokens: int, chunk: int, model: str = REAL_SIZE) -> dict:
+    engine = build_engine(chunk, model)
     document = document_of(engine, tokens)
     ask = lambda question, session: engine.generate(  # noqa: E731
         QUESTION.format(q=question), prefix=document, max_new_tokens=1, cache_salt=session
@@ -106,27 +112,28 @@ def measure_cached_question(tokens: int, chunk: int) -> dict:
     }
 
 
-def in_subprocess(tokens: int, chunk: int) -> dict:
+def in_subprocess(tokens: int, chunk: int, model: str) -> dict:
     code = (
         "import json, sys; sys.path.insert(0, '.'); from benchmarks.long_context import measure_prefill; "
-        f"print(json.dumps(measure_prefill({tokens}, {chunk})))"
+        f"print(json.dumps(measure_prefill({tokens}, {chunk}, {model!r})))"
     )
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     from model.engine import DEFAULT_PREFILL_CHUNK
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=4096)
     parser.add_argument("--chunk", type=int, default=DEFAULT_PREFILL_CHUNK, help="prefill chunk (the engine's default)")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    one_shot = in_subprocess(args.tokens, 10**9)
-    chunked = in_subprocess(args.tokens, args.chunk)
-    cached = measure_cached_question(args.tokens, args.chunk)
+    parser.add_argument("--model", default=REAL_SIZE, help="tiny-random: the smoke test's model (figures mean nothing)")
+    args = parser.parse_args(argv)
+    one_shot = in_subprocess(args.tokens, 10**9, args.model)
+    chunked = in_subprocess(args.tokens, args.chunk, args.model)
+    cached = measure_cached_question(args.tokens, args.chunk, args.model)
     report = {
         "prefill_one_shot": one_shot,
         "prefill_chunked": chunked,
