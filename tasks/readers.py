@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import zipfile
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -29,6 +30,7 @@ logging.getLogger("pypdf").setLevel(logging.ERROR)
 RawPages = tuple[list[str], dict]
 MAX_TEXT_CHARS = 50 * 2**20  # as much text as the largest text file accepted (50 MB) holds
 MAX_PAGES = 5_000  # 2,000 short PDF pages read in ~1.5 s here; the limit keeps the worst case to seconds
+MAX_READ_SECONDS = 120.0  # a PDF whose text takes longer to extract is refused (5,000 dense pages: ~35 s)
 MAX_UNPACKED_BYTES = 256 * 2**20  # python-docx holds every part of a .docx in memory at once
 MAX_PACKING_RATIO = 200  # Word XML packs ~5-30x; a zip bomb (a run of zeros) ~1,000x
 _RATIO_FLOOR = 2**20  # parts smaller than this may pack as tightly as they like
@@ -55,7 +57,7 @@ def read_pdf(path: Path, name: str, password: str | None = None) -> RawPages:
         reader = PdfReader(path)
         _unlock(reader, name, password)
         check_page_count(len(reader.pages), name)  # before the slow part: extracting every page
-        texts = [page.extract_text() or "" for page in reader.pages]
+        texts = _page_texts(reader, name)
     except DocumentError:
         raise
     except DependencyError as exc:
@@ -69,6 +71,23 @@ def read_pdf(path: Path, name: str, password: str | None = None) -> RawPages:
             f"{name}: could not read this PDF, it looks damaged or incomplete ({_reason(exc)})"
         ) from exc
     return texts, {"format": "pdf"}
+
+
+def _page_texts(reader, name: str) -> list[str]:
+    """Every page's text, within the text and time limits as it goes: pages may share one content
+    stream, so a small file can hold thousands of copies of a long text, or of a slow one."""
+    texts: list[str] = []
+    characters, started = 0, time.monotonic()
+    for number, page in enumerate(reader.pages, start=1):
+        texts.append(page.extract_text() or "")
+        characters += len(texts[-1])
+        check_text_size(characters, name)
+        if time.monotonic() - started > MAX_READ_SECONDS and number < len(reader.pages):
+            raise DocumentError(
+                f"{name}: refused: reading this PDF's text took more than {MAX_READ_SECONDS:.0f} seconds for "
+                f"{number:,} of its {len(reader.pages):,} pages; split it into parts"
+            )
+    return texts
 
 
 def _unlock(reader, name: str, password: str | None) -> None:
