@@ -318,8 +318,8 @@ def result_markdown(details: dict[str, Any]) -> str:
     for key, label in (("question", "Question"), ("prompt", "Instruction")):
         if details.get(key):
             lines += [f"**{label}:** {plain(details[key])}", ""]
-    body = details.get("text", "")  # JSON cannot close the fence: its strings hold no line breaks
-    lines += [f"```json\n{body}\n```" if details["task"] == "extract" else untrusted.markdown(body)]
+    body = details.get("text", "")
+    lines += [untrusted.code_block(body, "json") if details["task"] == "extract" else untrusted.markdown(body)]
     lines += ["", "## Sources", "", sources_markdown(details), "", "## Run", ""]
     usage, timings = details.get("usage", {}), details.get("timings", {})
     lines += [

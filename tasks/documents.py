@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 
 from tasks import readers
-from tasks.cleaning import clean_pages
+from tasks.cleaning import clean_pages, substitute
 from tasks.errors import DocumentError
 from tasks.language import detect_language
 
@@ -38,6 +38,9 @@ MAX_NAME_CHARS = 120
 # Control characters leave the text (a stray NUL, a terminal escape); vertical tab and form feed
 # become line breaks. Tab, line feed and carriage return stay.
 _CONTROLS = {code: None for code in (*range(0, 9), *range(14, 32), 127, *range(128, 160))} | {11: "\n", 12: "\n"}
+# Spaces before a line end, matched only from the start of a run of spaces: tried at every space
+# of a long run that ends in a letter, the pattern would rescan the rest of the run each time.
+_TRAILING_SPACE = re.compile(r"(?<![^\S\n])[^\S\n]+(?=\n|\Z)")
 
 
 @dataclass(frozen=True)
@@ -159,8 +162,10 @@ def file_error_reason(exc: OSError | ValueError) -> str:
 
 
 def _tidy(text: str) -> str:
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").translate(_CONTROLS).split("\n")
-    return "\n".join(line.rstrip() for line in lines).strip()
+    """Line ends as \n, control characters out, no spaces at line ends (a regular expression, not
+    a list of lines: a file of millions of short lines would cost GBs of line strings)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_CONTROLS)
+    return substitute(_TRAILING_SPACE, lambda _: "", text).strip()
 
 
 def _no_text_message(name: str, kind: str) -> str:

@@ -101,3 +101,28 @@ def test_docx_hard_break_and_its_rendered_twin_make_one_break(tmp_path):
     word.save(tmp_path / "twin.docx")
     document = load_document(tmp_path / "twin.docx")
     assert [(p.number, p.text) for p in document.pages] == [(1, "Page one text."), (2, "Page two text.")]
+
+
+def test_substitute_is_re_sub_joined_as_it_goes():
+    import random
+    import re
+
+    from tasks.cleaning import substitute
+
+    rng = random.Random(3)
+    pattern = re.compile(r"(\w+)-\n(\w)")
+    for _ in range(30):
+        text = "".join(rng.choice(["ab", "-\n", "c", " ", "\n", "-"]) for _ in range(rng.randint(0, 20_000)))
+        assert substitute(pattern, lambda m: m.group(1) + m.group(2), text) == pattern.sub(r"\1\2", text)
+
+
+def test_hyphen_breaks_keep_the_hyphen_of_compounds_written_whole_elsewhere():
+    pages = ["The well-known firm and a state-of-the-art plant.", "A well-\nknown name, an inter-\nnational deal."]
+    assert clean_pages(pages, from_pdf=False)[1] == "A well-known\nname, an international\ndeal."
+
+
+def test_running_lines_go_whatever_the_length_of_a_page():
+    bodies = ["\n".join(f"{word} {n}" for n in range(30_000)) for word in ("alpha", "beta", "gamma", "delta")]
+    pages = [f"ACME Annual Report\n{body}\nConfidential - page {n}" for n, body in enumerate(bodies, start=1)]
+    assert drop_running_lines(pages) == bodies
+    assert drop_running_lines(["short", "x\ny", "a\nb\nc"]) == ["short", "x\ny", "a\nb\nc"]

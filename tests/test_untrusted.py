@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from app.untrusted import ZERO_WIDTH_SPACE, html, markdown, plain
+from app.untrusted import ZERO_WIDTH_SPACE, code_block, html, markdown, plain
 from tests.browser import chromium
 from tests.fakes import FakeEngine
 from tests.serving import serving
@@ -24,28 +24,33 @@ from tests.serving import serving
 def payloads(base: str, where: str) -> str:
     """Every way we know for text rendered as Markdown or HTML to make a browser fetch `base`."""
     url = f"{base}/{where}"
-    return "\n\n".join([
-        f"Revenue grew, see the chart ![chart]({url}-markdown-image.png?leak=secret) in the appendix.",
-        f'Raw image: <img src="{url}-raw-img.png"> and <img srcset="{url}-srcset.png 1x">.',
-        f'<iframe src="{url}-iframe.html"></iframe> <object data="{url}-object"></object> <embed src="{url}-embed">',
-        f'<link rel="stylesheet" href="{url}-link.css"><style>@import url("{url}-import.css");</style>',
-        f'<div style="background-image:url({url}-style.png)">styled</div> <svg><image href="{url}-svg.png"/></svg>',
-        f'<video poster="{url}-poster.png" src="{url}-video.mp4"></video> <audio src="{url}-audio.mp3"></audio>',
-        f'<picture><source srcset="{url}-picture.png"></picture> <input type="image" src="{url}-input.png">',
-        f"A reference image ![ref][logo] and a shortcut ![logo].\n\n[logo]: {url}-reference.png",
-        f"An autolink <{url}-autolink.png> and a link [click me](javascript:alert(1)) and [ok]({url}-link).",
-        f"$$\\includegraphics{{{url}-katex.png}}$$ and $$\\href{{{url}-href}}{{x}}$$",
-        f"```mermaid\ngraph TD; A[<img src='{url}-mermaid.png'>] --> B\n```",
-        f'"Quoted: <img src="{url}-quote.png"> as the document says."',
-    ])
+    return "\n\n".join(
+        [
+            f"Revenue grew, see the chart ![chart]({url}-markdown-image.png?leak=secret) in the appendix.",
+            f'Raw image: <img src="{url}-raw-img.png"> and <img srcset="{url}-srcset.png 1x">.',
+            f'<iframe src="{url}-iframe.html"></iframe> <object data="{url}-object"></object> <embed src="{url}-embed">',
+            f'<link rel="stylesheet" href="{url}-link.css"><style>@import url("{url}-import.css");</style>',
+            f'<div style="background-image:url({url}-style.png)">styled</div> <svg><image href="{url}-svg.png"/></svg>',
+            f'<video poster="{url}-poster.png" src="{url}-video.mp4"></video> <audio src="{url}-audio.mp3"></audio>',
+            f'<picture><source srcset="{url}-picture.png"></picture> <input type="image" src="{url}-input.png">',
+            f"A reference image ![ref][logo] and a shortcut ![logo].\n\n[logo]: {url}-reference.png",
+            f"An autolink <{url}-autolink.png> and a link [click me](javascript:alert(1)) and [ok]({url}-link).",
+            f"$$\\includegraphics{{{url}-katex.png}}$$ and $$\\href{{{url}-href}}{{x}}$$",
+            f"```mermaid\ngraph TD; A[<img src='{url}-mermaid.png'>] --> B\n```",
+            f"After a lone carriage return\r```mermaid\rgraph TD\rA[\"&lt;img src='{url}-cr-mermaid.png'&gt;\"]\r```",
+            f'"Quoted: <img src="{url}-quote.png"> as the document says."',
+        ]
+    )
 
 
 def test_markdown_reads_the_same_but_loads_nothing():
     text = payloads("http://127.0.0.1:9", "answer")
     shown = markdown(text)
-    assert shown.replace(ZERO_WIDTH_SPACE, "") == text  # nothing lost
+    assert shown.replace(ZERO_WIDTH_SPACE, "") == text.replace("\r", "\n")  # nothing lost; one kind of line break
     assert "<" + ZERO_WIDTH_SPACE in shown and "](" not in shown and "][" not in shown and "]:" not in shown
-    assert "```" + ZERO_WIDTH_SPACE + "mermaid" in shown
+    assert shown.count("```" + ZERO_WIDTH_SPACE + "mermaid") == 2 and "```mermaid" not in shown
+    for line_break in ("\r", "\r\n", "\u2028", "\x85"):
+        assert markdown(f"x{line_break}```mermaid{line_break}") == f"x\n```{ZERO_WIDTH_SPACE}mermaid\n"
     assert markdown("**Revenue** grew:\n\n- 12%\n- `code <b>`") == "**Revenue** grew:\n\n- 12%\n- `code <\u200bb>`"
 
 
@@ -55,6 +60,7 @@ def test_plain_escapes_every_markdown_character_and_keeps_lines():
     blocks = "2\\. Terms  \n\\- item  \n\\---  \n\\| a \\| b \\|  \n\\> quote"
     assert plain("2. Terms\n- item\n---\n| a | b |\n> quote") == blocks
     assert plain("![x](http://host/x.png) &lt; `code`") == "!\\[x\\](http://host/x.png) \\&lt; \\`code\\`"
+    assert plain("a\r# b\u2028  - c") == "a  \n\\# b  \n\u00a0\u00a0\\- c"
     assert html('<img src="x"> & co') == '&lt;img src="x"&gt; &amp; co'
 
 
@@ -134,3 +140,15 @@ def test_no_document_answer_history_source_or_error_makes_chromium_fetch_anythin
         while listener.connections == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert listener.connections > 0, "the listener cannot see a browser fetch: the test proves nothing"
+
+
+def test_an_export_of_cut_off_json_keeps_all_of_it_inside_its_code_block():
+    from markdown_it import MarkdownIt
+
+    from app.handlers import result_markdown
+
+    cut_off = '{"a": "x\n```\n![l](http://127.0.0.1:9/leak)\n<img src=http://127.0.0.1:9/i>\n````json\n'
+    exported = result_markdown({"task": "extract", "text": cut_off, "document": {"name": "d"}, "sources": []})
+    rendered = MarkdownIt("commonmark").enable("table").render(exported)
+    assert "<img" not in rendered and "<a " not in rendered and "leak" in rendered  # shown, as code
+    assert code_block("a ``` b", "json") == "````json\na ``` b\n````"
