@@ -1,7 +1,7 @@
 """Stock transformers `model.generate` against our engine, on the real-size Granite-3.1-1B-A400M
 architecture with random weights, in one process, with this machine's limits measured alongside.
 
-    python benchmarks/generation.py [--quick] [--json] [--threads N]
+    python benchmarks/generation.py [--quick] [--json] [--threads N] [--model tiny-random]
 
 Stock runs first, on the model exactly as transformers builds it; then the same model's weights
 are prepared in place as our loader prepares them (quantized if asked; native kernels built), and our engine
@@ -29,10 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from benchmarks.random_granite import build_random_granite, filler_text
+from benchmarks.random_granite import MODELS, REAL_SIZE, SMOKE_MODEL_HELP, build_random_granite, filler_text
 from model.engine import Engine
 from model.kernels import linear
-from model.kvcache import new_cache
 from model.loader import prepare_weights
 from model.runtime import Runtime
 
@@ -133,21 +132,13 @@ def measure_ours(engine: Engine, prefill_lengths: tuple[int, ...], stock_ids: li
     return result
 
 
-def decode_step_logits(engine: Engine, text: str) -> torch.Tensor:
-    """Next-token logits when the prompt's last token goes through as a decode step."""
-    ids = engine.encode(text)
-    cache = new_cache(engine.model.config)
-    engine._prefill(ids[:-1], cache, None)
-    return engine._forward(torch.tensor([ids[-1:]]), cache, keep=1)[0, -1].float()
-
-
-def measure_int8(reference: torch.Tensor) -> dict:
+def measure_int8(reference: torch.Tensor, model: str) -> dict:
     """`--quant int8`: decode speed, and the largest logit change at a decode step against the
     fp32 `reference` logits, on a freshly built model (the same seed, so the same weights)."""
-    engine = Engine(build_random_granite(Runtime("cpu", "float32", "int8")))
+    engine = Engine(build_random_granite(Runtime("cpu", "float32", "int8"), model=model))
     text = prompt_text(engine, 1024)
     result = engine.generate(text, max_new_tokens=DECODE_TOKENS)
-    error = (decode_step_logits(engine, text) - reference).abs().max()
+    error = (engine.decode_step_logits(text) - reference).abs().max()
     return {"tps": (result.generated_tokens - 1) / result.decode_seconds, "max_logit_error": float(error)}
 
 
@@ -163,24 +154,25 @@ def measure_cached_question(engine: Engine, tokens: int = 4096) -> tuple[float, 
     return first.prefill_seconds / second.prefill_seconds, first.prefill_seconds / other.prefill_seconds
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2K-token prefill only (ends within 10 minutes here)")
     parser.add_argument("--json", action="store_true", help="one line of JSON")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    args = parser.parse_args()
+    parser.add_argument("--model", choices=MODELS, default=REAL_SIZE, help=SMOKE_MODEL_HELP)
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     peak, bandwidth = matmul_gflops(), bandwidth_gbs()
     lengths = (2048,) if args.quick else (2048, 8192)
     runtime = Runtime("cpu", "float32", "none")
-    loaded = build_random_granite(runtime, prepare=False)
+    loaded = build_random_granite(runtime, prepare=False, model=args.model)
     stock = measure_stock(loaded.model, Engine(loaded), lengths)
     prepare_weights(loaded.model, runtime)  # in place, as the loader prepares them
     engine = Engine(loaded)
     ours = measure_ours(engine, lengths, stock["decode_ids"])
     config = engine.model.config
-    report: dict = {"threads": torch.get_num_threads(), "matmul_gflops": round(peak, 1),
+    report: dict = {"model": args.model, "threads": torch.get_num_threads(), "matmul_gflops": round(peak, 1),
                     "bandwidth_gbs": round(bandwidth, 2)}  # fmt: skip
     for tokens in lengths:
         suffix = "" if tokens == 2048 else "_8k"
@@ -202,10 +194,10 @@ def main() -> int:
         "cached_question_speedup": round(follow_up, 1),
         "cached_other_task_speedup": round(other_task, 1),
     }
-    reference = decode_step_logits(engine, prompt_text(engine, 1024))
+    reference = engine.decode_step_logits(prompt_text(engine, 1024))
     del loaded, engine
     gc.collect()  # one real-size model in memory at a time
-    int8 = measure_int8(reference)
+    int8 = measure_int8(reference, args.model)
     report |= {
         "ours_int8_decode_tps": round(int8["tps"], 2),
         "int8_decode_speedup": round(int8["tps"] / stock["decode_tps"], 2),

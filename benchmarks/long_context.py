@@ -25,7 +25,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-REAL_SIZE = "granite-3.1-1b-a400m-random"
+from benchmarks.random_granite import MODELS, REAL_SIZE, SMOKE_MODEL_HELP
+
 QUESTION = "\n\nTask: Answer the question below using only the document above.\n\nQuestion: {q}\nAnswer:"
 
 
@@ -62,6 +63,7 @@ def build_engine(chunk: int, model: str = REAL_SIZE):
     from model.runtime import Runtime
 
     runtime = Runtime("cpu", "float32", "none")
+    # tiny-random goes through the loader, as `--model tiny-random` does in the app
     loaded = build_random_granite(runtime) if model == REAL_SIZE else load_model(model, runtime)
     return Engine(loaded, prefill_chunk=chunk)
 
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=4096)
     parser.add_argument("--chunk", type=int, default=DEFAULT_PREFILL_CHUNK, help="prefill chunk (the engine's default)")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--model", default=REAL_SIZE, help="tiny-random: the smoke test's model (figures mean nothing)")
+    parser.add_argument("--model", choices=MODELS, default=REAL_SIZE, help=SMOKE_MODEL_HELP)
     args = parser.parse_args(argv)
     one_shot = in_subprocess(args.tokens, 10**9, args.model)
     chunked = in_subprocess(args.tokens, args.chunk, args.model)

@@ -1,6 +1,7 @@
 """Concurrent clients asking about one document: the in-process backend against vLLM.
 
     python benchmarks/serving.py [--json] [--clients 1,4,8] [--questions 2] [--document-tokens 1024]
+                                 [--backends in-process,vllm] [--vllm-url URL] [--model tiny-random]
 
 The real-size Granite-3.1-1B-A400M with random weights is written once to a model folder (speed
 does not depend on the weight values). Both backends read that folder: the in-process engine as
@@ -13,7 +14,8 @@ The in-process backend serves one request at a time, as the web UI does (one mod
 generation), so the other clients wait; the server batches them. Reported per N: requests per
 second, the median and 90th percentile time to first token (waiting included), and generated
 tokens per second. Runs sequentially (one model in memory at a time); takes about 10 minutes on
-two cores.
+two cores. `--vllm-url` measures a vLLM server that is already running on the same folder instead
+of starting one (the smoke test's, on tiny-random).
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.random_granite import build_random_granite, filler_text
-from model.checkpoints import cache_root, tiny_random_path
+from benchmarks.random_granite import MODELS, REAL_SIZE, SMOKE_MODEL_HELP, build_random_granite, filler_text
+from model.checkpoints import TINY_RANDOM, cache_root, tiny_random_path
 from model.runtime import Runtime
 
 QUESTIONS = [
@@ -67,9 +69,11 @@ class Round:
     generated_tokens: int
 
 
-def model_folder() -> Path:
+def model_folder(model: str = REAL_SIZE) -> Path:
     """The real-size random checkpoint as a model folder (safetensors, bf16 to halve the disk;
-    both backends compute in fp32), written once."""
+    both backends compute in fp32), written once; or tiny-random's folder."""
+    if model == TINY_RANDOM:
+        return tiny_random_path()
     folder = cache_root() / _FOLDER
     if (folder / "model.safetensors.index.json").exists() or (folder / "model.safetensors").exists():
         return folder
@@ -156,19 +160,28 @@ def in_process(folder: Path, document: str, clients: list[int], questions: int, 
     return result
 
 
-def on_vllm(folder: Path, document: str, clients: list[int], questions: int, new_tokens: int) -> dict:
-    from model.remote import connect
+def on_vllm(
+    folder: Path, document: str, clients: list[int], questions: int, new_tokens: int, url: str | None = None
+) -> dict:
     from tools.vllm_cpu import serving
 
+    if url:
+        return _measure_server(url, folder, document, clients, questions, new_tokens)
     started = time.perf_counter()
     with serving(folder, max_model_len=4096, kv_cache_gib=2) as server:
         ready = time.perf_counter() - started
-        engine = connect(server.base_url, tokenizer_model=str(folder))
-        try:
-            result = measure(engine, document, clients, questions, new_tokens, one_at_a_time=False)
-        finally:
-            engine.close()
+        result = _measure_server(server.base_url, folder, document, clients, questions, new_tokens)
     return {"server_start_seconds": round(ready, 1), **result}
+
+
+def _measure_server(url: str, folder: Path, document: str, clients: list[int], questions: int, new_tokens: int) -> dict:
+    from model.remote import connect
+
+    engine = connect(url, tokenizer_model=str(folder))
+    try:
+        return measure(engine, document, clients, questions, new_tokens, one_at_a_time=False)
+    finally:
+        engine.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,17 +191,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--document-tokens", type=int, default=1024)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--backends", default="in-process,vllm")
+    parser.add_argument("--vllm-url", help="a running vLLM server on the same model folder (default: start one)")
+    parser.add_argument("--model", choices=MODELS, default=REAL_SIZE, help=SMOKE_MODEL_HELP)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     clients = [int(value) for value in args.clients.split(",")]
-    folder = model_folder()
+    backends = args.backends.split(",")
+    if unknown := set(backends) - {"in-process", "vllm"}:
+        parser.error(f"unknown backend(s) {', '.join(sorted(unknown))}: choose in-process, vllm")
+    folder = model_folder(args.model)
     document = _document(folder, args.document_tokens)
-    report: dict = {"model": "granite-3.1-1b-a400m, random weights, fp32 on CPU", "new_tokens": args.new_tokens,
+    report: dict = {"model": f"{args.model}, random weights, fp32 on CPU", "new_tokens": args.new_tokens,
                     "questions_per_client": args.questions, "backends": {}}  # fmt: skip
-    runs = {"in-process": in_process, "vllm": on_vllm}
-    for name in args.backends.split(","):
+    for name in backends:
         print(f"[{name} ...]", file=sys.stderr, flush=True)
-        report["backends"][name] = runs[name](folder, document, clients, args.questions, args.new_tokens)
+        measured = (folder, document, clients, args.questions, args.new_tokens)
+        report["backends"][name] = in_process(*measured) if name == "in-process" else on_vllm(*measured, args.vllm_url)
     if len(report["backends"]) == 2:
         report["vllm_vs_in_process_requests_per_second"] = {
             str(ours["clients"]): round(theirs["requests_per_second"] / ours["requests_per_second"], 2)

@@ -197,6 +197,19 @@ class Engine:
         release_memory()
         raise run.out_of_memory()
 
+    def decode_step_logits(self, prompt: str) -> torch.Tensor:
+        """The next-token logits (vocab,) after `prompt`, its last token fed alone, as generation
+        feeds each new token. Decode runs other kernels (and, with --quant int8, other weights)
+        than prefill, so this is what a comparison of decode numerics needs. No cache is kept."""
+        ids = self.encode(prompt)
+        if len(ids) < 2:
+            raise ValueError("decode_step_logits needs a prompt of at least two tokens")
+        run = RequestState(None, None, self.prefill_chunk)
+        cache = new_cache(self.model.config, len(ids))
+        self._prefill(ids[:-1], cache, run)
+        last = torch.tensor([ids[-1:]], device=self.model.device)
+        return self._forward(last, cache, keep=1)[0, -1].float()
+
     def _score(self, prompt: str, continuations: Sequence[str], prefix: str, run: RequestState) -> list[float]:
         scores = []
         with self._prefilled(prompt, prefix, run, reserve=0) as state:

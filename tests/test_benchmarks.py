@@ -5,12 +5,77 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+# Every script in benchmarks/ and the test that runs it (serving's vLLM backend: tests/test_vllm.py).
+SMOKE_TESTED = {
+    "generation.py": "test_generation_compares_stock_and_ours_and_int8",
+    "gpu_check.py": "test_gpu_check_runs_every_part_on_the_cpu",
+    "long_context.py": "test_long_context_runs_and_keeps_each_sessions_cache_apart",
+    "serving.py": "test_serving_measures_the_in_process_backend",
+}
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_every_benchmark_script_has_a_smoke_test():
+    scripts = {path.name for path in (REPO_ROOT / "benchmarks").glob("*.py") if "__main__" in path.read_text()}
+    assert scripts == set(SMOKE_TESTED)
+    assert all(name in globals() for name in SMOKE_TESTED.values())
+
+
+def test_generation_compares_stock_and_ours_and_int8(tiny_checkpoint, capsys):
+    from benchmarks.generation import main
+
+    assert main(["--quick", "--json", "--model", "tiny-random"]) == 0
+    report = last_json(capsys.readouterr().out)
+    assert report["model"] == "tiny-random" and report["outputs_match"]
+    assert report["ours_decode_tps"] > 0 and report["ours_int8_decode_tps"] > 0
+    assert report["cached_question_speedup"] > 1 and report["matmul_gflops"] > 0
+    assert 0 <= report["int8_max_logit_error"] < 0.1  # int8 decode weights change logits a little
+
+
+def test_gpu_check_runs_every_part_on_the_cpu(tiny_checkpoint, capsys):
+    from benchmarks.gpu_check import main
+
+    status = main(["--smoke"])
+    out = capsys.readouterr().out
+    report = json.loads(out[out.index("{\n") :])  # the closing summary, after one line per part
+    failed = {name: part for name, part in report.items() if isinstance(part, dict) and not part["ok"]}
+    assert status == 0 and not failed
+    assert report["sizes"]["device"] == "cpu" and report["bf16"]["long_prefill_tokens"] >= 3600
+
 
 def test_long_context_runs_and_keeps_each_sessions_cache_apart(tiny_checkpoint, capsys):
     from benchmarks.long_context import main
 
     assert main(["--model", "tiny-random", "--tokens", "600", "--chunk", "256", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    report = last_json(capsys.readouterr().out)
     assert report["same_first_token"]
     cached = report["cached_question"]
     assert cached["cached_tokens"] > 500 and cached["other_session_cached_tokens"] == 0
+
+
+SERVING_SMOKE = ["--model", "tiny-random", "--clients", "1,2", "--questions", "1", "--document-tokens", "128",
+                 "--new-tokens", "4", "--json"]  # fmt: skip
+
+
+def test_serving_measures_the_in_process_backend(tiny_checkpoint, capsys):
+    from benchmarks.serving import main
+
+    assert main([*SERVING_SMOKE, "--backends", "in-process"]) == 0
+    rounds = json.loads(capsys.readouterr().out)["backends"]["in-process"]["rounds"]
+    assert [row["clients"] for row in rounds] == [1, 2]
+    assert [row["generated_tokens"] for row in rounds] == [4, 8]
+
+
+def test_serving_refuses_an_unknown_backend(capsys):
+    from benchmarks.serving import main
+
+    with pytest.raises(SystemExit):
+        main([*SERVING_SMOKE, "--backends", "in-process,tgi"])
+    assert "unknown backend(s) tgi" in capsys.readouterr().err
