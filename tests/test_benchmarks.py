@@ -16,6 +16,7 @@ SMOKE_TESTED = {
     "long_context.py": "test_long_context_runs_and_keeps_each_sessions_cache_apart",
     "serving.py": "test_serving_measures_the_in_process_backend",
 }
+# serving.py's vLLM backend runs on tests/test_vllm.py's server: test_the_serving_benchmark_measures_a_running_server
 
 
 def last_json(out: str) -> dict:

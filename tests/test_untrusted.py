@@ -24,23 +24,23 @@ from tests.serving import serving
 def payloads(base: str, where: str) -> str:
     """Every way we know for text rendered as Markdown or HTML to make a browser fetch `base`."""
     url = f"{base}/{where}"
-    return "\n\n".join(
-        [
-            f"Revenue grew, see the chart ![chart]({url}-markdown-image.png?leak=secret) in the appendix.",
-            f'Raw image: <img src="{url}-raw-img.png"> and <img srcset="{url}-srcset.png 1x">.',
-            f'<iframe src="{url}-iframe.html"></iframe> <object data="{url}-object"></object> <embed src="{url}-embed">',
-            f'<link rel="stylesheet" href="{url}-link.css"><style>@import url("{url}-import.css");</style>',
-            f'<div style="background-image:url({url}-style.png)">styled</div> <svg><image href="{url}-svg.png"/></svg>',
-            f'<video poster="{url}-poster.png" src="{url}-video.mp4"></video> <audio src="{url}-audio.mp3"></audio>',
-            f'<picture><source srcset="{url}-picture.png"></picture> <input type="image" src="{url}-input.png">',
-            f"A reference image ![ref][logo] and a shortcut ![logo].\n\n[logo]: {url}-reference.png",
-            f"An autolink <{url}-autolink.png> and a link [click me](javascript:alert(1)) and [ok]({url}-link).",
-            f"$$\\includegraphics{{{url}-katex.png}}$$ and $$\\href{{{url}-href}}{{x}}$$",
-            f"```mermaid\ngraph TD; A[<img src='{url}-mermaid.png'>] --> B\n```",
-            f"After a lone carriage return\r```mermaid\rgraph TD\rA[\"&lt;img src='{url}-cr-mermaid.png'&gt;\"]\r```",
-            f'"Quoted: <img src="{url}-quote.png"> as the document says."',
-        ]
-    )
+    # fmt: off
+    return "\n\n".join([
+        f"Revenue grew, see the chart ![chart]({url}-markdown-image.png?leak=secret) in the appendix.",
+        f'Raw image: <img src="{url}-raw-img.png"> and <img srcset="{url}-srcset.png 1x">.',
+        f'<iframe src="{url}-iframe.html"></iframe> <object data="{url}-object"></object> <embed src="{url}-embed">',
+        f'<link rel="stylesheet" href="{url}-link.css"><style>@import url("{url}-import.css");</style>',
+        f'<div style="background-image:url({url}-style.png)">styled</div> <svg><image href="{url}-svg.png"/></svg>',
+        f'<video poster="{url}-poster.png" src="{url}-video.mp4"></video> <audio src="{url}-audio.mp3"></audio>',
+        f'<picture><source srcset="{url}-picture.png"></picture> <input type="image" src="{url}-input.png">',
+        f"A reference image ![ref][logo] and a shortcut ![logo].\n\n[logo]: {url}-reference.png",
+        f"An autolink <{url}-autolink.png> and a link [click me](javascript:alert(1)) and [ok]({url}-link).",
+        f"$$\\includegraphics{{{url}-katex.png}}$$ and $$\\href{{{url}-href}}{{x}}$$",
+        f"```mermaid\ngraph TD; A[<img src='{url}-mermaid.png'>] --> B\n```",
+        f"After a lone carriage return\r```mermaid\rgraph TD\rA[\"&lt;img src='{url}-cr-mermaid.png'&gt;\"]\r```",
+        f'"Quoted: <img src="{url}-quote.png"> as the document says."',
+    ])
+    # fmt: on
 
 
 def test_markdown_reads_the_same_but_loads_nothing():

@@ -206,3 +206,14 @@ def _app(*args: str) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, "app.py", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return done
+
+
+def test_the_serving_benchmark_measures_a_running_server(vllm_server, capsys):
+    """benchmarks/serving.py's vLLM backend, on this module's server (tests/test_benchmarks.py runs
+    the in-process one): every script in benchmarks/ has a smoke test."""
+    from benchmarks.serving import main
+    from tests.test_benchmarks import SERVING_SMOKE
+
+    assert main([*SERVING_SMOKE, "--backends", "vllm", "--vllm-url", vllm_server.base_url]) == 0
+    rounds = json.loads(capsys.readouterr().out)["backends"]["vllm"]["rounds"]
+    assert [row["generated_tokens"] for row in rounds] == [4, 8]
