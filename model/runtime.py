@@ -24,7 +24,6 @@ class Hardware:
     cuda_available: bool
     cuda_bf16: bool = False
     gpu_name: str | None = None
-    gpu_memory_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class Runtime:
         return f"{self.device}, {self.dtype}, {quant}"
 
 
-def decide_runtime(device: str, quant: str, hardware: Hardware) -> Runtime:
+def decide_runtime(device: DeviceSetting, quant: QuantSetting, hardware: Hardware) -> Runtime:
     """Choose device, compute dtype and quantization. An explicit setting wins over the defaults.
 
     Defaults: CPU -> fp32 (bf16 matmuls are many times slower on CPUs without native bf16);
@@ -72,7 +71,7 @@ def decide_runtime(device: str, quant: str, hardware: Hardware) -> Runtime:
     return Runtime(chosen_device, _DTYPE_OF_QUANT[quant], "none")
 
 
-def _choose_device(device: str, hardware: Hardware) -> Literal["cpu", "cuda"]:
+def _choose_device(device: DeviceSetting, hardware: Hardware) -> Literal["cpu", "cuda"]:
     if device == "cpu":
         return "cpu"
     if device == "cuda":
@@ -92,10 +91,8 @@ def detect_hardware() -> Hardware:
 
     if not torch.cuda.is_available():
         return Hardware(cuda_available=False)
-    props = torch.cuda.get_device_properties(0)
     return Hardware(
         cuda_available=True,
         cuda_bf16=torch.cuda.is_bf16_supported(),
-        gpu_name=props.name,
-        gpu_memory_bytes=props.total_memory,
+        gpu_name=torch.cuda.get_device_name(0),
     )

@@ -9,12 +9,10 @@ quoted to the model) loses path parts and control characters. Pure Python: no to
 from __future__ import annotations
 
 import errno
-import hashlib
 import re
 import stat
 import unicodedata
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 from tasks import readers
@@ -66,14 +64,6 @@ class Document:
     @property
     def language(self) -> str | None:
         return self.meta.get("language")
-
-    @cached_property
-    def fingerprint(self) -> str:
-        """Identifies the content (not the file name), e.g. for caching its prefill."""
-        digest = hashlib.sha256()
-        for page in self.pages:
-            digest.update(f"{page.number}\0{page.text}\0".encode())
-        return digest.hexdigest()[:32]
 
 
 def load_document(path: str | Path, name: str | None = None, password: str | None = None) -> Document:
