@@ -150,7 +150,7 @@ def pdf_2000_pages(folder: Path) -> Case:
 
 @case
 def pdf_over_the_page_limit(folder: Path) -> Case:
-    path = _write(folder / "endless.pdf", _raw_pdf_with_pages(5_001))
+    path = _write(folder / "endless.pdf", pages_sharing_one_stream(5_001))
     return refused(
         path, r"^endless\.pdf: this document has 5,001 pages; the limit is 5,000 pages, split it into parts$"
     )
@@ -576,11 +576,12 @@ def _raw_pdf(objects: list[bytes]) -> bytes:
     return bytes(out)
 
 
-def _raw_pdf_with_pages(count: int) -> bytes:
-    """`count` pages sharing one content stream: a big page count in a small, fast-to-make file."""
+def pages_sharing_one_stream(count: int, content: bytes = _HELLO) -> bytes:
+    """`count` pages sharing one content stream: a big page count (or, with a long `content`, a lot
+    of text) in a small, fast-to-make file."""
     kids = b" ".join(b"%d 0 R" % (5 + n) for n in range(count))
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % count,
-               _FONT, _stream(_HELLO)]  # fmt: skip
+               _FONT, _stream(content)]  # fmt: skip
     page = _PAGE.replace(b"/F1 4 0 R", b"/F1 3 0 R").replace(b"/Contents 5 0 R", b"/Contents 4 0 R")
     return _raw_pdf(objects + [page] * count)
 

@@ -20,6 +20,7 @@ from tasks.documents import MAX_FILE_BYTES, Document, Page
 from tasks.errors import BudgetError
 from tests.conftest import REPO_ROOT
 from tests.fakes import FakeEngine
+from tests.hostile import pages_sharing_one_stream
 
 WORDS = ("the", "quarterly", "report", "describes", "revenue", "of", "4.2", "million", "dollars", "approved", "by",
          "the", "committee", "in", "Berlin")  # fmt: skip
@@ -166,33 +167,14 @@ def test_files_just_under_the_limit_are_read_and_counted_in_bounded_memory(tiny_
         assert results[path]["peak_growth"] < 6 * size, f"{path}: {results[path]['peak_growth'] / 2**20:.0f} MiB"
 
 
-def shared_stream_pdf(path: Path, pages: int, text: str) -> Path:
-    """A PDF whose pages all draw one content stream: a small file with `pages` copies of `text`."""
-    stream = f"BT /F1 8 Tf 10 800 Td ({text}) Tj ET".encode()
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
-               f"<< /Type /Pages /Kids [{' '.join(f'{5 + i} 0 R' for i in range(pages))}] /Count {pages} >>".encode(),
-               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-               b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream"]  # fmt: skip
-    objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
-                b"/Contents 4 0 R >>"] * pages  # fmt: skip
-    data, offsets = bytearray(b"%PDF-1.4\n"), []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(data))
-        data += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(data)
-    data += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    data += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    data += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    path.write_bytes(bytes(data))
-    return path
-
-
 def test_a_pdf_whose_pages_share_one_long_text_is_refused_as_it_is_read(tmp_path, monkeypatch):
     from tasks import readers
     from tasks.documents import load_document
     from tasks.errors import DocumentError
 
-    pdf = shared_stream_pdf(tmp_path / "copies.pdf", 200, "Lorem ipsum dolor sit amet. " * 40)
+    pdf = tmp_path / "copies.pdf"
+    text = "Lorem ipsum dolor sit amet. " * 40
+    pdf.write_bytes(pages_sharing_one_stream(200, f"BT /F1 8 Tf 10 800 Td ({text}) Tj ET".encode()))
     assert load_document(pdf).char_count > 200 * 1000  # within the limits it reads
     monkeypatch.setattr(readers, "MAX_TEXT_CHARS", 50_000)  # a 2 KB file that would hold 200 copies
     with pytest.raises(DocumentError, match=r"copies\.pdf: refused: this document holds more than 50,000 characters"):
