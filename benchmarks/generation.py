@@ -16,12 +16,14 @@ weights and its largest logit change.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
 import resource
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,12 +32,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 
 from benchmarks.random_granite import MODELS, REAL_SIZE, SMOKE_MODEL_HELP, build_random_granite, filler_text
+from model.checkpoints import TINY_RANDOM
 from model.engine import Engine
 from model.kernels import linear
 from model.loader import prepare_weights
 from model.runtime import Runtime
 
-DECODE_TOKENS = 64
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each measurement reads and writes."""
+
+    prefill: tuple[int, ...]  # prompt lengths whose prefill speed is measured (the first without suffix)
+    decode_prompt: int  # the prompt before the decode measurement
+    decode_tokens: int
+    cached_document: int  # the document of the cached-question measurement
+    matmul: int  # the side of the matrices of the arithmetic-peak probe
+    bandwidth_mb: int  # the matrix of the bandwidth probe
+
+
+FULL = Sizes((2048, 8192), 1024, 64, 4096, 2048, 512)
+QUICK = dataclasses.replace(FULL, prefill=(2048,))
+SMOKE = Sizes((256,), 256, 8, 512, 256, 32)  # --model tiny-random: every path, the figures mean nothing
 QUESTION = "\n\nTask: Answer the question below using only the document above.\n\nQuestion: {q}\nAnswer:"
 OTHER_TASK = "\n\nList every person, company and amount of money named in the text, one per line:\n-"
 
@@ -106,43 +124,43 @@ def stock_generate(model, ids: list[int], new_tokens: int) -> tuple[list[int], f
     return out[0, len(ids) :].tolist(), time.perf_counter() - started
 
 
-def measure_stock(model, engine: Engine, prefill_lengths: tuple[int, ...]) -> dict:
+def measure_stock(model, engine: Engine, sizes: Sizes) -> dict:
     """Stock `model.generate` on the unprepared model: prefill speeds, decode speed and tokens."""
     result: dict = {"prefill_tps": {}}
-    for tokens in prefill_lengths:
+    for tokens in sizes.prefill:
         ids = engine.encode(prompt_text(engine, tokens))
         result["prefill_tps"][tokens] = len(ids) / stock_generate(model, ids, 1)[1]
-    ids = engine.encode(prompt_text(engine, 1024))
+    ids = engine.encode(prompt_text(engine, sizes.decode_prompt))
     _, one = stock_generate(model, ids, 1)
-    result["decode_ids"], full = stock_generate(model, ids, DECODE_TOKENS)
+    result["decode_ids"], full = stock_generate(model, ids, sizes.decode_tokens)
     result["decode_tps"] = (len(result["decode_ids"]) - 1) / (full - one)
     return result
 
 
-def measure_ours(engine: Engine, prefill_lengths: tuple[int, ...], stock_ids: list[int]) -> dict:
+def measure_ours(engine: Engine, sizes: Sizes, stock_ids: list[int]) -> dict:
     """Our engine on the same model, its weights prepared as the loader prepares them."""
     result: dict = {"prefill_tps": {}}
-    for tokens in prefill_lengths:
+    for tokens in sizes.prefill:
         ours = engine.generate(prompt_text(engine, tokens), max_new_tokens=1)
         result["prefill_tps"][tokens] = ours.prompt_tokens / ours.prefill_seconds
-    ours = engine.generate(prompt_text(engine, 1024), max_new_tokens=DECODE_TOKENS)
+    ours = engine.generate(prompt_text(engine, sizes.decode_prompt), max_new_tokens=sizes.decode_tokens)
     stock_text = engine.tokenizer.decode(stock_ids, skip_special_tokens=True)
     result["decode_tps"] = (ours.generated_tokens - 1) / ours.decode_seconds
     result["outputs_match"] = ours.text == stock_text and ours.generated_tokens == len(stock_ids)
     return result
 
 
-def measure_int8(reference: torch.Tensor, model: str) -> dict:
+def measure_int8(reference: torch.Tensor, model: str, sizes: Sizes) -> dict:
     """`--quant int8`: decode speed, and the largest logit change at a decode step against the
     fp32 `reference` logits, on a freshly built model (the same seed, so the same weights)."""
     engine = Engine(build_random_granite(Runtime("cpu", "float32", "int8"), model=model))
-    text = prompt_text(engine, 1024)
-    result = engine.generate(text, max_new_tokens=DECODE_TOKENS)
+    text = prompt_text(engine, sizes.decode_prompt)
+    result = engine.generate(text, max_new_tokens=sizes.decode_tokens)
     error = (engine.decode_step_logits(text) - reference).abs().max()
     return {"tps": (result.generated_tokens - 1) / result.decode_seconds, "max_logit_error": float(error)}
 
 
-def measure_cached_question(engine: Engine, tokens: int = 4096) -> tuple[float, float]:
+def measure_cached_question(engine: Engine, tokens: int) -> tuple[float, float]:
     """Speed-ups of the time to the first token on an already-prefilled `tokens`-token document,
     against prefilling it again: for a follow-up question (the engine also reuses the template
     text the two questions share) and for another task's prompt (only the document is shared)."""
@@ -163,19 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    peak, bandwidth = matmul_gflops(), bandwidth_gbs()
-    lengths = (2048,) if args.quick else (2048, 8192)
+    sizes = SMOKE if args.model == TINY_RANDOM else QUICK if args.quick else FULL
+    peak, bandwidth = matmul_gflops(sizes.matmul), bandwidth_gbs(sizes.bandwidth_mb)
     runtime = Runtime("cpu", "float32", "none")
     loaded = build_random_granite(runtime, prepare=False, model=args.model)
-    stock = measure_stock(loaded.model, Engine(loaded), lengths)
+    stock = measure_stock(loaded.model, Engine(loaded), sizes)
     prepare_weights(loaded.model, runtime)  # in place, as the loader prepares them
     engine = Engine(loaded)
-    ours = measure_ours(engine, lengths, stock["decode_ids"])
+    ours = measure_ours(engine, sizes, stock["decode_ids"])
     config = engine.model.config
     report: dict = {"model": args.model, "threads": torch.get_num_threads(), "matmul_gflops": round(peak, 1),
                     "bandwidth_gbs": round(bandwidth, 2)}  # fmt: skip
-    for tokens in lengths:
-        suffix = "" if tokens == 2048 else "_8k"
+    for tokens in sizes.prefill:
+        suffix = "" if tokens == sizes.prefill[0] else f"_{tokens // 1024}k"
         stock_tps, ours_tps = stock["prefill_tps"][tokens], ours["prefill_tps"][tokens]
         report[f"stock_prefill_tps{suffix}"] = round(stock_tps, 1)
         report[f"ours_prefill_tps{suffix}"] = round(ours_tps, 1)
@@ -183,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         fraction = ours_tps * prefill_flops_per_token(config, tokens) / (peak * 1e9)
         report[f"prefill_fraction_of_peak{suffix}"] = round(fraction, 3)
     bound = bandwidth * 1e9 / active_bytes_per_token(config)
-    follow_up, other_task = measure_cached_question(engine)
+    follow_up, other_task = measure_cached_question(engine, sizes.cached_document)
     report |= {
         "stock_decode_tps": round(stock["decode_tps"], 2),
         "ours_decode_tps": round(ours["decode_tps"], 2),
@@ -194,10 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         "cached_question_speedup": round(follow_up, 1),
         "cached_other_task_speedup": round(other_task, 1),
     }
-    reference = engine.decode_step_logits(prompt_text(engine, 1024))
+    reference = engine.decode_step_logits(prompt_text(engine, sizes.decode_prompt))
     del loaded, engine
     gc.collect()  # one real-size model in memory at a time
-    int8 = measure_int8(reference, args.model)
+    int8 = measure_int8(reference, args.model, sizes)
     report |= {
         "ours_int8_decode_tps": round(int8["tps"], 2),
         "int8_decode_speedup": round(int8["tps"] / stock["decode_tps"], 2),
