@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.files import app_folders, sweeping
+from tasks.documents import MAX_FILE_BYTES
 from tasks.errors import InvalidRequest
 
 AUTH_VARIABLE = "GRANITE_LONGDOC_AUTH"  # "user:password", several separated by commas
 SHARE_SERVER = ("api.gradio.app", 443)  # where Gradio asks for a gradio.live tunnel
-DEFAULT_MAX_FILE_MB = 50
+DEFAULT_MAX_FILE_MB = MAX_FILE_BYTES // 2**20  # the readers' own limit
 DEFAULT_MAX_QUEUE = 16
 DEFAULT_KEEP_MINUTES = 60  # uploads and exports are deleted this long after they were written
 

@@ -1,7 +1,7 @@
 """Sign-in guard: a growing pause after repeated wrong passwords, and a login page that says
 nothing about the app.
 
-Gradio's POST /login checks passwords as fast as they come (76 tries a second here), and its login
+Gradio's POST /login checks passwords as fast as they come (README, "Measured limits"), and its login
 page embeds the whole API description (every endpoint and its parameters), although
 /gradio_api/info answers 401 before sign-in; Gradio has no option for either. `SignInGuard`, an
 ASGI middleware, therefore:

@@ -14,13 +14,16 @@ from pathlib import Path
 import gradio as gr
 
 from app import untrusted
+from app.exports import export_files
 from app.gpu import on_spaces_gpu
-from app.handlers import export_files, file_list, make_options, stream_outputs, user_errors
+from app.inputs import file_list, make_options, user_errors
+from app.results import ResultView
+from app.streaming import stream_outputs
 from app.untrusted import MARKDOWN_OPTIONS
 from tasks.documents import SUPPORTED_SUFFIXES
 from tasks.events import Progress
 from tasks.extract import spec_from_fields, spec_from_schema
-from tasks.pipeline import TaskOptions
+from tasks.options import TaskOptions
 from tasks.workbench import Workbench
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -42,7 +45,7 @@ class Settings:
 
 
 @dataclass
-class Page:
+class TabContext:
     """What every tab needs: the workbench, the documents input, the settings and the session."""
 
     workbench: Workbench
@@ -106,25 +109,25 @@ def _output_area(name: str, text: gr.components.Component, with_sources: bool = 
     return Output(text, steps, sources, details, export_markdown, export_json)
 
 
-def _wire(page: Page, run: gr.Button, stop: gr.Button, handler, inputs: list, output: Output, name: str, *,
+def _wire(tab: TabContext, run: gr.Button, stop: gr.Button, handler, inputs: list, output: Output, name: str, *,
           streamed: list | None = None, extra=()) -> list:  # fmt: skip
     """`run` (and `extra` triggers) start `handler`; when it finishes, the export buttons get the
     result's files. `stop` sets the session's cancel switch, so the engine stops within a token
     (or a prefill chunk) and the result so far is shown. Returns the run events (for `.success`)."""
     exports = [output.export_markdown, output.export_json]
-    if not page.workbench.on_server:  # a model server needs no GPU here
+    if not tab.workbench.on_server:  # a model server needs no GPU here
         handler = on_spaces_gpu(handler)
     # All generating events share the model's queue slots: one in process, --max-concurrent on a server.
-    one_model = {"concurrency_id": "model", "concurrency_limit": page.workbench.concurrency}
+    one_model = {"concurrency_id": "model", "concurrency_limit": tab.workbench.concurrency}
     events = []
     for first, trigger in zip([True, *[False] * len(extra)], [run.click, *extra], strict=True):
         trigger(_no_exports, outputs=exports, queue=False, api_visibility="private")
         naming = {"api_name": name} if first else {"api_visibility": "private"}
         event = trigger(handler, inputs=inputs, outputs=streamed or output.streamed, **naming, **one_model)
-        export = lambda details: _exports(details, page.keep_seconds)  # noqa: E731
+        export = lambda details: _exports(details, tab.keep_seconds)  # noqa: E731
         event.success(export, inputs=[output.details], outputs=exports, api_visibility="private")
         events.append(event)
-    stop.click(stop_task, inputs=[page.session], queue=False, api_name=f"stop_{name}", api_visibility="undocumented")
+    stop.click(stop_task, inputs=[tab.session], queue=False, api_name=f"stop_{name}", api_visibility="undocumented")
     return events
 
 
@@ -147,18 +150,18 @@ def stop_task(session: dict) -> None:
         cancel.set()
 
 
-def _task_stream(page: Page, documents, settings: tuple, session: dict | None, progress: gr.Progress, start,
+def _task_stream(tab: TabContext, documents, settings: tuple, session: dict | None, progress: gr.Progress, start,
                  show: Callable[[str], str] = untrusted.markdown):  # fmt: skip
     """Check the inputs, then stream the task that `start(paths, options)` begins; its text is
     shown through `show` (by default as Markdown that cannot load anything)."""
-    workbench = page.workbench
+    workbench = tab.workbench
     with user_errors():
         paths = file_list(documents)
         options = make_options(workbench, session, *settings)
     yield from stream_outputs(workbench, lambda: start(paths, options), _progress_bar(progress), show)
 
 
-def _request_task(page: Page, run_task: Callable, description: str) -> Callable:
+def _request_task(tab: TabContext, run_task: Callable, description: str) -> Callable:
     """The handler of a task with one request text (a question, an instruction) besides the
     documents and the settings: `run_task(paths, request, options)` streams its events."""
 
@@ -176,7 +179,7 @@ def _request_task(page: Page, run_task: Callable, description: str) -> Callable:
     ):
         settings = (language, max_new_tokens, temperature, strategy, context_budget)
         start = lambda paths, options: run_task(paths, request, options, password=password or None)  # noqa: E731
-        yield from _task_stream(page, documents, settings, session, progress, start)
+        yield from _task_stream(tab, documents, settings, session, progress, start)
 
     handler.__doc__ = description
     return handler
@@ -194,8 +197,8 @@ def _progress_bar(progress: gr.Progress) -> Callable[[Progress], None]:
     return report
 
 
-def summarize_tab(page: Page) -> None:
-    workbench = page.workbench
+def summarize_tab(tab: TabContext) -> None:
+    workbench = tab.workbench
     with gr.Tab("Summarize"):
         run, stop = _run_and_stop("Summarize", "summarize")
         output = _output_area(
@@ -217,44 +220,42 @@ def summarize_tab(page: Page) -> None:
         """Summarize the documents. Streams (summary so far, steps and status, sources, details)."""
         settings = (language, max_new_tokens, temperature, strategy, context_budget)
         start = lambda paths, options: workbench.summarize(paths, options, password=password or None)  # noqa: E731
-        yield from _task_stream(page, documents, settings, session, progress, start)
+        yield from _task_stream(tab, documents, settings, session, progress, start)
 
-    inputs = [page.files, *page.settings.inputs, page.password, page.session]
-    _wire(page, run, stop, summarize, inputs, output, "summarize")
+    inputs = [tab.files, *tab.settings.inputs, tab.password, tab.session]
+    _wire(tab, run, stop, summarize, inputs, output, "summarize")
 
 
-def ask_tab(page: Page) -> None:
+def ask_tab(tab: TabContext) -> None:
     with gr.Tab("Ask"):
         history = gr.State([])  # this session's questions and answers, cleared with the documents
         question = gr.Textbox(
             label="Question", placeholder="What does the document say about…?", lines=2, elem_id="question"
         )
         run, stop = _run_and_stop("Ask", "ask")
-        output = _output_area(
-            "ask", _answer_box("Answer", "ask")
-        )
+        output = _output_area("ask", _answer_box("Answer", "ask"))
         with gr.Accordion("Questions in this session", open=True, visible=False, elem_id="ask-history") as past:
             chat = gr.Chatbot(show_label=False, height=320, allow_tags=False, **MARKDOWN_OPTIONS)
         examples = example_documents()
         if examples and examples[0].suffix.lower() == ".pdf":
             gr.Examples(
                 examples=[[[str(examples[0])], question] for question in EXAMPLE_QUESTIONS],
-                inputs=[page.files, question],
+                inputs=[tab.files, question],
                 label="Example questions",
             )
 
     ask = _request_task(
-        page,
-        page.workbench.ask,
+        tab,
+        tab.workbench.ask,
         "Answer a question about the documents, with sources. Streams (answer, steps, sources, details).",
     )
 
-    inputs = [page.files, question, *page.settings.inputs, page.password, page.session]
-    for event in _wire(page, run, stop, ask, inputs, output, "ask", extra=[question.submit]):
+    inputs = [tab.files, question, *tab.settings.inputs, tab.password, tab.session]
+    for event in _wire(tab, run, stop, ask, inputs, output, "ask", extra=[question.submit]):
         event.success(
             remember_answer, inputs=[output.details, history], outputs=[history, chat, past], api_visibility="private"
         )
-    page.files.change(forget_answers, outputs=[history, chat, past], api_visibility="private")
+    tab.files.change(forget_answers, outputs=[history, chat, past], api_visibility="private")
 
 
 EXAMPLE_QUESTIONS = ("When did the Munich office open?", "What was the revenue in 2025, and how did it change?")
@@ -263,12 +264,14 @@ EXAMPLE_QUESTIONS = ("When did the Munich office open?", "What was the revenue i
 def remember_answer(details: dict | None, history: list[dict]):
     """Add a finished answer to this session's history (shown under the answer): the question as
     written, the answer as Markdown that cannot load anything."""
-    if details and details.get("task") == "ask":
-        pages = untrusted.plain("; ".join(source["label"] for source in details.get("sources", [])[:4]))
-        answer = untrusted.markdown(details.get("text") or "(no answer)")
+    view = ResultView.from_json(details or {})
+    if view.task == "ask":
+        places = [line.heading for line in view.sources if line.kind == "source"][:4]
+        pages = untrusted.plain("; ".join(places))
+        answer = untrusted.markdown(view.text or "(no answer)")
         history = [
             *history,
-            {"role": "user", "content": untrusted.plain(details.get("question", ""))},
+            {"role": "user", "content": untrusted.plain(view.request[1] if view.request else "")},
             {"role": "assistant", "content": answer + (f"\n\n*Sources: {pages}*" if pages else "")},
         ]
     count = len(history) // 2
@@ -281,8 +284,8 @@ def forget_answers():
     return [], [], gr.Accordion(visible=False)
 
 
-def extract_tab(page: Page) -> None:
-    workbench = page.workbench
+def extract_tab(tab: TabContext) -> None:
+    workbench = tab.workbench
     with gr.Tab("Extract"):
         fields = gr.Textbox(label="Fields (comma-separated)", placeholder="title, author, date, total amount")
         with gr.Accordion("…or a JSON schema of an object", open=False):
@@ -310,14 +313,14 @@ def extract_tab(page: Page) -> None:
             spec = spec_from_schema(schema) if (schema or "").strip() else spec_from_fields(fields or "")
             return workbench.extract(paths, spec, options, password=password or None)
 
-        yield from _task_stream(page, documents, settings, session, progress, start, show=str)  # gr.Code: plain
+        yield from _task_stream(tab, documents, settings, session, progress, start, show=str)  # gr.Code: plain
 
-    inputs = [page.files, fields, schema, *page.settings.inputs, page.password, page.session]
-    _wire(page, run, stop, extract, inputs, output, "extract")
+    inputs = [tab.files, fields, schema, *tab.settings.inputs, tab.password, tab.session]
+    _wire(tab, run, stop, extract, inputs, output, "extract")
 
 
-def classify_tab(page: Page) -> None:
-    workbench = page.workbench
+def classify_tab(tab: TabContext) -> None:
+    workbench = tab.workbench
     with gr.Tab("Classify"):
         labels = gr.Textbox(label="Labels (comma-separated)", placeholder="invoice, contract, report, letter")
         run, stop = _run_and_stop("Classify", "classify")
@@ -342,16 +345,16 @@ def classify_tab(page: Page) -> None:
         """Classify the documents: every label with its probability. Yields (labels, steps and status, details)."""
         settings = (language, max_new_tokens, temperature, strategy, context_budget)
         start = lambda paths, options: workbench.classify(paths, labels, options, password=password or None)  # noqa: E731
-        for _text, status, _sources, details in _task_stream(page, documents, settings, session, progress, start):
-            probabilities = {row["label"]: row["probability"] for row in details.get("labels", [])}
+        for _text, status, _sources, details in _task_stream(tab, documents, settings, session, progress, start):
+            probabilities = dict(ResultView.from_json(details).labels)
             yield probabilities or None, status, details
 
-    inputs = [page.files, labels, *page.settings.inputs, page.password, page.session]
+    inputs = [tab.files, labels, *tab.settings.inputs, tab.password, tab.session]
     streamed = [output.text, output.steps, output.details]
-    _wire(page, run, stop, classify, inputs, output, "classify", streamed=streamed)
+    _wire(tab, run, stop, classify, inputs, output, "classify", streamed=streamed)
 
 
-def custom_tab(page: Page) -> None:
+def custom_tab(tab: TabContext) -> None:
     with gr.Tab("Custom prompt"):
         instruction = gr.Textbox(
             label="Your instruction",
@@ -365,10 +368,10 @@ def custom_tab(page: Page) -> None:
         )
 
     custom = _request_task(
-        page,
-        page.workbench.custom,
+        tab,
+        tab.workbench.custom,
         "Run your own instruction on the documents, with sources. Streams (response, steps, sources, details).",
     )
 
-    inputs = [page.files, instruction, *page.settings.inputs, page.password, page.session]
-    _wire(page, run, stop, custom, inputs, output, "custom")
+    inputs = [tab.files, instruction, *tab.settings.inputs, tab.password, tab.session]
+    _wire(tab, run, stop, custom, inputs, output, "custom")

@@ -14,17 +14,15 @@ from __future__ import annotations
 import gradio as gr
 
 from app import untrusted
+from app.cards import EMPTY_CARDS, describe_documents
+from app.exports import export_files
 from app.files import app_folders, sweep, sweep_interval, use_upload_folder
-from app.handlers import (
-    DEMO_NOTE,
-    EMPTY_CARDS,
-    describe_documents,
-    export_files,
-    make_options,
-)
+from app.inputs import make_options
+from app.launch import DEFAULT_KEEP_MINUTES
+from app.results import DEMO_NOTE
 from app.tabs import (
-    Page,
     Settings,
+    TabContext,
     ask_tab,
     classify_tab,
     custom_tab,
@@ -36,7 +34,7 @@ from app.untrusted import MARKDOWN_OPTIONS
 from tasks.budget import STRATEGY_CHOICES
 from tasks.documents import SUPPORTED_SUFFIXES
 from tasks.language import LANGUAGES
-from tasks.pipeline import MAX_NEW_TOKENS_LIMIT
+from tasks.options import MAX_NEW_TOKENS_LIMIT
 from tasks.workbench import Workbench
 
 TITLE = "Granite Long-Doc"
@@ -60,7 +58,7 @@ LANGUAGE_CHOICES = [("Auto: the document's language", "auto")] + [
 ]
 
 
-DEFAULT_KEEP_SECONDS = 3600
+DEFAULT_KEEP_SECONDS = int(DEFAULT_KEEP_MINUTES * 60)
 
 
 def build_ui(workbench: Workbench, keep_seconds: int = DEFAULT_KEEP_SECONDS) -> gr.Blocks:
@@ -88,14 +86,14 @@ def build_ui(workbench: Workbench, keep_seconds: int = DEFAULT_KEEP_SECONDS) -> 
                 cards = (gr.HTML(EMPTY_CARDS, elem_id="document-cards"), gr.JSON(visible=False))
             with gr.Column(scale=2, min_width=420):
                 settings = _settings_panel()
-                page = Page(workbench, files, settings, session, keep_seconds, password)
+                tab = TabContext(workbench, files, settings, session, keep_seconds, password)
                 with gr.Tabs():
-                    summarize_tab(page)
-                    ask_tab(page)
-                    extract_tab(page)
-                    classify_tab(page)
-                    custom_tab(page)
-        _wire_cards(page, cards)
+                    summarize_tab(tab)
+                    ask_tab(tab)
+                    extract_tab(tab)
+                    classify_tab(tab)
+                    custom_tab(tab)
+        _wire_cards(tab, cards)
         _export_endpoint(keep_seconds)
     _keep_built_files(demo)
     return demo
@@ -177,8 +175,8 @@ def _settings_panel() -> Settings:
     return Settings(language, max_new_tokens, temperature, strategy, budget)
 
 
-def _wire_cards(page: Page, cards: tuple[gr.HTML, gr.JSON]) -> None:
-    workbench = page.workbench
+def _wire_cards(tab: TabContext, cards: tuple[gr.HTML, gr.JSON]) -> None:
+    workbench = tab.workbench
 
     def info(documents: list[str] | None, strategy: str = "auto", context_budget: float = 0, password: str = ""):
         """Describe documents: one card each (pages, language, tokens against the budget) and the
@@ -186,7 +184,7 @@ def _wire_cards(page: Page, cards: tuple[gr.HTML, gr.JSON]) -> None:
         options = make_options(workbench, None, "auto", 512, 0.0, strategy, context_budget)
         return describe_documents(workbench, documents, options, password or None)
 
-    inputs = [page.files, page.settings.strategy, page.settings.budget, page.password]
-    page.files.change(info, inputs=inputs, outputs=list(cards), api_name="info")
-    for control in (page.settings.strategy, page.settings.budget, page.password):
+    inputs = [tab.files, tab.settings.strategy, tab.settings.budget, tab.password]
+    tab.files.change(info, inputs=inputs, outputs=list(cards), api_name="info")
+    for control in (tab.settings.strategy, tab.settings.budget, tab.password):
         control.change(info, inputs=inputs, outputs=list(cards), api_visibility="private")

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from model.errors import RequestRefused
+
 GRAMMARS_KEPT = 32  # compiled grammars kept (each a few MB at most)
 
 
@@ -64,7 +66,7 @@ class JsonGrammars:
         return xgr.GrammarCompiler(info, max_threads=2, cache_enabled=False)
 
     def constraint(self, schema: dict, salt: str | None = None) -> JsonSchemaConstraint:
-        """Raises ValueError when the schema cannot become a grammar (e.g. contradictory bounds)."""
+        """Raises RequestRefused when the schema cannot become a grammar (e.g. contradictory bounds)."""
         key = (salt, json.dumps(schema, sort_keys=True))
         compiled = self._compiled.pop(key, None) or self._compile(schema)
         self._compiled[key] = compiled  # the most recently used
@@ -79,4 +81,4 @@ class JsonGrammars:
             # all a random one) could otherwise pad forever.
             return self._compiler.compile_json_schema(json.dumps(schema), any_whitespace=False, strict_mode=True)
         except RuntimeError as exc:
-            raise ValueError(f"the schema cannot be turned into a grammar: {exc}") from exc
+            raise RequestRefused(f"the schema cannot be turned into a grammar: {exc}") from exc

@@ -13,7 +13,7 @@ does this), and grad mode is per thread.
 A request stops between tokens and prefill chunks when its cancel event is set or its deadline
 passes. When the GPU runs out of memory, the prefill goes on in smaller chunks; when even the
 smallest fail, the request ends with `GpuOutOfMemory` (a message for the user) and the engine
-stays usable (see model/limits.py).
+stays usable (see model/request_state.py).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import torch
 from transformers import DynamicCache
 
 from model.constraints import JsonGrammars, JsonSchemaConstraint
+from model.errors import RequestRefused
 from model.fastpath import FastPath
 from model.generation import CALIBRATION_PROMPT, GenerationChunk, Speeds, join_stream, sampling_temperature
 from model.kvcache import (
@@ -42,18 +43,18 @@ from model.kvcache import (
     new_cache,
     reserve_room,
 )
-from model.limits import (
+from model.loader import LoadedModel, LoadReport
+from model.request_state import (
     Cancelled,
     RequestState,
     is_out_of_memory,
     release_memory,
-    require_out_of_memory,
+    reraise_unless_out_of_memory,
 )
-from model.loader import LoadedModel, LoadReport
 from model.textstream import IncrementalDecoder, StopStringFilter
 from model.tokens import count_tokens
 
-DEFAULT_PREFILL_CHUNK = 2048  # bounds peak memory; smaller chunks cost speed (1024: -5-8% here)
+DEFAULT_PREFILL_CHUNK = 2048  # bounds peak memory; smaller chunks cost speed (README, "Measured limits")
 MIN_PREFILL_CHUNK = 256  # out-of-memory retries halve the chunk down to this, then give up
 DEFAULT_PREFIX_CACHE_BYTES = 2 * 2**30
 
@@ -99,6 +100,14 @@ class Engine:
     @property
     def device(self) -> str:
         return self.report.device
+
+    @property
+    def is_remote(self) -> bool:
+        return False
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.device == "cpu"
 
     @property
     def context_limit(self) -> int:
@@ -156,29 +165,29 @@ class Engine:
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
         constraint = self._grammars.constraint(json_schema, cache_salt) if json_schema is not None else None
-        run = RequestState(cancel, deadline, self.prefill_chunk, cache_salt)
+        request = RequestState(cancel, deadline, self.prefill_chunk, cache_salt)
         started = time.perf_counter()
         stop = () if constraint else stop
         try:
-            yield from self._answer(prompt, prefix, run, max_new_tokens, stop, temperature, seed, constraint)
+            yield from self._answer(prompt, prefix, request, max_new_tokens, stop, temperature, seed, constraint)
             return
         except Cancelled as stopped:
             prefill_seconds = time.perf_counter() - started
-            yield GenerationChunk("", stopped.reason, prefill_seconds=prefill_seconds, notes=tuple(run.notes))
+            yield GenerationChunk("", stopped.reason, prefill_seconds=prefill_seconds, notes=tuple(request.notes))
             return
         except Exception as exc:
-            require_out_of_memory(exc, run, "on")
+            reraise_unless_out_of_memory(exc, request, "on")
         # Out of the handler, the error no longer holds this request's cache, so its memory can go.
         release_memory()
-        raise run.out_of_memory()
+        raise request.out_of_memory()
 
-    def _answer(self, prompt, prefix, run, max_new_tokens, stop, temperature, seed, constraint):
+    def _answer(self, prompt, prefix, request, max_new_tokens, stop, temperature, seed, constraint):
         """Prefill, then decode; the cache lives in this frame only, so it is gone when this ends."""
         started = time.perf_counter()
-        with self._prefilled(prompt, prefix, run, reserve=max_new_tokens) as state:
-            if run.notes:  # said at once, before the answer: the prefill took longer than it might have
-                yield GenerationChunk("", notes=tuple(run.notes))
-            yield from self._decode(state, run, max_new_tokens, stop, temperature, seed, constraint, started)
+        with self._prefilled(prompt, prefix, request, reserve=max_new_tokens) as state:
+            if request.notes:  # said at once, before the answer: the prefill took longer than it might have
+                yield GenerationChunk("", notes=tuple(request.notes))
+            yield from self._decode(state, request, max_new_tokens, stop, temperature, seed, constraint, started)
 
     def generate(self, prompt: str, **options: Any) -> GenerationChunk:
         """Run `stream` to the end and return one chunk with the whole text."""
@@ -189,13 +198,13 @@ class Engine:
     ) -> list[float]:
         """The log-likelihood of each continuation after `prefix + prompt` (sum over its tokens).
         The prefix cache is used as `stream` uses it. Raises GpuOutOfMemory as `stream` does."""
-        run = RequestState(None, None, self.prefill_chunk, cache_salt)
+        request = RequestState(None, None, self.prefill_chunk, cache_salt)
         try:
-            return self._score(prompt, continuations, prefix, run)
+            return self._score(prompt, continuations, prefix, request)
         except Exception as exc:
-            require_out_of_memory(exc, run, "scoring")
+            reraise_unless_out_of_memory(exc, request, "scoring")
         release_memory()
-        raise run.out_of_memory()
+        raise request.out_of_memory()
 
     def decode_step_logits(self, prompt: str) -> torch.Tensor:
         """The next-token logits (vocab,) after `prompt`, its last token fed alone, as generation
@@ -204,20 +213,20 @@ class Engine:
         ids = self.encode(prompt)
         if len(ids) < 2:
             raise ValueError("decode_step_logits needs a prompt of at least two tokens")
-        run = RequestState(None, None, self.prefill_chunk)
+        request = RequestState(None, None, self.prefill_chunk)
         cache = new_cache(self.model.config, len(ids))
-        self._prefill(ids[:-1], cache, run)
+        self._prefill(ids[:-1], cache, request)
         last = torch.tensor([ids[-1:]], device=self.model.device)
         return self._forward(last, cache, keep=1)[0, -1].float()
 
-    def _score(self, prompt: str, continuations: Sequence[str], prefix: str, run: RequestState) -> list[float]:
+    def _score(self, prompt: str, continuations: Sequence[str], prefix: str, request: RequestState) -> list[float]:
         scores = []
-        with self._prefilled(prompt, prefix, run, reserve=0) as state:
+        with self._prefilled(prompt, prefix, request, reserve=0) as state:
             first_logprobs = torch.log_softmax(state.logits, dim=-1)[0]
             for text in continuations:
                 ids = list(self.tokenizer.encode(text, add_special_tokens=False))
                 if not ids:
-                    raise ValueError(f"the continuation {text!r} has no tokens")
+                    raise RequestRefused(f"the continuation {text!r} has no tokens")
                 total = float(first_logprobs[ids[0]])
                 if len(ids) > 1:
                     logits = self._forward(torch.tensor([ids[:-1]], device=self.model.device), state.cache, keep=0)
@@ -227,14 +236,14 @@ class Engine:
                 scores.append(total)
         return scores
 
-    def _decode(self, state, run, max_new_tokens, stop, temperature, seed, constraint, started):
+    def _decode(self, state, request, max_new_tokens, stop, temperature, seed, constraint, started):
         first_token_at = time.perf_counter()
         decoder = IncrementalDecoder(lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True))
         stops = StopStringFilter(stop)
-        steps = self._token_steps(state, run, temperature, seed, constraint)
+        steps = self._token_steps(state, request, temperature, seed, constraint)
         count, reason = 0, "length"
         while count < max_new_tokens:
-            if (stopped := run.stop_reason()) is not None:
+            if (stopped := request.stop_reason()) is not None:
                 reason = stopped
                 break
             token = next(steps)
@@ -261,18 +270,18 @@ class Engine:
             prefill_seconds=first_token_at - started,
             decode_seconds=decode_seconds,
             cached_tokens=state.cached_tokens,
-            notes=tuple(run.notes),
+            notes=tuple(request.notes),
         )
 
     @contextmanager
-    def _prefilled(self, prompt: str, prefix: str, run: RequestState | None, reserve: int):
+    def _prefilled(self, prompt: str, prefix: str, request: RequestState | None, reserve: int):
         """A KV cache holding `prefix + prompt`, the prefix (and the part of the prompt a previous
         request on it shared) taken from the prefix cache when it is there. On exit the prefix
         and this prompt go back into the prefix cache, if the prefix was prefilled whole and the
         request did not run out of memory (then the memory matters more than the cache). Only
         entries of the request's own cache salt are seen or stored."""
-        run = run or RequestState(None, None, self.prefill_chunk)
-        key = PrefixCache.key(prefix, run.salt) if prefix else ""
+        request = request or RequestState(None, None, self.prefill_chunk)
+        key = PrefixCache.key(prefix, request.salt) if prefix else ""
         entry = self.prefix_cache.take(key) if prefix else None
         rest = list(self.tokenizer.encode(prompt, add_special_tokens=not prefix))
         cached_tokens = 0
@@ -286,20 +295,20 @@ class Engine:
             room = len(ids) + len(rest) + reserve + PREFIX_SLACK  # later questions fit without a copy
             entry = CachedPrefix(ids, new_cache(self.model.config, room), 0)
         try:
-            total = run.tokens = (entry.length if entry else 0) + len(rest)
+            total = request.tokens = (entry.length if entry else 0) + len(rest)
             if total == 0:
-                raise ValueError("there is nothing to read: the prompt is empty")
+                raise RequestRefused("there is nothing to read: the prompt is empty")
             if total + reserve > self.context_limit:
-                raise ValueError(
+                raise RequestRefused(
                     f"the prompt ({total:,} tokens) plus {reserve:,} new tokens exceeds the "
                     f"model's context limit of {self.context_limit:,} tokens"
                 )
             cache = entry.cache if entry else new_cache(self.model.config, total + reserve)
             reserve_room(cache, total + reserve)
             if entry is not None and not cached_tokens:
-                self._prefill(entry.ids, cache, run)
+                self._prefill(entry.ids, cache, request)
                 entry.nbytes = cache_nbytes(cache)
-            logits = self._prefill(rest, cache, run) if rest else self._forward_last_token(entry, cache)
+            logits = self._prefill(rest, cache, request) if rest else self._forward_last_token(entry, cache)
             if entry is not None:
                 entry.tail += rest  # now in the cache too
             yield _Prefilled(cache, logits, total, cached_tokens)
@@ -316,24 +325,24 @@ class Engine:
         crop_to(cache, len(entry.ids) - 1)
         return self._forward(torch.tensor([entry.ids[-1:]], device=self.model.device), cache, keep=1)[:, -1, :].float()
 
-    def _prefill(self, ids: list[int], cache: DynamicCache, run: RequestState) -> torch.Tensor:
-        """Feed `ids` into `cache` in chunks of `run.chunk` tokens; return the last logits. A chunk
+    def _prefill(self, ids: list[int], cache: DynamicCache, request: RequestState) -> torch.Tensor:
+        """Feed `ids` into `cache` in chunks of `request.chunk` tokens; return the last logits. A chunk
         that runs out of memory is cut from the cache and read again in chunks half the size."""
         start, base, logits = 0, cache.get_seq_length(), None
         while start < len(ids):
-            if (reason := run.stop_reason()) is not None:
+            if (reason := request.stop_reason()) is not None:
                 raise Cancelled(reason)
-            end = min(start + run.chunk, len(ids))
+            end = min(start + request.chunk, len(ids))
             logits = self._try_forward(ids[start:end], cache)
             if logits is not None:
                 start = end
                 continue
-            if run.chunk <= self.min_prefill_chunk:
-                raise run.out_of_memory()
+            if request.chunk <= self.min_prefill_chunk:
+                raise request.out_of_memory()
             crop_to(cache, base + start)  # the layers the failed chunk reached hold part of it
             self._free_memory()
-            run.chunk = max(self.min_prefill_chunk, run.chunk // 2)
-            run.notes.append(f"Ran out of GPU memory; retrying with {run.chunk:,}-token chunks")
+            request.chunk = max(self.min_prefill_chunk, request.chunk // 2)
+            request.notes.append(f"Ran out of GPU memory; retrying with {request.chunk:,}-token chunks")
         return logits.float() if logits is not None else None
 
     def _try_forward(self, ids: list[int], cache: DynamicCache) -> torch.Tensor | None:
@@ -355,7 +364,7 @@ class Engine:
     def _token_steps(
         self,
         state: _Prefilled,
-        run: RequestState,
+        request: RequestState,
         temperature: float,
         seed: int | None,
         constraint: JsonSchemaConstraint | None,
@@ -377,10 +386,10 @@ class Engine:
             if logits is None:
                 crop_to(state.cache, length)
                 self._free_memory()
-                run.notes.append("Ran out of GPU memory while writing; freed memory and went on")
+                request.notes.append("Ran out of GPU memory while writing; freed memory and went on")
                 logits = self._try_forward([token], state.cache)
                 if logits is None:
-                    raise run.out_of_memory()
+                    raise request.out_of_memory()
             logits = logits.float()
 
     def _forward(self, input_ids: torch.Tensor, cache: DynamicCache, keep: int) -> torch.Tensor:

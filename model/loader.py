@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from model import native
 from model.checkfiles import DamagedFile, check_model_files
 from model.checkpoints import TINY_RANDOM, cache_root, tiny_random_path
+from model.errors import first_line
 from model.kernels import runs_fp32_on_cpu
 from model.quant4 import Packed, quantize_4bit
 from model.quant8 import Int8Matrix, quantize_int8
@@ -255,7 +256,7 @@ def _load_errors(source: str, hint: str, what: str = "") -> Iterator[None]:
         raise
     except Exception as exc:
         logger.info("loading %s failed", source, exc_info=True)  # the traceback, with --verbose
-        raise ModelLoadError(f"could not load {what}{source}: {_first_line(exc)}; {_retry_hint(source, hint)}") from exc
+        raise ModelLoadError(f"could not load {what}{source}: {first_line(exc)}; {_retry_hint(source, hint)}") from exc
 
 
 def _retry_hint(source: str, hint: str) -> str:
@@ -267,13 +268,6 @@ def _retry_hint(source: str, hint: str) -> str:
         return f"if a file in {folder} is damaged, copy it again; {hint}"
     snapshot = _cached_snapshot(source)
     return f"if the cached download is damaged, {_hub_cure(source, snapshot)}; {hint}" if snapshot else hint
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    if isinstance(exc, KeyError):  # its text is only the key
-        return f"missing key {text} in a model file"
-    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
 
 
 def _context_limit(config: Any) -> int:

@@ -22,6 +22,8 @@ from types import ModuleType
 
 import torch
 
+from model.errors import first_line
+
 logger = logging.getLogger(__name__)
 
 SWITCH = "GRANITE_LONGDOC_NATIVE"
@@ -78,7 +80,7 @@ def _build() -> ModuleType | None:
         _self_check(module)
         return module
     except Exception as error:  # no compiler, no ninja, a failed self-check: fall back, say why once
-        logger.warning("native CPU kernels unavailable (%s); using oneDNN/torch products", _first_line(error))
+        logger.warning("native CPU kernels unavailable (%s); using oneDNN/torch products", first_line(error))
         return None
 
 
@@ -110,8 +112,3 @@ def _self_check(module: ModuleType) -> None:
         expected += weight_of * ((torch.nn.functional.silu(gate) * up) @ down[expert].T)
     if not torch.allclose(module.moe_one_token(state, gate_up, down, chosen, scale), expected, atol=1e-4):
         raise RuntimeError("moe_one_token disagrees with torch")
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:300]

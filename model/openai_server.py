@@ -1,8 +1,8 @@
 """HTTP to one OpenAI-compatible server: JSON requests, server-sent events that a caller can stop
 waiting for at once, and the server's errors turned into messages for the user.
 
-Errors are the builtin types the tasks already handle: ConnectionError (ServerUnavailable) when
-the server cannot serve at all (unreachable, a refused key, a failure on its side), ValueError
+Errors are the engines' own (model/errors.py): EngineUnavailable (ServerUnavailable) when the
+server cannot serve at all (unreachable, a refused key, a failure on its side), RequestRefused
 (ServerRefused) when it refuses this request (too long, a feature it lacks).
 """
 
@@ -21,7 +21,8 @@ from urllib.parse import urlparse
 
 import httpx
 
-from model.limits import Cancelled, RequestState
+from model.errors import EngineUnavailable, RequestRefused
+from model.request_state import Cancelled, RequestState
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ _END = object()
 _GUIDE = "see the README's section on serving with vLLM"
 
 
-class ServerUnavailable(ConnectionError):
+class ServerUnavailable(EngineUnavailable):
     """The server cannot serve at all now (unreachable, a refused key, a failure on its side)."""
 
 
@@ -42,7 +43,7 @@ class ServerUnreachable(ServerUnavailable):
     """Nothing answers at the address (yet: a server that is still loading its model)."""
 
 
-class ServerRefused(ValueError):
+class ServerRefused(RequestRefused):
     """The server refused this request (too long, or a feature it does not have)."""
 
 
@@ -162,16 +163,16 @@ class OpenAIServer:
         self.accepts_cache_salt = False
         return self._salted(payload)
 
-    def events(self, payload: dict, run: RequestState, feature: str) -> Iterator[dict]:
+    def events(self, payload: dict, request: RequestState, feature: str) -> Iterator[dict]:
         """The parsed events of a streamed completion. A helper thread reads the connection; this
-        generator waits for its events, raising Cancelled as soon as `run` says stop. Closing the
+        generator waits for its events, raising Cancelled as soon as `request` says stop. Closing the
         generator early hangs up, which makes the server abort the request."""
         inbox: queue.Queue = queue.Queue()
         line = _Line()
         threading.Thread(target=self._read_events, args=(payload, feature, inbox, line), daemon=True).start()
         try:
             while True:
-                if (reason := run.stop_reason()) is not None:
+                if (reason := request.stop_reason()) is not None:
                     raise Cancelled(reason)
                 try:
                     item = inbox.get(timeout=POLL_SECONDS)

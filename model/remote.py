@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.errors import RequestRefused
 from model.generation import (
     CALIBRATION_PROMPT,
     FinishReason,
@@ -33,9 +34,9 @@ from model.generation import (
     join_stream,
     sampling_temperature,
 )
-from model.limits import Cancelled, RequestState
 from model.loader import load_tokenizer
 from model.openai_server import READ_SECONDS, OpenAIServer, ServerRefused, ServerUnavailable
+from model.request_state import Cancelled, RequestState
 from model.textstream import StopStringFilter
 from model.tokens import count_tokens
 
@@ -86,6 +87,14 @@ class OpenAIEngine:
     @property
     def device(self) -> str:
         return "remote"
+
+    @property
+    def is_remote(self) -> bool:
+        return True
+
+    @property
+    def on_cpu(self) -> bool:
+        return False  # the server's own hardware: its context sets the budget
 
     @property
     def context_limit(self) -> int:
@@ -147,9 +156,9 @@ class OpenAIEngine:
         payload = self._completion_payload(ids, max_new_tokens, stop, temperature, seed, json_schema)
         payload |= _salt_field(cache_salt)
         feature = "JSON-schema structured output" if json_schema is not None else "a streamed completion"
-        run = RequestState(cancel, deadline, 0)
+        request = RequestState(cancel, deadline, 0)
         answer = _Answer(time.perf_counter())
-        events = self._server.events(payload, run, feature)
+        events = self._server.events(payload, request, feature)
         try:
             yield from self._deltas(events, stops, answer)
         except Cancelled as stopped:
@@ -207,7 +216,7 @@ class OpenAIEngine:
         for text in continuations:
             ids = list(self.tokenizer.encode(text, add_special_tokens=False))
             if not ids:
-                raise ValueError(f"the continuation {text!r} has no tokens")
+                raise RequestRefused(f"the continuation {text!r} has no tokens")
             endings.append(ids)
         longest = len(context) + max((len(ids) for ids in endings), default=0)
         self._require_room(longest, 0)
@@ -258,7 +267,7 @@ class OpenAIEngine:
         rest = list(self.tokenizer.encode(prompt, add_special_tokens=not prefix))
         ids = self._document_ids(prefix, salt) + rest if prefix else rest
         if not ids:
-            raise ValueError("there is nothing to read: the prompt is empty")
+            raise RequestRefused("there is nothing to read: the prompt is empty")
         self._require_room(len(ids), reserve)
         return ids
 
@@ -279,7 +288,7 @@ class OpenAIEngine:
 
     def _require_room(self, tokens: int, reserve: int) -> None:
         if tokens + reserve > self._context_limit:
-            raise ValueError(
+            raise RequestRefused(
                 f"the prompt ({tokens:,} tokens) plus {reserve:,} new tokens exceeds the served "
                 f"model's context limit of {self._context_limit:,} tokens"
             )

@@ -7,12 +7,12 @@ tested without the hardware; `detect_hardware` reads those facts from torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 DeviceSetting = Literal["auto", "cpu", "cuda"]
 QuantSetting = Literal["auto", "bf16", "fp16", "fp32", "4bit", "int8"]
-DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-QUANT_CHOICES: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32", "4bit", "int8")
+DEVICE_CHOICES: tuple[DeviceSetting, ...] = get_args(DeviceSetting)
+QUANT_CHOICES: tuple[QuantSetting, ...] = get_args(QuantSetting)
 
 _DTYPE_OF_QUANT = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 

@@ -1,7 +1,7 @@
 """Counting the tokens of any accepted text in bounded memory and linear time.
 
 A tokenizer asked for the tokens of a whole 50 MB file holds every token's string, offsets and
-alignment at once: 5-8 GB here, and RSS stays high after. Long texts are therefore counted in
+alignment at once: gigabytes (README, "Measured limits"), and RSS stays high after. Long texts are therefore counted in
 slices of about 32K characters, a few slices at a time. The slices are cut where the tokenizer's
 own pre-tokenizer splits anyway (a single space between two non-space characters, or right after
 a line break that follows a non-space character), so the sum is the exact count for the tokenizers

@@ -10,7 +10,9 @@ from tasks.documents import Document
 from tasks.errors import InvalidRequest
 from tasks.events import Event
 from tasks.interfaces import TextEngine
-from tasks.pipeline import TaskOptions, make_result, output_language, plan_context, stream_answer
+from tasks.options import TaskOptions
+from tasks.pipeline import make_result, plan_context, stream_answer
+from tasks.planning import output_language
 from tasks.prompts import load_template
 from tasks.sources import related_passages, source_list, verify_quotes
 
@@ -36,13 +38,13 @@ def answer_with_sources(
     template = load_template(task, language)
     instruction = template.fill("instruction", **{field: request})
     # The request is the retrieval query too: its words are the best guide to the passages it needs.
-    context = plan_context(task, documents, instruction, request, options, engine, options.max_new_tokens)
+    context = plan_context(task, documents, instruction, request, options, engine)
     answer = yield from stream_answer(engine, context, options, template.stop)
     text = answer.text.strip()
     retrieved = context.strategy == "retrieval"
     passages = context.chunks if retrieved else related_passages(documents, f"{request} {text}", engine)
-    extra = {field: request, "sources": source_list(passages), "quotes": verify_quotes(text, documents)}
-    yield make_result(task, text, context, documents, engine, answer.last, started, language, extra)
+    yield make_result(task, text, context, documents, engine, answer.last, started, language, request=request,
+                      sources=source_list(passages), quotes=verify_quotes(text, documents))  # fmt: skip
 
 
 def one_line(request: str | None, name: str, empty_message: str) -> str:

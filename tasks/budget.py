@@ -4,14 +4,14 @@ will take, and which strategy each task uses.
 The budget follows the device. On a GPU it is the model's whole context (128K tokens for
 Granite 3.1) as far as the free memory holds the KV cache; on a model server (the openai backend)
 it is the context the server was started with. On a CPU a long prefill takes minutes
-(the real model prefills roughly 40-60 tokens per second on two cores), so the default is
+(see the README's measured prefill speeds), so the default is
 smaller. `--context-budget` overrides either, never past the model's context.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from tasks.errors import BudgetError, InvalidRequest
 
@@ -19,21 +19,23 @@ CPU_DEFAULT_BUDGET = 8192
 LONGEST_TASK_SECONDS = 6 * 3600  # without a time limit (the command line), longer work is refused up front
 MIN_BUDGET = 512
 Strategy = Literal["full", "map-reduce", "retrieval"]
-STRATEGY_CHOICES = ("auto", "full", "map-reduce", "retrieval")
+StrategySetting = Literal["auto", "full", "map-reduce", "retrieval"]
+STRATEGY_CHOICES: tuple[StrategySetting, ...] = get_args(StrategySetting)
 # The strategies each task can use when the documents do not fit, and the one `auto` picks.
 LONG_STRATEGY: dict[str, Strategy] = {"summarize": "map-reduce", "ask": "retrieval", "extract": "retrieval",
                                       "classify": "retrieval", "custom": "retrieval"}  # fmt: skip
 
 
 def context_budget(
-    device: str, context_limit: int, requested: int | None = None, memory_tokens: int | None = None
+    on_cpu: bool, context_limit: int, requested: int | None = None, memory_tokens: int | None = None
 ) -> int:
-    """The number of tokens (prompt plus answer) one request may use."""
+    """The number of tokens (prompt plus answer) one request may use; `on_cpu`: the model runs on
+    this machine's CPU (not a GPU, not a server)."""
     if requested is not None:
         if requested < MIN_BUDGET:
             raise InvalidRequest(f"the context budget must be at least {MIN_BUDGET} tokens (got {requested:,})")
         return min(requested, context_limit)
-    if device not in ("cuda", "remote"):
+    if on_cpu:
         return min(CPU_DEFAULT_BUDGET, context_limit)
     return max(MIN_BUDGET, min(context_limit, memory_tokens or context_limit))
 
@@ -45,10 +47,11 @@ class Fit:
     prompt_tokens: int
     answer_tokens: int
     budget: int
+    request_tokens: int = 0  # room kept for a request (a question, labels) that is not known yet
 
     @property
     def needed(self) -> int:
-        return self.prompt_tokens + self.answer_tokens
+        return self.prompt_tokens + self.request_tokens + self.answer_tokens
 
     @property
     def fits(self) -> bool:
@@ -71,8 +74,9 @@ def require_fit(fit: Fit, what: str) -> None:
     """Raise BudgetError, saying by how much, when the request does not fit. Nothing is cut."""
     if fit.fits:
         return
+    request = f" with room for a request of {fit.request_tokens:,}" if fit.request_tokens else ""
     raise BudgetError(
-        f"{what} is longer than the context budget: the prompt is {fit.prompt_tokens:,} tokens "
+        f"{what} is longer than the context budget: the prompt is {fit.prompt_tokens:,} tokens{request} "
         f"and the answer may use {fit.answer_tokens:,}, which needs {fit.needed:,} tokens, but the budget "
         f"is {fit.budget:,}. Nothing was cut: use a long-document strategy (--strategy auto), a shorter "
         "document, fewer answer tokens or a larger context budget (--context-budget)."

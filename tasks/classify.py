@@ -14,7 +14,9 @@ from tasks.documents import Document
 from tasks.errors import InvalidRequest
 from tasks.events import Event, Progress
 from tasks.interfaces import TextEngine
-from tasks.pipeline import TaskOptions, engine_errors, make_result, output_language, plan_context
+from tasks.options import TaskOptions, comma_list
+from tasks.pipeline import engine_errors, make_result, plan_context
+from tasks.planning import LABEL_TOKENS, output_language
 from tasks.prompts import load_template
 
 MAX_LABELS = 50
@@ -22,8 +24,7 @@ MAX_LABELS = 50
 
 def parse_labels(labels: str | Sequence[str]) -> list[str]:
     """'invoice, contract,report' or a list -> unique, non-empty labels (at least two)."""
-    items = labels.split(",") if isinstance(labels, str) else list(labels)
-    unique = list(dict.fromkeys(" ".join(str(item).split()) for item in items if str(item).strip()))
+    unique = comma_list(labels)
     if len(unique) < 2:
         raise InvalidRequest("give at least two labels, separated by commas (e.g. invoice,contract,report)")
     if len(unique) > MAX_LABELS:
@@ -41,16 +42,17 @@ def classify(
     language = output_language(documents, options)
     template = load_template("classify", language)
     instruction = template.fill("instruction", labels=", ".join(labels))
-    longest = max(engine.count_tokens(" " + label) for label in labels)
-    context = plan_context("classify", documents, instruction, " ".join(labels), options, engine, longest)
+    longest = max(labels, key=lambda label: engine.count_tokens(" " + label))
+    if engine.count_tokens(" " + longest) > LABEL_TOKENS:
+        raise InvalidRequest(f"a label may have at most {LABEL_TOKENS} tokens; {longest[:60]!r} has more")
+    context = plan_context("classify", documents, instruction, " ".join(labels), options, engine)
     yield Progress(f"Scoring {len(labels)} labels ({context.strategy})")
     with engine_errors():
         continuations = [" " + label for label in labels]
         scores = engine.score(context.prompt, continuations, prefix=context.prefix, cache_salt=options.cache_salt)
     ranked = sorted(zip(labels, scores, _softmax(scores), strict=True), key=lambda row: -row[1])
     table = [{"label": label, "probability": round(p, 6), "log_likelihood": round(s, 4)} for label, s, p in ranked]
-    extra = {"labels": table}
-    yield make_result("classify", ranked[0][0], context, documents, engine, None, started, language, extra)
+    yield make_result("classify", ranked[0][0], context, documents, engine, None, started, language, labels=table)
 
 
 def _softmax(scores: Sequence[float]) -> list[float]:

@@ -25,7 +25,7 @@ _VOWEL_ONLY = {"´", "`"}
 _VOWELS = set("aeiouyAEIOUY")
 _ACCENT_RE = re.compile("([" + re.escape("".join(SPACING_ACCENTS)) + "]) ?([^\\W\\d_])")
 # Patterns that start with \w+ begin only at a word's start ((?<!\w)): tried at every letter of a
-# long unbroken word, each attempt rescans the rest of it (a 20,000-letter word took 10 s).
+# long unbroken word, each attempt rescans the rest of it (README, "Measured limits").
 _HYPHEN_BREAK_RE = re.compile(r"(?<!\w)(\w+)-\n[ \t]*([a-zà-ÿ]\w*)[ \t]?")
 # Two to nine parts: an unbounded repeated group keeps a backtracking record per repetition (a
 # 20 MB "a-a-a-..." took 1.2 GB); longer chains match in parts, and a two-part break never joins them.

@@ -9,7 +9,7 @@ from tasks.ask import MAX_QUESTION_CHARS, answer_with_sources, one_line
 from tasks.documents import Document
 from tasks.events import Event
 from tasks.interfaces import TextEngine
-from tasks.pipeline import TaskOptions
+from tasks.options import TaskOptions
 
 MAX_PROMPT_CHARS = MAX_QUESTION_CHARS  # an instruction is a request like a question: the same limit
 

@@ -31,7 +31,8 @@ READERS = {
     ".markdown": readers.read_text,
 }
 SUPPORTED_SUFFIXES = tuple(READERS)
-MAX_FILE_BYTES = 50 * 2**20  # the web UI's default upload limit (app.launch.DEFAULT_MAX_FILE_MB)
+MAX_FILE_BYTES = 50 * 2**20  # also the web UI's default upload limit (app.launch.DEFAULT_MAX_FILE_MB)
+NO_DOCUMENTS = "upload a document first (PDF, DOCX, HTML, TXT or Markdown)"
 MAX_NAME_CHARS = 120
 # Control characters leave the text (a stray NUL, a terminal escape); vertical tab and form feed
 # become line breaks. Tab, line feed and carriage return stay.

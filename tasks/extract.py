@@ -20,9 +20,11 @@ from typing import Any
 
 from tasks.documents import Document
 from tasks.errors import InvalidRequest, UserError
-from tasks.events import Event
+from tasks.events import Event, Extraction
 from tasks.interfaces import TextEngine
-from tasks.pipeline import TaskOptions, make_result, output_language, plan_context, stream_answer
+from tasks.options import TaskOptions, comma_list
+from tasks.pipeline import make_result, plan_context, stream_answer
+from tasks.planning import output_language
 from tasks.prompts import load_template
 from tasks.sources import related_passages, source_list
 
@@ -46,8 +48,7 @@ class ExtractionSpec:
 
 
 def spec_from_fields(fields: str | Sequence[str]) -> ExtractionSpec:
-    names = fields.split(",") if isinstance(fields, str) else list(fields)
-    names = list(dict.fromkeys(" ".join(str(n).split()) for n in names if str(n).strip()))
+    names = comma_list(fields)
     if not names:
         raise InvalidRequest("name at least one field to extract (e.g. title,author,date)")
     if len(names) > MAX_FIELDS:
@@ -163,9 +164,9 @@ def extract(
     template = load_template("extract", language)
     instruction = template.fill("instruction", fields=spec.field_list)
     query = spec.field_list.replace(",", " ")
-    context = plan_context("extract", documents, instruction, query, options, engine, options.max_new_tokens)
+    context = plan_context("extract", documents, instruction, query, options, engine)
     answer = yield from stream_answer(engine, context, options, (), json_schema=decoding_schema(spec.schema))
-    extra: dict[str, Any] = {"schema": spec.schema, "data": None}
+    extraction = Extraction(spec.schema, None)
     if answer.last.finish_reason == "length":
         raise UserError(
             f"the model did not finish the JSON within {options.max_new_tokens:,} new tokens; "
@@ -173,13 +174,14 @@ def extract(
         )
     if answer.last.finish_reason == "stop":
         data = _validated(answer.text, spec.schema)
-        extra["capped"] = _capped_fields(data)
-        extra["unverified"] = _ground(data, documents) if spec.from_fields else {}
-        extra["data"] = data
+        capped = _capped_fields(data)
+        unverified = _ground(data, documents) if spec.from_fields else {}  # sets what it did not find to null
+        extraction = Extraction(spec.schema, data, capped, unverified)
     passages = context.chunks if context.strategy == "retrieval" else related_passages(documents, query, engine)
-    extra["sources"] = source_list(passages)
-    text = json.dumps(extra["data"], ensure_ascii=False, indent=2) if extra["data"] is not None else answer.text
-    yield make_result("extract", text, context, documents, engine, answer.last, started, language, extra)
+    data = extraction.data
+    text = json.dumps(data, ensure_ascii=False, indent=2) if data is not None else answer.text
+    yield make_result("extract", text, context, documents, engine, answer.last, started, language,
+                      sources=source_list(passages), extraction=extraction)  # fmt: skip
 
 
 def _validated(text: str, schema: dict) -> Any:

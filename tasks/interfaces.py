@@ -1,18 +1,41 @@
 """The small interface through which tasks reach a model, so they run on the in-process engine, a
-scripted fake in tests, or a remote server alike."""
+scripted fake in tests, or a remote server alike: what an engine offers, what its stream yields,
+and the errors it raises for a request it cannot serve (defined beside the engines, in
+model/errors.py, which imports nothing heavy)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import Protocol
+
+from model.errors import EngineError, EngineUnavailable, OutOfMemory, RequestRefused
+from model.generation import FinishReason, GenerationChunk
+
+__all__ = [
+    "EngineError",
+    "EngineUnavailable",
+    "FinishReason",
+    "GenerationChunk",
+    "OutOfMemory",
+    "RequestRefused",
+    "TextEngine",
+    "TokenCounter",
+]
 
 
 class TokenCounter(Protocol):
-    """Counts tokens with the model's tokenizer; knows the device and the model's context."""
+    """Counts tokens with the model's tokenizer; knows where the model runs and its context."""
 
     @property
-    def device(self) -> str: ...
+    def is_remote(self) -> bool:
+        """The model runs on a server (the openai backend), not in this process."""
+        ...
+
+    @property
+    def on_cpu(self) -> bool:
+        """The model runs on this machine's CPU, where a long prefill takes minutes."""
+        ...
 
     @property
     def context_limit(self) -> int: ...
@@ -21,7 +44,9 @@ class TokenCounter(Protocol):
 
 
 class TextEngine(TokenCounter, Protocol):
-    """Streams generated text, scores continuations, and reports its speed."""
+    """Streams generated text, scores continuations, and reports its speed. Every method raises
+    EngineUnavailable, RequestRefused or OutOfMemory (model/errors.py, messages for the user)
+    for a request it cannot serve; anything else it raises is a bug."""
 
     @property
     def model_name(self) -> str: ...
@@ -46,16 +71,16 @@ class TextEngine(TokenCounter, Protocol):
         deadline: float | None = None,
         json_schema: dict | None = None,
         cache_salt: str | None = None,
-    ) -> Iterator[Any]:
-        """Chunks with .text and, on the last one, .finish_reason, .prompt_tokens,
-        .generated_tokens, .prefill_seconds, .decode_seconds, .cached_tokens. The stream stops
+    ) -> Iterator[GenerationChunk]:
+        """Chunks of new text; the last one has the finish reason, the token counts, the
+        timings and the notes the user should see (an out-of-memory retry). The stream stops
         early ('cancelled', 'time_limit') when `cancel` is set or time.monotonic() passes
         `deadline`. The engine may keep the prefilled `prefix` for later requests with the same
-        `cache_salt` (one per session; None on the command line), never for others. Raises
-        MemoryError (with a message for the user) when the device runs out of memory for the
-        request."""
+        `cache_salt` (one per session; None on the command line), never for others."""
         ...
 
     def score(
         self, prompt: str, continuations: Sequence[str], *, prefix: str = "", cache_salt: str | None = None
-    ) -> list[float]: ...
+    ) -> list[float]:
+        """The log-likelihood of each continuation after `prefix + prompt`."""
+        ...

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 from tasks.errors import InvalidRequest
 from tasks.interfaces import TextEngine
+from tasks.options import comma_list
 
 DEFAULT_LENGTHS = (4096, 16384, 65536, 131072)
 DEFAULT_DEPTHS = (0, 25, 50, 75, 100)
@@ -59,7 +60,9 @@ class Trial:
 
 
 @dataclass(frozen=True)
-class Report:
+class ContextCheck:
+    """The results of a check-context run: every trial, and the lengths skipped."""
+
     trials: list[Trial]
     skipped: list[str]  # lengths that do not fit, with why
 
@@ -79,7 +82,7 @@ class Report:
 def parse_lengths(text: str) -> list[int]:
     """'4k,16k,128k' -> [4096, 16384, 131072]; plain numbers are tokens."""
     lengths = []
-    for item in (part.strip().lower() for part in text.split(",") if part.strip()):
+    for item in (part.lower() for part in comma_list(text)):
         match = re.fullmatch(r"(\d+)(k?)", item)
         if not match or int(match.group(1)) == 0:
             raise InvalidRequest(f"--lengths takes sizes like 4k,16k,128k or 2048; got {item!r}")
@@ -92,7 +95,7 @@ def parse_lengths(text: str) -> list[int]:
 def parse_depths(text: str) -> list[int]:
     """'0,50,100' -> [0, 50, 100] (percent)."""
     try:
-        depths = [int(part) for part in text.split(",") if part.strip()]
+        depths = [int(part) for part in comma_list(text)]
     except ValueError as exc:
         raise InvalidRequest(f"--depths takes percentages like 0,25,50,75,100; got {text!r}") from exc
     if not depths or any(not 0 <= depth <= 100 for depth in depths):
@@ -117,11 +120,11 @@ def check_context(
                 yield _trial(engine, sentences, length, depth, f"{rng.randrange(10**5, 10**6)}")
 
 
-def run(engine: TextEngine, lengths: Sequence[int], depths: Sequence[int], trials: int = 1) -> Report:
+def run(engine: TextEngine, lengths: Sequence[int], depths: Sequence[int], trials: int = 1) -> ContextCheck:
     results, skipped = [], []
     for item in check_context(engine, lengths, depths, trials):
         (skipped if isinstance(item, str) else results).append(item)
-    return Report(results, skipped)
+    return ContextCheck(results, skipped)
 
 
 def _filler_for(engine: TextEngine, length: int, rng: random.Random) -> list[str]:
@@ -148,7 +151,7 @@ def _trial(engine: TextEngine, sentences: list[str], length: int, depth: int, co
     return Trial(length, depth, tokens, code, answer, code in answer)
 
 
-def table(report: Report) -> str:
+def table(report: ContextCheck) -> str:
     """Accuracy by length (rows) and depth (columns), as text."""
     lengths = sorted({trial.length for trial in report.trials})
     depths = sorted({trial.depth for trial in report.trials})
@@ -160,7 +163,7 @@ def table(report: Report) -> str:
     return "\n".join(lines)
 
 
-def heatmap_png(report: Report, path: str) -> None:
+def heatmap_png(report: ContextCheck, path: str) -> None:
     """Write the accuracy table as a PNG heatmap (red 0% to green 100%) with Pillow."""
     from PIL import Image, ImageDraw
 

@@ -29,8 +29,8 @@ logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 RawPages = tuple[list[str], dict]
 MAX_TEXT_CHARS = 50 * 2**20  # as much text as the largest text file accepted (50 MB) holds
-MAX_PAGES = 5_000  # 2,000 short PDF pages read in ~1.5 s here; the limit keeps the worst case to seconds
-MAX_READ_SECONDS = 120.0  # a PDF whose text takes longer to extract is refused (5,000 dense pages: ~35 s)
+MAX_PAGES = 5_000  # keeps the worst case to seconds (README, "Measured limits")
+MAX_READ_SECONDS = 120.0  # a PDF whose text takes longer to extract is refused, well above MAX_PAGES dense pages
 MAX_UNPACKED_BYTES = 256 * 2**20  # python-docx holds every part of a .docx in memory at once
 MAX_PACKING_RATIO = 200  # Word XML packs ~5-30x; a zip bomb (a run of zeros) ~1,000x
 _RATIO_FLOOR = 2**20  # parts smaller than this may pack as tightly as they like

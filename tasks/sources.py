@@ -3,19 +3,24 @@ quotes in an answer, each shown as a quote only when it is really in the documen
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 
 from tasks.chunking import chunk_documents
 from tasks.documents import Document
+from tasks.events import Quote, Source
 from tasks.interfaces import TokenCounter
 from tasks.retrieval import ScoredChunk, rank
 
 _QUOTED = re.compile(r"[\"“„«「『]([^\"“”„«»「」『』]{8,500})[\"”“»」』]")
 _MAX_SOURCE_CHARS = 1200
+# Each quote is looked for in every page: without a cap, an answer of thousands of short quotes
+# (a model can be talked into writing them) against a 50 MB document would take minutes.
+MAX_QUOTES = 50
 
 
-def source_list(chunks: Sequence[ScoredChunk]) -> list[dict]:
+def source_list(chunks: Sequence[ScoredChunk]) -> list[Source]:
     """JSON-ready sources, most relevant first: document, pages (1-based), text and retrieval score."""
     ordered = sorted(chunks, key=lambda scored: -scored.score)
     return [
@@ -38,12 +43,17 @@ def related_passages(
     return [scored for scored in rank(chunk_documents(documents, counter), query)[:top] if scored.score > 0]
 
 
-def verify_quotes(answer: str, documents: Sequence[Document]) -> list[dict]:
-    """Every quoted span in `answer`, with where it is found; `verified` is False when it is in no
-    document (then it must not be presented as a quote)."""
+def verify_quotes(answer: str, documents: Sequence[Document]) -> list[Quote]:
+    """The quoted spans in `answer` (8 to 500 characters between quotation marks), with where each
+    is found: the first page that holds it, compared without case, with runs of whitespace as one
+    space and curly apostrophes as straight ones. `verified` is False when it is in no document
+    (then it must not be presented as a quote). Only the first MAX_QUOTES are checked and listed."""
+    matches = list(itertools.islice(_QUOTED.finditer(answer), MAX_QUOTES))
+    if not matches:
+        return []
     pages = [(d.name, p.number, _normalize(p.text)) for d in documents for p in d.pages]
     quotes = []
-    for match in _QUOTED.finditer(answer):
+    for match in matches:
         span = match.group(1).strip()
         needle = _normalize(span)
         found = next(((name, number) for name, number, text in pages if needle and needle in text), None)

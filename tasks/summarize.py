@@ -5,20 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 
-from tasks.budget import require_time
 from tasks.documents import Document
 from tasks.events import Event
 from tasks.interfaces import TextEngine
-from tasks.mapreduce import expected_work, map_reduce
-from tasks.pipeline import (
-    TaskOptions,
-    document_names,
-    engine_errors,
-    make_result,
-    output_language,
-    plan_context,
-    stream_answer,
-)
+from tasks.mapreduce import map_reduce
+from tasks.options import TaskOptions
+from tasks.pipeline import engine_errors, make_result, plan_context, stream_answer
+from tasks.planning import document_names, output_language
 from tasks.prompts import load_template
 
 
@@ -29,18 +22,15 @@ def summarize(documents: Sequence[Document], options: TaskOptions, engine: TextE
     started = time.perf_counter()
     language = output_language(documents, options)
     template = load_template("summarize", language)
-    instruction = template.fill("instruction")
-    context = plan_context("summarize", documents, instruction, "", options, engine, options.max_new_tokens)
+    context = plan_context("summarize", documents, template.fill("instruction"), "", options, engine)
     if context.strategy == "full":
         answer = yield from stream_answer(engine, context, options, template.stop)
-        extra = {}
+        sections = None
     else:
         with engine_errors():  # the speed is measured by a generation when it is not known yet
             speeds = engine.throughput()
-        work = expected_work(context.document_tokens, context.budget, options.max_new_tokens)
-        require_time(f"A summary of {document_names(documents)}", *work, speeds, options.time_limit)
-        answer, sections = yield from map_reduce(documents, template, context.budget, options, engine)
-        extra = {"sections": sections}
-    yield make_result(
-        "summarize", answer.text.strip(), context, documents, engine, answer.last, started, language, extra
-    )
+        names = document_names(documents)
+        context.plan.require_time(f"A summary of {names}", speeds, options.time_limit)
+        answer, sections = yield from map_reduce(context.plan, template, options, engine, names)
+    text = answer.text.strip()
+    yield make_result("summarize", text, context, documents, engine, answer.last, started, language, sections=sections)

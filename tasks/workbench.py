@@ -16,21 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from tasks.ask import ask
-from tasks.budget import LONG_STRATEGY, Fit, choose_strategy, describe_wait, estimate_seconds, require_time
+from tasks.budget import describe_wait
 from tasks.classify import classify
 from tasks.custom import custom
-from tasks.documents import Document, display_name, load_document
+from tasks.documents import NO_DOCUMENTS, Document, display_name, load_document
 from tasks.errors import BudgetError, InvalidRequest, ModelUnavailable, UserError
 from tasks.events import Event, Progress, TaskResult
 from tasks.extract import ExtractionSpec, extract
-from tasks.interfaces import TextEngine
-from tasks.mapreduce import expected_work
-from tasks.pipeline import TaskOptions, budget_for, output_language
+from tasks.interfaces import EngineError, TextEngine
+from tasks.options import TaskOptions
+from tasks.planning import Plan, budget_for, output_language, plan_task
 from tasks.prompts import TASKS, load_template, render_documents
 from tasks.summarize import summarize
 
 MAX_DOCUMENTS = 20
-CLASSIFY_ANSWER_TOKENS = 16
 RECONNECT_SECONDS = 10.0  # how often requests try a model server that is not answering
 
 
@@ -45,12 +44,24 @@ class DocumentCard:
     tokens: int | None
     budget: int | None
     fits: bool | None  # None when there is no model to count tokens with
-    strategies: dict[str, str]
+    strategies: dict[str, str]  # task -> the strategy it will use
+    parts: dict[str, int]  # task -> its generations before the answer (a map-reduce summary's sections)
+    refused: dict[str, str]  # task -> why it would be refused with these options
     expected_wait: str | None
     note: str
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelConnection:
+    """A model server reached: its engine, the status line that describes it, and whether it
+    serves the random demo model."""
+
+    engine: TextEngine
+    model_status: str
+    demo_model: bool = False
 
 
 class Workbench:
@@ -63,6 +74,8 @@ class Workbench:
         unavailable_reason: str | None = None,
         context_budget: int | None = None,
         time_limit: float | None = None,
+        concurrency: int = 1,
+        reconnect: Callable[[], ModelConnection] | None = None,
     ):
         self.engine = engine
         self.model_status = model_status
@@ -70,17 +83,17 @@ class Workbench:
         self.unavailable_reason = unavailable_reason
         self.requested_budget = context_budget
         self.time_limit = time_limit  # seconds per request (None: no limit); the web server sets one
-        self.concurrency = 1  # tasks the web UI runs at once: one per in-process model; a server batches more
-        # Connects to a model server that was not answering at start (sets `engine`); requests try
-        # it again, at most every RECONNECT_SECONDS.
-        self.reconnect: Callable[[], TextEngine] | None = None
+        self.concurrency = concurrency  # tasks the web UI runs at once: one per in-process model; a server batches more
+        # Without an engine: connects to the model server that was not answering at start; requests
+        # try it again, at most every RECONNECT_SECONDS, until it answers.
+        self.reconnect = reconnect
         self._reconnecting = threading.Lock()
         self._next_reconnect = 0.0
 
     @property
     def on_server(self) -> bool:
         """The model runs on a server (the openai backend), not in this process."""
-        return self.engine is not None and self.engine.device == "remote"
+        return self.engine is not None and self.engine.is_remote
 
     @property
     def budget(self) -> int | None:
@@ -98,7 +111,7 @@ class Workbench:
         `password` opens encrypted PDFs."""
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
         if not paths:
-            raise InvalidRequest("upload a document first (PDF, DOCX, HTML, TXT or Markdown)")
+            raise InvalidRequest(NO_DOCUMENTS)
         if len(paths) > MAX_DOCUMENTS:
             raise InvalidRequest(f"load at most {MAX_DOCUMENTS} documents at a time")
         documents: list[Document] = []
@@ -111,24 +124,31 @@ class Workbench:
         return documents
 
     def card(self, documents: Sequence[Document], options: TaskOptions | None = None) -> DocumentCard:
-        """Describe `documents` (together) against the budget, with the strategy of each task."""
+        """Describe `documents` (together) against the budget, with each task's plan: the very
+        `plan_task` the task calls, so the strategy and the parts are what the task will do."""
         options = options or self.options()
         name = ", ".join(d.name for d in documents)
         pages, characters = sum(len(d.pages) for d in documents), sum(d.char_count for d in documents)
         language = output_language(documents, dataclasses.replace(options, language=None))
         if self._current_engine() is None:
             note = f"Token count unavailable: {self.unavailable_reason or 'no model is loaded'}"
-            return DocumentCard(name, pages, characters, language, None, None, None, {}, None, note)
+            return DocumentCard(name, pages, characters, language, None, None, None, {}, {}, {}, None, note)
         tokens = self.engine.count_tokens(render_documents(documents))
         budget = budget_for(self.engine, options)
-        strategies = {task: self._strategy(task, tokens, budget, options, language) for task in TASKS}
-        fits = strategies["summarize"] == "full"
-        try:
-            wait = self._expected_wait(tokens, budget, strategies["summarize"], options)
-        except (ConnectionError, ValueError):  # the model server is down: the card still describes the document
-            wait = "unknown (the model server cannot be reached)"
+        plans, refused = {}, {}
+        for task in TASKS:
+            try:
+                plans[task] = plan_task(task, documents, options, self.engine, document_tokens=tokens)
+            except UserError as exc:  # the task would refuse: the card says why
+                refused[task] = str(exc)
+        strategies = {task: plan.strategy for task, plan in plans.items()}
+        parts = {task: plan.parts for task, plan in plans.items()}
+        fits = tokens + self._summary_instruction_tokens(documents, options) + options.max_new_tokens <= budget
+        wait = self._expected_wait(plans.get("summarize"), refused.get("summarize"), options)
         note = _fit_note(tokens, budget, fits) + _empty_pages_note(documents)
-        return DocumentCard(name, pages, characters, language, tokens, budget, fits, strategies, wait, note)
+        return DocumentCard(
+            name, pages, characters, language, tokens, budget, fits, strategies, parts, refused, wait, note
+        )
 
     def text(self, paths: Sequence[str | Path] | str | Path, password: str | None = None) -> str:
         """The normalized text of the documents, with page markers, as the model reads it."""
@@ -180,30 +200,31 @@ class Workbench:
             if self.engine is None and time.monotonic() >= self._next_reconnect:
                 self._next_reconnect = time.monotonic() + RECONNECT_SECONDS
                 try:
-                    self.engine = self.reconnect()
-                    self.unavailable_reason = None
-                except (ConnectionError, ValueError, UserError) as exc:
+                    connection = self.reconnect()
+                except (EngineError, UserError) as exc:  # the server is still down, or refuses us
                     self.unavailable_reason = str(exc)
+                else:
+                    self.model_status, self.demo_model = connection.model_status, connection.demo_model
+                    self.engine, self.unavailable_reason = connection.engine, None
         return self.engine
 
-    def _strategy(self, task: str, tokens: int, budget: int, options: TaskOptions, language: str) -> str:
-        instruction = load_template(task, language).parts["instruction"]
-        answer = CLASSIFY_ANSWER_TOKENS if task == "classify" else options.max_new_tokens  # labels are short
-        fit = Fit(tokens + self.engine.count_tokens(instruction), answer, budget)
-        requested = options.strategy if options.strategy in ("auto", "full", LONG_STRATEGY[task]) else "auto"
-        return choose_strategy(task, requested, fit.fits)
+    def _summary_instruction_tokens(self, documents: Sequence[Document], options: TaskOptions) -> int:
+        template = load_template("summarize", output_language(documents, options))
+        return self.engine.count_tokens(template.fill("instruction"))
 
-    def _expected_wait(self, tokens: int, budget: int, strategy: str, options: TaskOptions) -> str:
+    def _expected_wait(self, plan: Plan | None, refusal: str | None, options: TaskOptions) -> str:
         """How long a summary will take; for one the summarize task would refuse, why."""
-        speeds = self.engine.throughput()
-        if strategy != "map-reduce":
-            return describe_wait(estimate_seconds(min(tokens, budget), options.max_new_tokens, speeds))
-        work = expected_work(tokens, budget, options.max_new_tokens)
+        if plan is None:
+            return f"none: the summary would be refused: {refusal}"
         try:
-            require_time("A summary", *work, speeds, options.time_limit)
+            speeds = self.engine.throughput()
+        except EngineError:  # the model server is down: the card still describes the document
+            return "unknown (the model server cannot be reached)"
+        try:
+            plan.require_time("A summary", speeds, options.time_limit)
         except BudgetError as exc:
             return f"too long to run: {exc}"
-        return describe_wait(estimate_seconds(*work, speeds))
+        return describe_wait(plan.expected_seconds(speeds))
 
 
 def _fit_note(tokens: int, budget: int, fits: bool) -> str:

@@ -13,8 +13,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,43 @@ def pdfs(tmp_path: Path) -> PdfFactory:
     return PdfFactory(tmp_path)
 
 
+@dataclass(frozen=True)
+class CliRun:
+    """What one run of the command line gave: its exit status and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliRun]:
+    """cli(*argv): run `python app.py ARGV` in this process (`app.cli.main`), with its exit status
+    and output as the shell would get them, without a new Python process for each run."""
+    from app.cli import main
+
+    def run(*argv: str) -> CliRun:
+        capsys.readouterr()  # only this run's output
+        status = main(list(argv))
+        out, err = capsys.readouterr()
+        return CliRun(status, out, err)
+
+    return run
+
+
+def run_app_py(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `python app.py ARGS` as its own process, as a shell does (for the tests where the process
+    itself is the point; mark them `subprocess`)."""
+    return subprocess.run(
+        [sys.executable, "app.py", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -88,14 +126,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def app_py_serving(*args: str, timeout: float = 120) -> Iterator[str]:
+def app_py_serving(*args: str, timeout: float = 120, bare: bool = False) -> Iterator[str]:
     """Start `python app.py --model tiny-random ARGS` on a free port as a user would; yield its URL
-    once it answers HTTP; stop it afterwards."""
+    once it answers HTTP; stop it afterwards. With `bare`, `python app.py ARGS` as Hugging Face
+    Spaces starts it (the port comes from GRADIO_SERVER_PORT)."""
     port = free_port()
+    options = [] if bare else ["--model", "tiny-random", "--port", str(port)]
     server = subprocess.Popen(
-        [sys.executable, "app.py", "--model", "tiny-random", "--port", str(port), *args],
+        [sys.executable, "app.py", *options, *args],
         cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_SERVER_PORT": str(port)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+HOLD_LIMIT_S = 30  # the longest a held stream waits for its test (Script.prefill_done)
 
 
 @dataclass
@@ -22,7 +24,10 @@ class Script:
     pieces: list[str] = field(default_factory=lambda: ["Hello", " world", ".", " More"])
     finish_reason: str = "length"
     usage: dict = field(default_factory=lambda: {"prompt_tokens": 5, "completion_tokens": 4})
-    first_delay: float = 0.0  # seconds before the first event (a long prefill)
+    # A long prefill: a stream calls `on_stream` when it starts, then sends nothing until `prefill_done`
+    # is set (or HOLD_LIMIT_S passed: a test that never sets it fails instead of hanging).
+    prefill_done: threading.Event | None = None
+    on_stream: Callable[[], object] | None = None
     end_early: bool = False  # close the stream without finishing it
     refuse: dict[str, tuple[int, str]] = field(default_factory=dict)  # request kind -> (status, message)
     logprobs: bool = True
@@ -112,7 +117,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
-        time.sleep(self.script.first_delay)
+        if self.script.on_stream is not None:
+            self.script.on_stream()
+        if self.script.prefill_done is not None:
+            self.script.prefill_done.wait(HOLD_LIMIT_S)
         pieces = self.script.pieces
         try:
             for number, piece in enumerate(pieces):

@@ -13,7 +13,8 @@ class FakeEngine:
     """Counts one token per whitespace-separated word and streams `reply` word by word."""
 
     reply: str = "A short scripted answer."
-    device: str = "cpu"
+    is_remote: bool = False
+    on_cpu: bool = True
     context_limit: int = 131072
     model_name: str = "fake"
     prompts: list[str] = field(default_factory=list)

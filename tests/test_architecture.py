@@ -22,3 +22,8 @@ def test_tasks_and_model_do_not_import_gradio():
 def test_document_handling_does_not_import_torch():
     modules = imported_after("import tasks.documents, tasks.prompts, tasks.budget, tasks.workbench")
     assert "torch" not in modules and "gradio" not in modules
+
+
+def test_the_command_line_imports_gradio_and_torch_only_when_a_command_needs_them():
+    modules = imported_after("import app.cli, app.results, app.setup")
+    assert "torch" not in modules and "gradio" not in modules

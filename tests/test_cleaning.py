@@ -90,14 +90,14 @@ def test_numbers_alone_on_a_line_are_kept_unless_they_count_the_pages():
 
 def test_docx_hard_break_and_its_rendered_twin_make_one_break(tmp_path):
     from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
 
     word = docx.Document()
     word.add_paragraph("Page one text.")
     word.add_page_break()
-    second = word.add_paragraph()
-    second.runs or second.add_run()
-    second.runs[0]._r.insert(0, OxmlElement("w:lastRenderedPageBreak"))
-    second.runs[0].text = "Page two text."
+    word.add_paragraph("Page two text.")
+    run = word.element.body.findall(qn("w:p"))[-1].find(qn("w:r"))  # its one run, in the public XML tree
+    run.insert(0, OxmlElement("w:lastRenderedPageBreak"))  # the break Word records where it laid out a page
     word.save(tmp_path / "twin.docx")
     document = load_document(tmp_path / "twin.docx")
     assert [(p.number, p.text) for p in document.pages] == [(1, "Page one text."), (2, "Page two text.")]

@@ -1,25 +1,14 @@
-"""The command line, run as a user runs it: `python app.py ...` in a subprocess."""
+"""The command line: `python app.py ...` run in this process through `app.cli.main` (the `cli`
+fixture), and as its own process where the process is the point (`subprocess`)."""
 
-import importlib.util
 import json
-import os
-import subprocess
-import sys
+import urllib.request
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-
-
-def run_app(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "app.py", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+from app.cli_parser import build_parser, model_settings
+from app.setup import build_workbench
+from tests.conftest import app_py_serving, run_app_py
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +18,8 @@ def report_pdf(tmp_path_factory, tiny_checkpoint):
     return str(PdfFactory(tmp_path_factory.mktemp("cli")).report())
 
 
-def test_summarize_json(report_pdf):
-    done = run_app("--model", "tiny-random", "summarize", report_pdf, "--json", "--max-new-tokens", "32")
+def test_summarize_json(cli, report_pdf):
+    done = cli("--model", "tiny-random", "summarize", report_pdf, "--json", "--max-new-tokens", "32")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["task"] == "summarize" and result["strategy"] == "full"
@@ -40,25 +29,27 @@ def test_summarize_json(report_pdf):
     assert result["timings"]["total_seconds"] > 0
 
 
-def test_ask_streams_plain_text_with_options_after_the_command(report_pdf):
-    done = run_app("ask", report_pdf, "What was the revenue?", "--model", "tiny-random", "--max-new-tokens", "16")
+def test_ask_streams_plain_text_with_options_after_the_command(cli, report_pdf):
+    done = cli("ask", report_pdf, "What was the revenue?", "--model", "tiny-random", "--max-new-tokens", "16")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
-    assert "strategy full" in done.stderr and "demo model" in done.stderr
+    assert "strategy: whole document" in done.stderr and "demo model" in done.stderr
+    assert "[source: report.pdf, page" in done.stderr
 
 
-def test_prompt_json(report_pdf):
-    done = run_app("--model", "tiny-random", "prompt", report_pdf, "List the key figures.", "--json",
+def test_custom_json_and_its_old_name_prompt(cli, report_pdf):
+    for command in ("custom", "prompt"):
+        done = cli("--model", "tiny-random", command, report_pdf, "List the key figures.", "--json",
                    "--max-new-tokens", "16")  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
-    assert result["task"] == "custom" and result["strategy"] == "full"
-    assert result["prompt"] == "List the key figures." and result["sources"]
-    assert result["document"]["name"] == "report.pdf" and result["usage"]["generated_tokens"] <= 16
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert result["task"] == "custom" and result["strategy"] == "full"
+        assert result["prompt"] == "List the key figures." and result["sources"]
+        assert result["document"]["name"] == "report.pdf" and result["usage"]["generated_tokens"] <= 16
 
 
-def test_info_json(report_pdf):
-    done = run_app("--model", "tiny-random", "info", report_pdf, "--json")
+def test_info_json(cli, report_pdf):
+    done = cli("--model", "tiny-random", "info", report_pdf, "--json")
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
     assert info["task"] == "info" and info["strategy"] == "full" and info["fits"] is True
@@ -68,30 +59,39 @@ def test_info_json(report_pdf):
                                   "custom": "full"}  # fmt: skip
 
 
-def test_info_of_a_long_document_names_the_long_strategies(report_pdf):
-    done = run_app("--model", "tiny-random", "--context-budget", "512", "info", report_pdf, report_pdf, report_pdf,
-                   "--json")  # fmt: skip
+def test_info_of_a_long_document_names_the_long_strategies(cli, report_pdf):
+    done = cli("--model", "tiny-random", "--context-budget", "1024", "info", report_pdf, report_pdf, report_pdf,
+               "--json")  # fmt: skip
     info = json.loads(done.stdout)
     assert info["strategies"]["summarize"] == "map-reduce" and info["strategies"]["ask"] == "retrieval"
     assert info["strategies"]["custom"] == "retrieval"
     assert info["name"] == "report.pdf, report.pdf (2), report.pdf (3)"
 
 
-def test_text_prints_normalized_pages(report_pdf):
-    done = run_app("text", report_pdf)
+def test_text_prints_normalized_pages(cli, report_pdf):
+    done = cli("text", report_pdf)
     assert done.returncode == 0, done.stderr
     assert "[Page 1]" in done.stdout and "[Page 3]" in done.stdout and "4.2 million euros" in done.stdout
 
 
-def test_extract_and_classify_json(report_pdf):
-    done = run_app("--model", "tiny-random", "extract", report_pdf, "--fields", "company,revenue", "--json")
+def test_extract_and_classify_json(cli, report_pdf):
+    done = cli("--model", "tiny-random", "extract", report_pdf, "--fields", "company,revenue", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert set(result["data"]) == {"company", "revenue"} and result["sources"]
-    done = run_app("--model", "tiny-random", "classify", report_pdf, "--labels", "report,invoice,letter", "--json")
+    done = cli("--model", "tiny-random", "classify", report_pdf, "--labels", "report,invoice,letter", "--json")
     result = json.loads(done.stdout)
     assert sum(row["probability"] for row in result["labels"]) == pytest.approx(1.0, abs=1e-5)
     assert result["text"] in ("report", "invoice", "letter")
+
+
+def test_classify_prints_every_label_with_its_probability(cli, report_pdf):
+    done = cli("--model", "tiny-random", "classify", report_pdf, "--labels", "report,invoice,letter")
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line.strip()]
+    assert sorted(label for _, label in rows) == ["invoice", "letter", "report"]
+    assert sum(float(share.rstrip("%")) for share, _ in rows) == pytest.approx(100, abs=0.05)
+    assert "strategy: whole document" in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -118,34 +118,35 @@ def test_extract_and_classify_json(report_pdf):
         (["--model", "tiny-random", "extract", "{pdf}", "--schema", "{not json"], "not valid JSON"),
         (["--model", "tiny-random", "classify", "{pdf}", "--labels", "only-one"], "at least two labels"),
         (["--model", "tiny-random", "ask", "{pdf}", " "], "type a question"),
-        (["--model", "tiny-random", "prompt", "{pdf}", " "], "type an instruction"),
+        (["--model", "tiny-random", "custom", "{pdf}", " "], "type an instruction"),
         (["summarize", "{pdf}"], "--model tiny-random"),  # the default hub model, offline
     ],
 )
-def test_errors_are_one_line_and_exit_2(report_pdf, args, message):
-    done = run_app(*[a.replace("{pdf}", report_pdf) for a in args])
+def test_errors_are_one_line_and_exit_2(cli, report_pdf, args, message):
+    done = cli(*[a.replace("{pdf}", report_pdf) for a in args])
     assert done.returncode == 2
     assert "error: " in done.stderr and message in done.stderr
     assert "Traceback" not in done.stderr
 
 
-def load_app_module():
-    spec = importlib.util.spec_from_file_location("granite_app_main", REPO_ROOT / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def test_ctrl_c_is_one_line_and_exit_130(cli, report_pdf, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("app.cli.build_workbench", interrupted)
+    done = cli("--model", "tiny-random", "summarize", report_pdf)
+    assert done.returncode == 130 and done.stderr.strip() == "cancelled" and done.stdout == ""
 
 
 def test_default_model_offline_leaves_a_workbench_that_explains_itself():
-    app_main = load_app_module()
-    workbench = app_main.build_workbench(app_main.build_parser().parse_args([]))
+    workbench = build_workbench(model_settings(build_parser().parse_args([])))
     assert workbench.engine is None
     assert "not loaded" in workbench.model_status
     assert "--model PATH" in workbench.unavailable_reason and "--model tiny-random" in workbench.unavailable_reason
 
 
 def test_model_options_work_before_and_after_the_command():
-    parser = load_app_module().build_parser()
+    parser = build_parser()
     before = parser.parse_args(["--model", "tiny-random", "--quant", "fp32", "summarize", "a.pdf"])
     after = parser.parse_args(["summarize", "a.pdf", "--model", "tiny-random", "--quant", "fp32"])
     neither = parser.parse_args(["summarize", "a.pdf"])
@@ -159,3 +160,36 @@ def test_model_options_work_before_and_after_the_command():
     )
     assert (before.backend, before.base_url, before.served_model) == (after.backend, after.base_url, after.served_model)
     assert after.backend == "openai" and after.base_url == "http://gpu-box:8000/v1" and after.served_model == "granite"
+
+
+def test_typed_choices_come_from_the_literal_types():
+    from typing import get_args
+
+    from app.setup import Backend
+    from model.runtime import DeviceSetting, QuantSetting
+    from tasks.budget import StrategySetting
+
+    parser = build_parser()
+    for option, literal in (("--quant", QuantSetting), ("--device", DeviceSetting), ("--backend", Backend)):
+        for value in get_args(literal):
+            assert getattr(model_settings(parser.parse_args([option, value])), option[2:]) == value
+    for value in get_args(StrategySetting):
+        assert parser.parse_args(["summarize", "a.pdf", "--strategy", value]).strategy == value
+
+
+@pytest.mark.subprocess
+def test_the_shell_gets_the_output_and_the_exit_status(report_pdf):
+    done = run_app_py("text", report_pdf)
+    assert done.returncode == 0, done.stderr
+    assert "[Page 1]" in done.stdout and "4.2 million euros" in done.stdout
+    done = run_app_py("--model", "tiny-random", "summarize", "missing.pdf")
+    assert done.returncode == 2 and done.stderr == "error: missing.pdf: file not found\n" and done.stdout == ""
+
+
+@pytest.mark.subprocess
+def test_python_app_py_without_arguments_serves_the_web_ui(tiny_checkpoint):
+    """What Hugging Face Spaces runs: no arguments; offline, the default model does not load, and
+    the UI says so and serves the document tools."""
+    with app_py_serving(bare=True) as url, urllib.request.urlopen(url + "config", timeout=30) as response:
+        config = response.read().decode()
+    assert "Generation is unavailable" in config and "(not loaded)" in config

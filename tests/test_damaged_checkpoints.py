@@ -247,6 +247,7 @@ def test_a_hub_cache_link_to_a_lost_blob_is_named(hub_cache):
         load_tokenizer(HUB_ID)
 
 
+@pytest.mark.subprocess
 def test_the_web_ui_still_starts_with_a_damaged_folder(folder):
     damaged = _damage(folder, "truncated weights")
     with app_py_serving("--model", str(folder)) as url:

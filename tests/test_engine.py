@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from model.engine import Engine
+from model.errors import RequestRefused
 
 PROMPT = (
     "Annual report 2024: revenue grew to 4.2 million euros. Der Bericht beschreibt den Umsatz. この文書は会社の売上"
@@ -48,10 +49,11 @@ def test_stop_string_ends_generation_without_showing_it(tiny_engine):
     assert stop not in result.text
 
 
-def test_end_of_text_token_stops(tiny_loaded):
+def test_end_of_text_token_stops(tiny_loaded, tiny_engine, monkeypatch):
+    third = stock_greedy(tiny_loaded.model, tiny_engine, PROMPT, 3)[2]
+    # The model's generation config names the third token end-of-text: an engine made now stops there.
+    monkeypatch.setattr(tiny_loaded.model.generation_config, "eos_token_id", third)
     engine = Engine(tiny_loaded)
-    first = stock_greedy(engine.model, engine, PROMPT, 3)[2]
-    engine._eos_ids = frozenset({first})  # pretend the model's third token is end-of-text
     result = engine.generate(PROMPT, max_new_tokens=20)
     assert result.finish_reason == "stop"
     assert result.generated_tokens == 3
@@ -102,5 +104,5 @@ def test_abandoned_stream_leaves_the_engine_usable(tiny_engine):
 def test_requests_beyond_the_context_are_refused(tiny_engine):
     with pytest.raises(ValueError, match="at least 1"):
         list(tiny_engine.stream(PROMPT, max_new_tokens=0))
-    with pytest.raises(ValueError, match="context limit"):
+    with pytest.raises(RequestRefused, match="context limit"):
         list(tiny_engine.stream(PROMPT, max_new_tokens=tiny_engine.context_limit))

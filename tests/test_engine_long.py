@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from model.engine import Engine
+from model.errors import RequestRefused
 
 DOC = "[Page 1]\nThe Berlin office opened on 3 March 2024 with 45 employees. " * 12
 QUESTION = "\nQuestion: When did the Berlin office open?\nAnswer:"
@@ -150,11 +151,10 @@ def test_json_schema_output_is_valid_by_construction(engine, schema):
 def test_chunked_prefill_next_token_distribution_matches_one_shot(tiny_loaded):
     prompt = DOC * 3 + TAIL
     states = []
-    for chunk in (5, 64, 100_000):
+    for chunk in (5, 64, 100_000):  # the prompt prefilled in chunks of 5 and 64 tokens, and in one piece
         engine = Engine(tiny_loaded, prefill_chunk=chunk)
-        with engine._prefilled(prompt, "", None, reserve=0) as state:  # the logits right after the prefill
-            states.append(state.logits.clone())
-    assert states[0].shape == (1, tiny_loaded.model.config.vocab_size)
+        states.append(engine.decode_step_logits(prompt))  # reads every cached position of the prefill
+    assert states[0].shape == (tiny_loaded.model.config.vocab_size,)
     for logits in states[:2]:
         assert torch.allclose(logits, states[2], atol=1e-4, rtol=1e-4)
 
@@ -204,7 +204,7 @@ def test_the_growing_cache_gives_the_same_output_as_concatenation(tiny_loaded, e
 
 
 def test_an_empty_prompt_is_a_clear_error(engine):
-    with pytest.raises(ValueError, match="the prompt is empty"):
+    with pytest.raises(RequestRefused, match="the prompt is empty"):
         engine.generate("", max_new_tokens=3)
 
 

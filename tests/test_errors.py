@@ -19,7 +19,7 @@ from model.generation import sampling_temperature
 from tasks.documents import load_document
 from tasks.errors import DocumentError, InvalidRequest
 from tasks.extract import MAX_SCHEMA_DEPTH, decoding_schema, spec_from_schema
-from tasks.pipeline import TaskOptions
+from tasks.options import TaskOptions
 from tests.conftest import REPO_ROOT, free_port
 
 LONG_NAME = "a" * 5000  # longer than any file system allows (255 bytes a name, 4096 a path)

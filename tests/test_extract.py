@@ -7,7 +7,7 @@ import pytest
 
 from tasks.errors import InvalidRequest, UserError
 from tasks.extract import decoding_schema, extract, spec_from_fields, spec_from_schema
-from tasks.pipeline import TaskOptions
+from tasks.options import TaskOptions
 
 SCHEMAS = {
     "scalars": {
@@ -90,19 +90,19 @@ def test_output_is_valid_json_for_the_schema(name, report_documents, tiny_engine
     spec = spec_from_schema(json.dumps(SCHEMAS[name]))
     result = list(extract(report_documents, spec, TaskOptions(max_new_tokens=1024), tiny_engine))[-1]
     assert result.finish_reason == "stop"
-    jsonschema.validate(result.extra["data"], SCHEMAS[name])
-    assert json.loads(result.text) == result.extra["data"]
+    jsonschema.validate(result.extraction.data, SCHEMAS[name])
+    assert json.loads(result.text) == result.extraction.data
 
 
 def test_named_fields_are_strings_or_null_and_found_in_the_document(report_documents, tiny_engine):
     spec = spec_from_fields("company, revenue, nonexistent field")
     result = list(extract(report_documents, spec, TaskOptions(max_new_tokens=600), tiny_engine))[-1]
-    data = result.extra["data"]
+    data = result.extraction.data
     assert set(data) == {"company", "revenue", "nonexistent field"}
     text = " ".join(report_documents[0].text.split()).casefold()
     for value in data.values():
         assert value is None or " ".join(value.split()).casefold() in text
-    for name, guess in result.extra["unverified"].items():  # guesses are reported, never returned as values
+    for name, guess in result.extraction.unverified.items():  # guesses are reported, never returned as values
         assert data[name] is None and guess
 
 
@@ -148,7 +148,7 @@ def test_schema_minimums_above_the_default_bounds_still_compile(report_documents
         "required": ["codes"],
     }
     result = list(extract(report_documents, spec_from_schema(schema), TaskOptions(max_new_tokens=400), tiny_engine))
-    assert len(result[-1].extra["data"]["codes"]) >= 25
+    assert len(result[-1].extraction.data["codes"]) >= 25
 
 
 def test_a_schema_that_cannot_become_a_grammar_is_explained(report_documents, tiny_engine):
@@ -160,4 +160,4 @@ def test_a_schema_that_cannot_become_a_grammar_is_explained(report_documents, ti
 def test_fields_come_out_in_the_order_asked_for(report_documents, tiny_engine):
     result = list(extract(report_documents, spec_from_fields("title, amount, city"), TaskOptions(max_new_tokens=600),
                           tiny_engine))[-1]  # fmt: skip
-    assert list(result.extra["data"]) == ["title", "amount", "city"]
+    assert list(result.extraction.data) == ["title", "amount", "city"]

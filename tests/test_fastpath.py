@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from model import kernels, native
 from model.attention import NAME, engine_attention
@@ -61,25 +62,37 @@ def test_native_small_linear_matches_torch_on_real_sizes(rows):
 
 
 def test_native_moe_one_token_matches_the_expert_loop():
-    from model.moe import _one_token
-
     torch.manual_seed(3)
     experts = _Experts(num_experts=6, hidden=64, inner=32)
     state, chosen, weights = torch.randn(1, 64), torch.tensor([4, 1, 5]), torch.rand(3)
     with torch.inference_mode():
-        expected = _one_token(experts, state, chosen.tolist(), weights)
+        expected = torch.zeros_like(state)
+        for slot, expert in enumerate(chosen.tolist()):  # each chosen expert, as the stock layer applies it
+            gate, up = F.linear(state, experts.gate_up_proj[expert]).chunk(2, dim=-1)
+            expected += F.linear(F.silu(gate) * up, experts.down_proj[expert]) * weights[slot]
         ours = native.kernels().moe_one_token(state, experts.gate_up_proj, experts.down_proj, chosen, weights)
     assert torch.allclose(ours, expected, atol=1e-5)
     with pytest.raises(RuntimeError, match="out of range"):
         native.kernels().moe_one_token(state, experts.gate_up_proj, experts.down_proj, torch.tensor([6]), weights[:1])
 
 
-def test_the_models_experts_take_the_native_one_token_path(tiny_loaded):
-    from model.moe import _native_one_token
+def test_the_models_experts_take_the_native_one_token_path(tiny_loaded, monkeypatch):
+    built, calls = native.kernels(), []
 
-    experts = [module for module in tiny_loaded.model.modules() if type(module).__name__ == "GraniteMoeExperts"]
-    with torch.inference_mode():
-        assert experts and all(_native_one_token(module, torch.randn(1, module.hidden_dim)) for module in experts)
+    class Counting:  # the built kernels, counting the experts' one-token calls
+        def __getattr__(self, name):
+            return getattr(built, name)
+
+        def moe_one_token(self, *args):
+            calls.append(args[0].shape)
+            return built.moe_one_token(*args)
+
+    monkeypatch.setattr(native, "kernels", Counting)
+    model = tiny_loaded.model
+    experts = [module for module in model.modules() if type(module).__name__ == "GraniteMoeExperts"]
+    with torch.inference_mode(), FastPath(model):
+        model(input_ids=torch.tensor([[5]]))  # one decode token through every layer
+    assert experts and calls == [(1, module.hidden_dim) for module in experts]
 
 
 def test_switched_off_native_kernels_fall_back_to_the_same_results(monkeypatch, tiny_loaded):
@@ -108,19 +121,32 @@ class _Experts(torch.nn.Module):
         self.act_fn = torch.nn.SiLU()
 
 
-def test_the_fast_path_swaps_in_and_restores_everything(tiny_stock):
+def test_the_fast_path_swaps_in_and_restores_everything(tiny_stock, monkeypatch):
     model = tiny_stock
+    ran: list[str] = []  # the attention functions the model called, by their registered names
+    for name in (NAME, "sdpa"):  # each registered function, wrapped to say when it runs
+        function = ALL_ATTENTION_FUNCTIONS[name]
+        spy = lambda *args, name=name, function=function, **kwargs: ran.append(name) or function(*args, **kwargs)  # noqa: E731
+        monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS, name, spy)
+
+    def attention_used() -> set[str]:
+        ran.clear()
+        with torch.inference_mode():
+            model(input_ids=torch.tensor([[5, 17, 99]]))
+        return set(ran)
+
     fast = FastPath(model)
     linears = [module for module in model.modules() if type(module) is torch.nn.Linear]
     assert fast.attention == NAME  # fp32 on the CPU
     swapped = {id(module) for module, _ in fast.swaps}
     assert all(id(module) in swapped for module in linears)
+    assert attention_used() == {"sdpa"}  # the stock model
     with fast:
         with fast:  # re-entered by a second stream
-            assert model.config._attn_implementation == NAME
-        assert model.config._attn_implementation == NAME  # still inside the first
+            assert attention_used() == {NAME}
+        assert attention_used() == {NAME}  # still inside the first
         assert all("forward" in vars(module) for module, _ in fast.swaps)
-    assert model.config._attn_implementation == "sdpa"
+    assert attention_used() == {"sdpa"}
     assert not any("forward" in vars(module) for module, _ in fast.swaps)
 
 

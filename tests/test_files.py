@@ -84,6 +84,7 @@ def test_the_sweep_deletes_old_files_whoever_wrote_them_and_nothing_outside(base
     assert outside.read_text(encoding="utf-8") == "left behind" and sibling.exists()
 
 
+@pytest.mark.subprocess
 def test_files_left_by_an_earlier_process_are_deleted_when_app_py_starts(base, tiny_checkpoint):
     folders = app_folders()
     left = [write_old(folders.uploads / "3f2a" / "report.pdf"), write_old(folders.exports / "export-1" / "a.json")]

@@ -121,8 +121,8 @@ def test_an_upload_named_like_a_path_stays_in_the_upload_folder(server, name):
 
 
 def test_uploads_and_exports_are_deleted_after_the_configured_time(server, tmp_path):
+    from app.exports import EXPORT_PREFIX
     from app.files import app_folders
-    from app.handlers import EXPORT_PREFIX
 
     upload = _document(tmp_path, 1)
     client = Client(server.local_url, verbose=False)

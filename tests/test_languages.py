@@ -9,7 +9,7 @@ from tasks.custom import custom
 from tasks.documents import Document, Page
 from tasks.extract import extract, spec_from_fields
 from tasks.language import LANGUAGES, detect_language
-from tasks.pipeline import TaskOptions
+from tasks.options import TaskOptions
 from tasks.prompts import TASKS, load_template, template_languages
 from tasks.summarize import summarize
 
@@ -69,12 +69,12 @@ def test_every_template_runs_on_the_model(code, tiny_engine):
         list(custom([document], "List the plans.", options, tiny_engine))[-1],
     ]
     assert [r.task for r in results] == ["summarize", "ask", "extract", "classify", "custom"]
-    assert all(r.extra["language"] == code for r in results)
+    assert all(r.language == code for r in results)
 
 
 def test_default_output_language_is_the_documents_and_lang_overrides_it(fake_engine):
     german = Document("bericht.txt", (Page(1, SAMPLES["de"]),), {"language": "de"})
-    assert list(summarize([german], TaskOptions(), fake_engine))[-1].extra["language"] == "de"
+    assert list(summarize([german], TaskOptions(), fake_engine))[-1].language == "de"
     assert fake_engine.prompts[-1].rstrip().endswith(CUES["de"])
-    assert list(summarize([german], TaskOptions(language="ja"), fake_engine))[-1].extra["language"] == "ja"
+    assert list(summarize([german], TaskOptions(language="ja"), fake_engine))[-1].language == "ja"
     assert fake_engine.prompts[-1].rstrip().endswith(CUES["ja"])

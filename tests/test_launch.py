@@ -1,7 +1,6 @@
 """Serving options: sign-in, upload size, the queue limit, the port, --share without network, and
 one clear error line (never a traceback) for each wrong value, before the model loads."""
 
-import importlib.util
 import socket
 import time
 
@@ -10,7 +9,7 @@ from gradio_client import Client, handle_file
 
 from app.launch import AUTH_VARIABLE, check_share_reachable, parse_auth, serve_options
 from tasks.errors import InvalidRequest
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import free_port
 
 
 def test_auth_pairs_are_parsed_and_bad_ones_explained(monkeypatch):
@@ -42,16 +41,14 @@ def _closed_port() -> tuple[str, int]:
 
 @pytest.fixture
 def app_main(monkeypatch):
-    """app.py's module, whose model loading fails the test if it is ever reached."""
-    spec = importlib.util.spec_from_file_location("app_main", REPO_ROOT / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """The command line (app.cli), whose model set-up fails the test if it is ever reached."""
+    import app.cli
 
-    def load_model(args):
+    def load_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the options were checked")
 
-    monkeypatch.setattr(module, "build_workbench", load_model)
-    return module
+    monkeypatch.setattr(app.cli, "build_workbench", load_model)
+    return app.cli
 
 
 def _one_error_line(capsys) -> str:
@@ -110,7 +107,7 @@ def test_a_port_taken_after_the_check_is_still_one_error_line(app_main, capsys, 
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
     monkeypatch.setattr("app.launch.check_port_free", lambda host, port: None)  # taken just after the check
-    monkeypatch.setattr(app_main, "build_workbench", lambda args: Workbench(tiny_engine, demo_model=True))
+    monkeypatch.setattr(app_main, "build_workbench", lambda *args: Workbench(tiny_engine, demo_model=True))
     with socket.socket() as other_server:
         other_server.bind(("127.0.0.1", 0))
         other_server.listen()

@@ -9,13 +9,13 @@ import time
 import pytest
 import torch
 
+from app.cli_parser import build_parser, time_limit
 from model.engine import Engine
-from model.limits import GpuOutOfMemory
+from model.request_state import GpuOutOfMemory
 from tasks.errors import CapacityError, InvalidRequest
 from tasks.events import Progress, TaskResult
-from tasks.pipeline import TaskOptions
+from tasks.options import TaskOptions
 from tasks.workbench import Workbench
-from tests.test_cli import load_app_module, run_app
 
 DOC = "[Page 1]\nThe Berlin office opened on 3 March 2024 with 45 employees. " * 12
 QUESTION = "\nQuestion: When did the Berlin office open?\nAnswer:"
@@ -55,14 +55,30 @@ def out_of_memory_above(tokens: int, times: int = 10**9):
     return hook
 
 
-def slow(seconds: float, only_tokens: int | None = None):
-    """Sleep `seconds` in every forward pass (of `only_tokens` new tokens, when given)."""
+class StoppedClock:
+    """time.monotonic() stopped for the rest of the test; the model's forward passes move it on (a
+    hook), so a deadline falls after a known amount of work however fast this machine is."""
 
-    def hook(module, args, kwargs):
-        if only_tokens is None or _new_tokens(args, kwargs) == only_tokens:
-            time.sleep(seconds)
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.now = time.monotonic()
+        monkeypatch.setattr(time, "monotonic", lambda: self.now)
 
-    return hook
+    def ticking(self, seconds: float, only_tokens: int | None = None):
+        """A hook: every forward pass (of `only_tokens` new tokens, when given) takes `seconds`."""
+
+        def hook(module, args, kwargs):
+            if only_tokens is None or _new_tokens(args, kwargs) == only_tokens:
+                self.now += seconds
+
+        return hook
+
+
+def forward_passes(model, run) -> int:
+    """How many forward passes `run()` makes: its work, where seconds would measure this machine."""
+    passes = []
+    with Hook(model, lambda module, args, kwargs: passes.append(1)):
+        run()
+    return len(passes)
 
 
 @pytest.fixture
@@ -133,7 +149,7 @@ def test_tasks_show_the_retry_and_turn_a_persistent_failure_into_a_user_error(ti
     assert "Ran out of GPU memory; retrying with 16-token chunks" in messages
     result = events[-1]
     assert isinstance(result, TaskResult) and result.text == expected[-1].text
-    assert result.extra["notes"] == [f"Ran out of GPU memory; retrying with {n}-token chunks" for n in (32, 16)]
+    assert result.notes == tuple(f"Ran out of GPU memory; retrying with {n}-token chunks" for n in (32, 16))
     with Hook(tiny_loaded.model, out_of_memory_above(0)), pytest.raises(CapacityError, match=MEMORY_MESSAGE):
         list(workbench.summarize(path, TaskOptions(max_new_tokens=16)))
     with Hook(tiny_loaded.model, out_of_memory_above(0)), pytest.raises(CapacityError, match=MEMORY_MESSAGE):
@@ -141,44 +157,43 @@ def test_tasks_show_the_retry_and_turn_a_persistent_failure_into_a_user_error(ti
     assert list(workbench.ask(path, "When did it open?", TaskOptions(max_new_tokens=16)))[-1].text == result.text
 
 
-def seconds(run) -> float:
-    started = time.monotonic()
-    run()
-    return time.monotonic() - started
-
-
-def test_a_time_limit_stops_the_answer_and_keeps_the_text_so_far(tiny_loaded, reference):
-    engine = Engine(tiny_loaded)
+def test_a_time_limit_stops_the_answer_and_keeps_the_text_so_far(tiny_loaded, reference, monkeypatch):
+    model, engine = tiny_loaded.model, Engine(tiny_loaded)
     engine.generate(QUESTION, prefix=DOC, max_new_tokens=1)  # the document is read before the clock starts
-    usual = seconds(lambda: next(engine.stream(QUESTION, prefix=DOC, max_new_tokens=5)))  # this machine's pace
-    with Hook(tiny_loaded.model, slow(0.05, only_tokens=1)):  # 2,000 new tokens would take over 100 s
-        started = time.monotonic()
-        result = engine.generate(QUESTION, prefix=DOC, max_new_tokens=2000, deadline=started + 2.0)
-        elapsed = time.monotonic() - started
-    assert result.finish_reason == "time_limit" and 0 < result.generated_tokens < 2000
-    assert elapsed < 12  # the limit, plus a step or two on a busy machine
+    usual = forward_passes(model, lambda: next(engine.stream(QUESTION, prefix=DOC, max_new_tokens=5)))
+    clock = StoppedClock(monkeypatch)
+    with Hook(model, clock.ticking(1.0, only_tokens=1)):  # each new token takes a second
+        result = engine.generate(QUESTION, prefix=DOC, max_new_tokens=2000, deadline=clock.now + 10)
+    assert result.finish_reason == "time_limit" and 0 < result.generated_tokens <= 12  # 10 s: 10 tokens, about
     assert result.text == reference.generate(QUESTION, prefix=DOC, max_new_tokens=result.generated_tokens).text
-    # The next request starts at once (at this machine's pace), with the document still cached.
-    assert seconds(lambda: next(engine.stream(QUESTION, prefix=DOC, max_new_tokens=5))) < 5 * usual + 2
+    # The next request starts at once (no more work than before), with the document still cached.
+    assert forward_passes(model, lambda: next(engine.stream(QUESTION, prefix=DOC, max_new_tokens=5))) <= usual
     assert engine.generate(QUESTION, prefix=DOC, max_new_tokens=5).cached_tokens > 0
 
 
 @pytest.mark.parametrize("stop", ["time_limit", "cancelled"])
-def test_a_stop_during_the_prefill_leaves_the_engine_ready(tiny_loaded, reference, stop):
+def test_a_stop_during_the_prefill_leaves_the_engine_ready(tiny_loaded, reference, stop, monkeypatch):
+    model = tiny_loaded.model
     expected = reference.generate(QUESTION, prefix=DOC, max_new_tokens=20).text
     engine = Engine(tiny_loaded, prefill_chunk=16)
-    usual = seconds(lambda: Engine(tiny_loaded, prefill_chunk=16).generate(QUESTION, prefix=DOC, max_new_tokens=1))
-    cancel = threading.Event()
-    deadline = time.monotonic() + 0.3 if stop == "time_limit" else None
-    if stop == "cancelled":
-        threading.Timer(0.3, cancel.set).start()
-    with Hook(tiny_loaded.model, slow(0.5)):  # 12 chunks of the document: over 6 s
+    fresh = lambda: Engine(tiny_loaded, prefill_chunk=16).generate(QUESTION, prefix=DOC, max_new_tokens=1)  # noqa: E731
+    usual = forward_passes(model, fresh)  # the document's 12 chunks, the question's and one token
+    clock, cancel, chunks = StoppedClock(monkeypatch), threading.Event(), []
+    deadline = clock.now + 2.5 if stop == "time_limit" else None
+
+    def read_chunk(module, args, kwargs):  # each chunk takes a second; a user cancels during the third
+        chunks.append(_new_tokens(args, kwargs))
+        clock.now += 1.0
+        if stop == "cancelled" and len(chunks) == 3:
+            cancel.set()
+
+    with Hook(model, read_chunk):
         result = engine.generate(QUESTION, prefix=DOC, max_new_tokens=50, deadline=deadline, cancel=cancel)
     assert result.finish_reason == stop and result.generated_tokens == 0 and result.text == ""
-    assert result.prefill_seconds < 3
+    assert chunks == [16, 16, 16] and usual > 12  # it stopped at the next chunk, not at the end of the document
     stream = engine.stream(QUESTION, prefix=DOC, max_new_tokens=20)
     first: list = []
-    assert seconds(lambda: first.append(next(stream))) < 5 * usual + 2  # nothing left running holds it up
+    assert forward_passes(model, lambda: first.append(next(stream))) <= usual  # nothing left over to finish first
     assert first[0].text + "".join(chunk.text for chunk in stream) == expected  # no half-read document is kept
 
 
@@ -208,7 +223,7 @@ def test_map_reduce_shares_one_deadline_across_its_generations(tiny_engine, tmp_
     parts = next(e.total for e in events if isinstance(e, Progress) and e.message.startswith("Summarizing part 1"))
     assert result.strategy == "map-reduce" and result.finish_reason == "time_limit"
     assert len(deadlines) == 2 < parts and len(set(deadlines)) == 1  # one deadline; no later part is read
-    assert len(result.extra["sections"]) == 1 and result.extra["sections"][0]["summary"]  # the part done is kept
+    assert len(result.sections) == 1 and result.sections[0]["summary"]  # the part done is kept
     assert result.usage["generated_tokens"] == 0
     assert any(isinstance(e, Progress) and e.message == "Stopped at the time limit of 30 seconds" for e in events)
 
@@ -230,12 +245,10 @@ def test_the_clock_starts_when_the_task_starts():
 
 
 def test_time_limit_flags():
-    app_main = load_app_module()
-    parser = app_main.build_parser()
-    parse = parser.parse_args
-    assert app_main.time_limit(parse([]), 600) == 600  # serving: the default
-    assert app_main.time_limit(parse(["--time-limit", "0"]), 600) is None  # 0: no limit
-    assert app_main.time_limit(parse(["summarize", "a.pdf"]), None) is None  # the commands: none by default
+    parse = build_parser().parse_args
+    assert time_limit(parse([]), 600) == 600  # serving: the default
+    assert time_limit(parse(["--time-limit", "0"]), 600) is None  # 0: no limit
+    assert time_limit(parse(["summarize", "a.pdf"]), None) is None  # the commands: none by default
     assert parse(["summarize", "a.pdf", "--time-limit", "2.5"]).time_limit == 2.5
     assert parse(["--time-limit", "7", "ask", "a.pdf", "Why?"]).time_limit == 7
     for bad in ("-1", "soon", "nan", "inf"):
@@ -243,9 +256,9 @@ def test_time_limit_flags():
             parse(["--time-limit", bad])
 
 
-def test_the_command_line_stops_at_its_time_limit(tmp_path, tiny_checkpoint):
+def test_the_command_line_stops_at_its_time_limit(cli, tmp_path, tiny_checkpoint):
     path = tmp_path / "office.txt"
     path.write_text(DOC * 4, encoding="utf-8")
-    done = run_app("--model", "tiny-random", "summarize", str(path), "--time-limit", "0.01", "--json")
+    done = cli("--model", "tiny-random", "summarize", str(path), "--time-limit", "0.01", "--json")
     assert done.returncode == 0, done.stderr
     assert '"finish_reason": "time_limit"' in done.stdout

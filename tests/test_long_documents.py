@@ -42,11 +42,11 @@ def test_map_reduce_summary_covers_every_page(workbench, long_pdf):
     events = list(workbench.summarize(long_pdf, workbench.options(max_new_tokens=48)))
     result = events[-1]
     assert isinstance(result, TaskResult) and result.strategy == "map-reduce"
-    covered = {page for section in result.extra["sections"] for page in section["pages"]}
+    covered = {page for section in result.sections for page in section["pages"]}
     assert covered == set(range(1, PAGES + 1))
-    assert len(result.extra["sections"]) > 3
+    assert len(result.sections) > 3
     assert sum(isinstance(e, Progress) and e.message.startswith("Summarizing part") for e in events) == len(
-        result.extra["sections"]
+        result.sections
     )
     assert result.usage["prompt_tokens"] <= 1024
 
@@ -63,10 +63,10 @@ def test_retrieval_answer_cites_valid_pages_and_finds_the_fact(workbench, long_p
     result = events[-1]
     assert result.strategy == "retrieval"
     assert result.usage["prompt_tokens"] + 32 <= 1024
-    sources = result.extra["sources"]
+    sources = result.sources
     assert sources and all(1 <= page <= PAGES for source in sources for page in source["pages"])
     assert FACT_PAGE in sources[0]["pages"] and "4417-9921" in sources[0]["text"]
-    used = result.extra["pages_used"][0]
+    used = result.pages_used[0]
     assert used["document"] == "ledger.pdf" and FACT_PAGE in used["pages"] and len(used["pages"]) < PAGES
 
 
@@ -75,8 +75,8 @@ def test_extraction_on_a_long_document_uses_retrieval(workbench, long_pdf):
 
     spec = spec_from_fields("vault combination, keeper")
     result = list(workbench.extract(long_pdf, spec, workbench.options(max_new_tokens=200)))[-1]
-    assert result.strategy == "retrieval" and set(result.extra["data"]) == {"vault combination", "keeper"}
-    assert any(FACT_PAGE in source["pages"] for source in result.extra["sources"])
+    assert result.strategy == "retrieval" and set(result.extraction.data) == {"vault combination", "keeper"}
+    assert any(FACT_PAGE in source["pages"] for source in result.sources)
 
 
 class RecordingEngine:
@@ -143,4 +143,4 @@ def test_stopping_during_map_reduce_returns_no_hidden_text(workbench, long_pdf):
             cancel.set()
     result = events[-1]
     assert result.finish_reason == "cancelled" and result.text == ""
-    assert len(result.extra["sections"]) == 1  # the part finished before the stop is kept
+    assert len(result.sections) == 1  # the part finished before the stop is kept

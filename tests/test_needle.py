@@ -8,14 +8,14 @@ import pytest
 
 from tasks import needle
 from tasks.errors import InvalidRequest
-from tests.test_cli import run_app
 
 
 class _ReadingEngine:
     """Answers with the code it finds in the text, when it 'sees' that far (`reach` tokens)."""
 
     context_limit = 20_000
-    device = "cpu"
+    is_remote = False
+    on_cpu = True
     model_name = "reader"
 
     def __init__(self, reach: int = 10**9):
@@ -60,16 +60,16 @@ def test_a_reader_that_sees_only_the_start_misses_the_deep_needles_and_too_long_
     assert "skipped 30,000 tokens" in needle.table(report)
 
 
-def test_check_context_runs_on_tiny_random_with_a_table_and_a_heatmap(tmp_path, tiny_checkpoint):
+def test_check_context_runs_on_tiny_random_with_a_table_and_a_heatmap(cli, tmp_path, tiny_checkpoint):
     plot = tmp_path / "needle.png"
-    result = run_app("check-context", "--model", "tiny-random", "--lengths", "1k,2k", "--depths", "0,100",
-                     "--plot", str(plot), "--json")  # fmt: skip
+    result = cli("check-context", "--model", "tiny-random", "--lengths", "1k,2k", "--depths", "0,100",
+                 "--plot", str(plot), "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert set(data["accuracy"]) == {"1024", "2048"} and set(data["accuracy"]["1024"]) == {"0", "100"}
     assert all(0 <= value <= 1 for row in data["accuracy"].values() for value in row.values())
     assert len(data["trials"]) == 4 and plot.read_bytes().startswith(b"\x89PNG")
-    text = run_app("check-context", "--model", "tiny-random", "--lengths", "1k", "--depths", "50")
+    text = cli("check-context", "--model", "tiny-random", "--lengths", "1k", "--depths", "50")
     assert text.returncode == 0 and re.search(r"1,024\s+\d+%", text.stdout)
-    bad = run_app("check-context", "--model", "tiny-random", "--lengths", "huge")
+    bad = cli("check-context", "--model", "tiny-random", "--lengths", "huge")
     assert bad.returncode == 2 and bad.stderr.startswith("error: --lengths")

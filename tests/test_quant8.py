@@ -66,8 +66,9 @@ def test_prefill_uses_fp32_even_for_an_expert_with_one_token(tiny_stock):
 def test_matrices_the_int8_kernel_cannot_take_stay_fp32():
     from torch import nn
 
-    from model.quant8 import _dual_linear
-
-    assert isinstance(_dual_linear(nn.Linear(48, 8, bias=False)), DualLinear)
-    odd = nn.Linear(30, 8, bias=False)
-    assert _dual_linear(odd) is odd
+    model = nn.Module()
+    model.q_proj, model.k_proj = nn.Linear(48, 8, bias=False), nn.Linear(30, 8, bias=False)
+    odd = model.k_proj
+    quantize_int8(model)
+    assert isinstance(model.q_proj, DualLinear)
+    assert model.k_proj is odd

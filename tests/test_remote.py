@@ -3,13 +3,12 @@ missing features and cancelling. Each failure must reach the user as a clear mes
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
+from model.errors import RequestRefused
 from model.openai_server import ServerRefused, ServerUnavailable, ServerUnreachable, normalize_base_url
 from model.remote import connect
 from tests.conftest import REPO_ROOT, free_port
@@ -176,25 +175,29 @@ def test_a_stream_that_breaks_off_is_an_error_not_a_short_answer(serve):
 
 
 def test_cancel_and_deadline_end_the_wait_during_a_long_prefill_and_hang_up(serve):
-    engine, server = serve(Script(first_delay=2))
-    cancel = threading.Event()
-    threading.Timer(0.3, cancel.set).start()
-    started = time.monotonic()
+    # The server sends nothing until the test sets `prefill_done`: a request that ends before that
+    # was ended by its cancel event or deadline, however fast or slow this machine is.
+    cancel, prefill_done = threading.Event(), threading.Event()
+    engine, server = serve(Script(prefill_done=prefill_done, on_stream=cancel.set))  # cancelled mid-prefill
     last = engine.generate("Hi", max_new_tokens=10, cancel=cancel)
-    assert last.finish_reason == "cancelled" and time.monotonic() - started < 1.5
-    deadline = time.monotonic() + 10
+    assert (last.finish_reason, last.text) == ("cancelled", ""), "the engine waited for the server's answer"
+    prefill_done.set()
+    deadline = time.monotonic() + 10  # a guard against a hang, not a measurement
     while server.script.hang_ups < 1:  # the server finds the client gone when it starts answering
         assert time.monotonic() < deadline, "the connection was left open"
         time.sleep(0.1)
-    started = time.monotonic()
-    last = engine.generate("Hi", max_new_tokens=10, deadline=time.monotonic() + 0.3)
-    assert last.finish_reason == "time_limit" and time.monotonic() - started < 1.5
+    server.script.prefill_done, server.script.on_stream = threading.Event(), None
+    try:
+        last = engine.generate("Hi", max_new_tokens=10, deadline=time.monotonic() + 0.3)
+    finally:
+        server.script.prefill_done.set()
+    assert (last.finish_reason, last.text) == ("time_limit", ""), "the engine waited for the server's answer"
 
 
 def test_a_request_past_the_servers_context_is_refused_before_it_is_sent(serve):
     engine, server = serve(Script(models=[{"id": "granite", "max_model_len": 600}]))
     sent_before = len(server.script.requests)
-    with pytest.raises(ValueError, match="exceeds the served model's context limit of 600"):
+    with pytest.raises(RequestRefused, match="exceeds the served model's context limit of 600"):
         engine.generate("word " * 500, max_new_tokens=200)
     assert len(server.script.requests) == sent_before
 
@@ -214,44 +217,54 @@ def test_a_server_that_goes_away_reaches_the_task_as_a_message(serve, tmp_path):
     assert card.tokens and card.expected_wait == "unknown (the model server cannot be reached)"
 
 
-def test_the_cli_says_what_is_wrong_with_the_server_options(tiny_checkpoint):
+def test_the_cli_says_what_is_wrong_with_the_server_options(cli, caplog, tiny_checkpoint):
     def run(*args):
-        done = subprocess.run([sys.executable, "app.py", *args, "info", "examples/supplier-agreement.md"],
-                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
-        return done.returncode, done.stderr.strip().splitlines()[-1]
+        done = cli(*args, "info", str(REPO_ROOT / "examples/supplier-agreement.md"))
+        return done.returncode, done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
 
     assert run("--backend", "openai", "--quant", "int8") == (
         2, "error: --quant is for the in-process backend; with --backend openai the server decides")  # fmt: skip
     assert run("--backend", "openai", "--base-url", "localhost:8000")[1].startswith("error: --base-url must be")
-    code, last = run("--backend", "openai", "--base-url", f"http://127.0.0.1:{free_port()}", "--model", "tiny-random")
+    caplog.clear()
+    code, _ = run("--backend", "openai", "--base-url", f"http://127.0.0.1:{free_port()}", "--model", "tiny-random")
     assert code == 0  # reading needs no model: an unreachable server only makes generation unavailable
-    assert "cannot reach the model server" in last
+    assert "model server not connected: cannot reach the model server" in caplog.text  # the warning on stderr
 
 
-def test_the_cli_waits_for_a_server_that_is_still_starting(tiny_checkpoint):
+def test_the_cli_waits_for_a_server_that_is_still_starting(cli, caplog, monkeypatch, tiny_checkpoint):
     port = free_port()
-    command = [sys.executable, "app.py", "--backend", "openai", "--base-url", f"http://127.0.0.1:{port}",
-               "--model", "tiny-random", "--wait-for-server", "60", "ask", "examples/supplier-agreement.md",
-               "Who supplies?", "--max-new-tokens", "4"]  # fmt: skip
-    client = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
-    late = FakeOpenAI(Script(), port=port)  # the server comes up after the app started
+    late = []
+    real_sleep, main_thread = time.sleep, threading.current_thread()
+
+    def sleep(seconds: float) -> None:
+        """The app's first wait for the server is when the server comes up (no wall-clock race)."""
+        if threading.current_thread() is not main_thread:
+            real_sleep(seconds)
+        elif not late:
+            late.append(FakeOpenAI(Script(), port=port))
+
+    monkeypatch.setattr(time, "sleep", sleep)
     try:
-        out, err = client.communicate(timeout=120)
+        done = cli("--backend", "openai", "--base-url", f"http://127.0.0.1:{port}", "--model", "tiny-random",
+                   "--wait-for-server", "60", "ask", str(REPO_ROOT / "examples/supplier-agreement.md"),
+                   "Who supplies?", "--max-new-tokens", "4")  # fmt: skip
     finally:
-        late.close()
-    assert client.returncode == 0, err
-    assert "Hello world. More" in out and "waiting for the model server" in err
+        for server in late:
+            server.close()
+    assert late, "the app never waited for the server"
+    assert done.returncode == 0, done.stderr
+    assert "Hello world. More" in done.stdout and "waiting for the model server" in caplog.text
 
 
 def test_a_server_that_comes_up_after_the_app_is_found_by_the_next_request(tiny_checkpoint, tmp_path):
-    from tests.test_cli import load_app_module
+    from app.cli_parser import build_parser, model_settings
+    from app.setup import build_workbench
 
-    app_main = load_app_module()
     port = free_port()
     server = ["--backend", "openai", "--base-url", f"http://127.0.0.1:{port}", "--model", str(tiny_checkpoint)]
-    args = app_main.build_parser().parse_args(server)  # no command: the web UI's arguments
-    workbench = app_main.build_workbench(args)
+    args = build_parser().parse_args([*server, "--max-concurrent", "3"])  # no command: the web UI's arguments
+    workbench = build_workbench(model_settings(args), time_limit=60)
+    assert (workbench.concurrency, workbench.time_limit) == (3, 60)  # set up whole, nothing set afterwards
     assert workbench.engine is None and "cannot reach the model server" in workbench.unavailable_reason
     document = tmp_path / "memo.txt"
     document.write_text("The launch is on 9 May.", encoding="utf-8")

@@ -9,7 +9,7 @@ from tasks.custom import MAX_PROMPT_CHARS, custom
 from tasks.documents import Document, Page
 from tasks.errors import BudgetError, InvalidRequest, ModelUnavailable
 from tasks.events import Progress, TaskResult, TextDelta
-from tasks.pipeline import TaskOptions
+from tasks.options import TaskOptions
 from tasks.prompts import load_template
 from tasks.summarize import summarize
 from tasks.workbench import Workbench
@@ -19,13 +19,14 @@ DOC = Document("memo.txt", (Page(1, "The launch is on 9 May."), Page(2, "The bud
 
 
 def test_budget_follows_the_device():
-    assert context_budget("cuda", 131072) == 131072
-    assert context_budget("cuda", 131072, memory_tokens=50_000) == 50_000  # as far as memory holds the KV cache
-    assert context_budget("cpu", 131072) == CPU_DEFAULT_BUDGET
-    assert context_budget("cpu", 131072, requested=32000) == 32000
-    assert context_budget("cuda", 4096, requested=32000) == 4096  # never past the model's context
+    # context_budget(on_cpu, context_limit, ...): a GPU or a server gets the whole context
+    assert context_budget(False, 131072) == 131072
+    assert context_budget(False, 131072, memory_tokens=50_000) == 50_000  # as far as memory holds the KV cache
+    assert context_budget(True, 131072) == CPU_DEFAULT_BUDGET
+    assert context_budget(True, 131072, requested=32000) == 32000
+    assert context_budget(False, 4096, requested=32000) == 4096  # never past the model's context
     with pytest.raises(InvalidRequest):
-        context_budget("cpu", 131072, requested=10)
+        context_budget(True, 131072, requested=10)
 
 
 @pytest.mark.parametrize(
@@ -57,7 +58,7 @@ def test_prompt_puts_the_document_first_and_the_question_last(fake_engine):
     assert prompt.index("[Page 1]\nThe launch is on 9 May.") < prompt.index("[Page 2]")
     assert prompt.index("[Page 2]") < prompt.index("Question: When is the launch?")
     assert prompt.rstrip().endswith("Answer:")
-    assert isinstance(events[-1], TaskResult) and events[-1].extra["question"] == "When is the launch?"
+    assert isinstance(events[-1], TaskResult) and events[-1].request == "When is the launch?"
 
 
 def test_custom_instruction_comes_last_and_the_result_has_sources(fake_engine):
@@ -68,8 +69,8 @@ def test_custom_instruction_comes_last_and_the_result_has_sources(fake_engine):
     assert isinstance(events[0], Progress) and "".join(e.text for e in events if isinstance(e, TextDelta))
     result = events[-1]
     assert isinstance(result, TaskResult) and result.task == "custom" and result.strategy == "full"
-    assert result.text == fake_engine.reply and result.extra["prompt"] == "List the dates in a table."
-    assert result.extra["sources"] and "quotes" in result.extra
+    assert result.text == fake_engine.reply and result.request == "List the dates in a table."
+    assert result.sources and result.quotes is not None
 
 
 def test_custom_retrieves_passages_for_the_instruction_when_the_documents_are_long(fake_engine):
@@ -78,7 +79,7 @@ def test_custom_retrieves_passages_for_the_instruction_when_the_documents_are_lo
     options = TaskOptions(max_new_tokens=64, context_budget=600)
     result = list(custom([long_doc], "Give the launch date.", options, fake_engine))[-1]
     assert result.strategy == "retrieval"
-    assert any(30 in source["pages"] for source in result.extra["sources"])
+    assert any(30 in source["pages"] for source in result.sources)
 
 
 @pytest.mark.parametrize(
@@ -105,7 +106,7 @@ def test_summarize_streams_then_reports(fake_engine):
     assert result.task == "summarize" and result.strategy == "full" and result.finish_reason == "stop"
     assert result.document.name == "memo.txt" and result.document.pages == 2 and result.document.tokens > 0
     assert result.usage["budget"] == CPU_DEFAULT_BUDGET
-    assert result.extra["pages_used"] == [{"document": "memo.txt", "pages": [1, 2]}]
+    assert result.pages_used == [{"document": "memo.txt", "pages": [1, 2]}]
     assert set(result.to_json()) >= {"task", "text", "strategy", "document", "timings", "language"}
 
 
@@ -138,10 +139,10 @@ def test_labels_are_parsed_and_checked():
 
 def test_classification_probabilities_sum_to_one(fake_engine):
     result = list(classify([DOC], "memo,invoice,contract", TaskOptions(), fake_engine))[-1]
-    probabilities = [row["probability"] for row in result.extra["labels"]]
+    probabilities = [row["probability"] for row in result.labels]
     assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
     assert result.text == "memo"  # the fake scores shorter labels higher
-    assert [row["label"] for row in result.extra["labels"]] == ["memo", "invoice", "contract"]
+    assert [row["label"] for row in result.labels] == ["memo", "invoice", "contract"]
 
 
 def test_workbench_without_a_model_still_reads_documents(pdfs):
@@ -162,17 +163,23 @@ def test_workbench_names_same_named_files_apart(tmp_path, fake_engine):
     assert [d.name for d in documents] == ["notes.txt", "notes.txt (2)"]
 
 
-def test_workbench_card_counts_tokens_and_plans_each_task(tiny_workbench, pdfs):
+def test_workbench_card_counts_tokens_and_plans_each_task(tiny_workbench, pdfs, tmp_path):
     card = tiny_workbench.card(tiny_workbench.read(pdfs.report()))
     assert card.tokens > 50 and card.budget == CPU_DEFAULT_BUDGET and card.fits
     assert card.strategies == {"summarize": "full", "ask": "full", "extract": "full", "classify": "full",
                                "custom": "full"}  # fmt: skip
     assert card.expected_wait
-    small = tiny_workbench.card(
+    longer = tmp_path / "minutes.txt"
+    longer.write_text("The committee approved invoice 4417 for the Berlin warehouse.\n\n" * 120, encoding="utf-8")
+    small = tiny_workbench.card(tiny_workbench.read(longer), tiny_workbench.options(context_budget=1024))
+    assert not small.fits and small.strategies["summarize"] == "map-reduce" and small.strategies["ask"] == "retrieval"
+    assert small.strategies["custom"] == "retrieval" and small.parts["summarize"] > 1 and small.parts["ask"] == 1
+    no_room = tiny_workbench.card(
         tiny_workbench.read(pdfs.report()), tiny_workbench.options(context_budget=512, max_new_tokens=500)
     )
-    assert not small.fits and small.strategies["summarize"] == "map-reduce" and small.strategies["ask"] == "retrieval"
-    assert small.strategies["custom"] == "retrieval"
+    assert no_room.strategies == {"classify": "full"}  # it writes no answer: the labels are scored
+    assert "too small to summarize this document in parts" in no_room.refused["summarize"]
+    assert "leaves no room for excerpts" in no_room.refused["ask"] and no_room.expected_wait.startswith("none:")
 
 
 def test_real_summary_of_a_real_pdf(tiny_workbench, pdfs):

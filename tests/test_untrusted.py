@@ -145,10 +145,11 @@ def test_no_document_answer_history_source_or_error_makes_chromium_fetch_anythin
 def test_an_export_of_cut_off_json_keeps_all_of_it_inside_its_code_block():
     from markdown_it import MarkdownIt
 
-    from app.handlers import result_markdown
+    from app.results import ResultView, result_markdown
 
     cut_off = '{"a": "x\n```\n![l](http://127.0.0.1:9/leak)\n<img src=http://127.0.0.1:9/i>\n````json\n'
-    exported = result_markdown({"task": "extract", "text": cut_off, "document": {"name": "d"}, "sources": []})
+    details = {"task": "extract", "text": cut_off, "document": {"name": "d"}, "sources": []}
+    exported = result_markdown(ResultView.from_json(details))
     rendered = MarkdownIt("commonmark").enable("table").render(exported)
     assert "<img" not in rendered and "<a " not in rendered and "leak" in rendered  # shown, as code
     assert code_block("a ``` b", "json") == "````json\na ``` b\n````"

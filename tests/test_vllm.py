@@ -87,8 +87,8 @@ def test_ask_gives_sources_with_pages_and_the_second_question_reuses_the_documen
     second = result_of(workbench.ask([REPORT], "What was the revenue?", options))
     for result in (first, second):
         assert result.task == "ask" and result.text
-        assert result.extra["sources"], "an answer comes with sources"
-        for source in result.extra["sources"]:
+        assert result.sources, "an answer comes with sources"
+        for source in result.sources:
             assert source["document"] == REPORT.name and source["pages"]
             assert all(1 <= page <= 3 for page in source["pages"])
     # vLLM's prefix cache: the document's tokens were prefilled by the first question.
@@ -113,14 +113,14 @@ def test_extract_returns_json_valid_for_the_schema(workbench):
     spec = spec_from_fields("supplier,buyer,start date,notice period")
     result = result_of(workbench.extract([CONTRACT], spec, workbench.options(max_new_tokens=200)))
     assert result.finish_reason == "stop", result.text
-    assert set(result.extra["data"]) == {"supplier", "buyer", "start date", "notice period"}
-    validate(result.extra["data"], result.extra["schema"])
+    assert set(result.extraction.data) == {"supplier", "buyer", "start date", "notice period"}
+    validate(result.extraction.data, result.extraction.schema)
     json.loads(result.text)
 
 
 def test_classify_scores_every_label_with_probabilities_summing_to_one(workbench):
     result = result_of(workbench.classify([CONTRACT], "contract,invoice,annual report,minutes", workbench.options()))
-    table = result.extra["labels"]
+    table = result.labels
     assert {row["label"] for row in table} == {"contract", "invoice", "annual report", "minutes"}
     assert sum(row["probability"] for row in table) == pytest.approx(1.0, abs=1e-4)
     assert result.text == table[0]["label"] and all(row["log_likelihood"] < 0 for row in table)
@@ -152,8 +152,12 @@ def test_a_cancelled_stream_ends_at_once_and_the_server_aborts_the_request(remot
     # Long enough that a server which missed the hang-up shows it even on a busy machine, where
     # tiny-random's few hundred tokens can be done before the disconnect is noticed.
     prompt, length = "Once upon a time", 4000
-    assert remote_engine.generate(prompt, max_new_tokens=length).generated_tokens == length  # no early end
-    before = vllm_server.metric("vllm:generation_tokens_total")
+
+    def finished_by_themselves() -> float:  # requests the server ended (end of text, length), not aborted
+        success = vllm_server.metric("vllm:request_success_total")
+        return success - vllm_server.metric("vllm:request_success_total", finished_reason="abort")
+
+    before, finished_before = vllm_server.metric("vllm:generation_tokens_total"), finished_by_themselves()
     cancel = threading.Event()
     chunks = []
     for chunk in remote_engine.stream(prompt, max_new_tokens=length, cancel=cancel):
@@ -161,11 +165,13 @@ def test_a_cancelled_stream_ends_at_once_and_the_server_aborts_the_request(remot
         if len(chunks) == 3:
             cancel.set()
     assert chunks[-1].finish_reason == "cancelled" and len(chunks) <= 5
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 15  # a guard against a hang, not a measurement
     while vllm_server.metric("vllm:num_requests_running") > 0:
         assert time.monotonic() < deadline, "the server kept generating for a client that had gone"
         time.sleep(0.2)
-    # Greedy, the same prompt would go on to `length` tokens: the server stopped soon after the hang-up.
+    # The request did not end by itself (an early end of text would make the rest prove nothing):
+    # the server aborted it, and soon after the hang-up.
+    assert finished_by_themselves() == finished_before, "the answer ended by itself before the hang-up"
     assert vllm_server.metric("vllm:generation_tokens_total") - before < length // 4
     late = remote_engine.generate("Once upon a time", max_new_tokens=8000, deadline=time.monotonic() + 0.5)
     assert late.finish_reason == "time_limit"

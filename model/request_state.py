@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from model.errors import OutOfMemory
 from model.generation import FinishReason
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class Cancelled(Exception):
         self.reason = reason
 
 
-class GpuOutOfMemory(MemoryError):
+class GpuOutOfMemory(OutOfMemory):
     """The GPU ran out of memory even with the smallest prefill chunks; the message is for the user."""
 
 
@@ -63,12 +64,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
-def require_out_of_memory(exc: Exception, run: RequestState, doing: str) -> None:
+def reraise_unless_out_of_memory(exc: Exception, request: RequestState, doing: str) -> None:
     """Re-raise `exc` unless it is an out-of-memory error, which is logged. The caller then calls
-    `release_memory()` and raises `run.out_of_memory()` after its `except` block (see there why)."""
+    `release_memory()` and raises `request.out_of_memory()` after its `except` block (see there why)."""
     if not is_out_of_memory(exc):
         raise exc
-    logger.warning("out of memory %s a %d-token prompt: %s", doing, run.tokens, exc)
+    logger.warning("out of memory %s a %d-token prompt: %s", doing, request.tokens, exc)
 
 
 def release_memory() -> None:

@@ -1,0 +1,83 @@
+"""The document cards: what was loaded (pages, language, tokens against the budget) and what each
+task will do with it, as HTML (text from documents escaped) and as JSON."""
+
+from __future__ import annotations
+
+from html import escape
+
+from app.inputs import file_list, user_errors
+from app.results import (
+    STRATEGY_NAMES,
+    TASK_NAMES,
+)
+from tasks.options import TaskOptions
+from tasks.workbench import DocumentCard, Workbench
+
+
+def describe_documents(
+    workbench: Workbench, documents: list[str] | None, options: TaskOptions, password: str | None = None
+) -> tuple[str, dict]:
+    """One card per document (name, pages, language, tokens, a gauge of its tokens against the
+    budget) and, for several, a card for them together; each with the strategy every task will
+    use. Returns (HTML, JSON)."""
+    if not documents:
+        return EMPTY_CARDS, {}
+    with user_errors():
+        loaded = workbench.read(file_list(documents), password)
+        cards = [workbench.card([document], options) for document in loaded]
+        together = workbench.card(loaded, options) if len(loaded) > 1 else cards[0]
+    html = "".join(_card_html(card) for card in cards)
+    if len(loaded) > 1:
+        html += _card_html(together, title=f"All {len(loaded)} documents together")
+    html += _strategies_html(together)
+    data = {**together.to_json(), "documents": [card.to_json() for card in cards]}
+    return f'<div class="doc-cards">{html}</div>', data
+
+
+EMPTY_CARDS = (
+    '<div class="doc-cards empty">No documents yet. Upload PDF, DOCX, HTML, TXT or Markdown files, '
+    "or try an example.</div>"
+)
+
+
+def _card_html(card: DocumentCard, title: str | None = None) -> str:
+    pages = f"{card.pages:,} page{'s' if card.pages != 1 else ''}"
+    tokens = "tokens: unknown" if card.tokens is None else f"{card.tokens:,} tokens"
+    facts = f"{pages} · {card.characters:,} characters · language: {card.language or 'unknown'} · {tokens}"
+    return (
+        f'<div class="doc-card"><div class="doc-name">{escape(title or card.name)}</div>'
+        f'<div class="doc-facts">{escape(facts)}</div>{_gauge_html(card)}'
+        f'<div class="doc-note">{escape(card.note)}</div></div>'
+    )
+
+
+def _gauge_html(card: DocumentCard) -> str:
+    if card.tokens is None or not card.budget:
+        return ""
+    share = card.tokens / card.budget
+    state = "fits" if share <= 1 else "over"
+    width = min(100.0, share * 100)
+    label = f"{card.tokens:,} / {card.budget:,} tokens of the context budget ({share:.0%})"
+    return (
+        f'<div class="gauge {state}" role="meter" aria-valuenow="{card.tokens}" aria-valuemax="{card.budget}" '
+        f'title="{escape(label)}"><div class="gauge-fill" style="width:{width:.1f}%"></div></div>'
+    )  # the card's note under it says the same in words
+
+
+def _strategies_html(card: DocumentCard) -> str:
+    if not card.strategies and not card.refused:
+        return ""
+    rows = "".join(f"<li><b>{escape(TASK_NAMES.get(task, task))}</b>: {escape(_plan_text(card, task))}</li>"
+                   for task in [*card.strategies, *card.refused])  # fmt: skip
+    wait = f'<div class="doc-note">Expected wait for a summary: {escape(card.expected_wait or "unknown")}</div>'
+    return f'<div class="doc-card strategies"><div class="doc-name">Each task will use</div><ul>{rows}</ul>{wait}</div>'
+
+
+def _plan_text(card: DocumentCard, task: str) -> str:
+    """What the card says `task` will do: its strategy (and parts), or why it would be refused."""
+    if task in card.refused:
+        return f"refused with these settings: {card.refused[task]}"
+    parts = card.parts[task]
+    return STRATEGY_NAMES.get(card.strategies[task], card.strategies[task]) + (
+        f", in {parts} parts" if parts > 1 else ""
+    )
