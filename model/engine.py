@@ -32,7 +32,7 @@ from transformers import DynamicCache
 from model.constraints import JsonGrammars, JsonSchemaConstraint
 from model.errors import RequestRefused
 from model.fastpath import FastPath
-from model.generation import CALIBRATION_PROMPT, GenerationChunk, Speeds, join_stream, sampling_temperature
+from model.generation import CALIBRATION_PROMPT, GenerationChunk, Speeds, join_stream
 from model.kvcache import (
     PREFIX_SLACK,
     CachedPrefix,
@@ -51,6 +51,7 @@ from model.request_state import (
     release_memory,
     reraise_unless_out_of_memory,
 )
+from model.sampling import end_of_text_ids, pick_token
 from model.textstream import IncrementalDecoder, StopStringFilter
 from model.tokens import count_tokens
 
@@ -88,7 +89,7 @@ class Engine:
         self.prefill_chunk = prefill_chunk
         self.min_prefill_chunk = min_prefill_chunk
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
-        self._eos_ids = _eos_token_ids(loaded.model, loaded.tokenizer)
+        self._eos_ids = end_of_text_ids(loaded.model, loaded.tokenizer)
         self._grammars = JsonGrammars(loaded.tokenizer, loaded.model.config.vocab_size)
         self._speeds = Speeds()
         self._fast_path = FastPath(loaded.model)
@@ -377,7 +378,7 @@ class Engine:
         while True:
             if constraint is not None:
                 constraint.mask(logits)
-            token = _pick_token(logits, temperature, generator)
+            token = pick_token(logits, temperature, generator)
             if constraint is not None:
                 constraint.accept(token)
             yield token
@@ -397,22 +398,3 @@ class Engine:
         (all of them when keep is 0): (1, keep or n, vocab)."""
         with torch.inference_mode(), self._fast_path:
             return self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=keep).logits
-
-
-def _pick_token(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:
-    temperature = sampling_temperature(temperature)  # a tiny one would overflow the division below
-    if temperature <= 0:
-        return int(logits.argmax(dim=-1).item())
-    probs = torch.softmax(logits / temperature, dim=-1)
-    return int(torch.multinomial(probs, num_samples=1, generator=generator).item())
-
-
-def _eos_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
-    ids: set[int] = set()
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for value in (configured, tokenizer.eos_token_id):
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, (list, tuple)):
-            ids.update(int(v) for v in value)
-    return frozenset(ids)
