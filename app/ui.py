@@ -178,13 +178,22 @@ def _settings_panel() -> Settings:
 def _wire_cards(tab: TabContext, cards: tuple[gr.HTML, gr.JSON]) -> None:
     workbench = tab.workbench
 
-    def info(documents: list[str] | None, strategy: str = "auto", context_budget: float = 0, password: str = ""):
-        """Describe documents: one card each (pages, language, tokens against the budget) and the
-        strategy every task will use, with the expected wait. Returns (HTML, JSON)."""
-        options = make_options(workbench, None, "auto", 512, 0.0, strategy, context_budget)
+    def info(
+        documents: list[str] | None,
+        strategy: str = "auto",
+        context_budget: float = 0,
+        password: str = "",
+        max_new_tokens: float = 512,
+        language: str = "auto",
+    ):
+        """Describe documents: one card each (pages, language, tokens against the budget) and what
+        every task will do with them under these settings (the same plan the task makes), with the
+        expected wait. Returns (HTML, JSON)."""
+        options = make_options(workbench, None, language, max_new_tokens, 0.0, strategy, context_budget)
         return describe_documents(workbench, documents, options, password or None)
 
-    inputs = [tab.files, tab.settings.strategy, tab.settings.budget, tab.password]
+    settings = tab.settings
+    inputs = [tab.files, settings.strategy, settings.budget, tab.password, settings.max_new_tokens, settings.language]
     tab.files.change(info, inputs=inputs, outputs=list(cards), api_name="info")
-    for control in (tab.settings.strategy, tab.settings.budget, tab.password):
+    for control in (settings.strategy, settings.budget, tab.password, settings.max_new_tokens, settings.language):
         control.change(info, inputs=inputs, outputs=list(cards), api_visibility="private")

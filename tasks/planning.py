@@ -69,7 +69,7 @@ class Plan:
 
     @property
     def parts(self) -> int:
-        """Generations before the answer's own: one per map-reduce section, else one in all."""
+        """The task's generations, not counting merges: one per map-reduce section, else one."""
         return len(self.sections) or 1
 
     def work(self) -> tuple[int, int]:
@@ -77,8 +77,9 @@ class Plan:
         if self.strategy == "map-reduce":  # every section once, then the merge reads each partial summary
             partials = len(self.sections) * self.map_tokens
             return self.document_tokens + partials, partials + self.answer_tokens
-        read = self.document_tokens if self.strategy == "full" else self.budget - self.answer_tokens
-        return read + self.instruction_tokens + self.request_tokens, self.answer_tokens
+        if self.strategy == "full":
+            return self.document_tokens + self.instruction_tokens + self.request_tokens, self.answer_tokens
+        return self.budget - self.answer_tokens, self.answer_tokens  # retrieval fills the prompt's room
 
     def expected_seconds(self, speeds: tuple[float, float]) -> float:
         return estimate_seconds(*self.work(), speeds)

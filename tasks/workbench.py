@@ -23,7 +23,7 @@ from tasks.documents import NO_DOCUMENTS, Document, display_name, load_document
 from tasks.errors import BudgetError, InvalidRequest, ModelUnavailable, UserError
 from tasks.events import Event, Progress, TaskResult
 from tasks.extract import ExtractionSpec, extract
-from tasks.interfaces import EngineError, TextEngine
+from tasks.interfaces import EngineError, EngineUnavailable, TextEngine
 from tasks.options import TaskOptions
 from tasks.planning import Plan, budget_for, output_language, plan_task
 from tasks.prompts import TASKS, load_template, render_documents
@@ -45,7 +45,7 @@ class DocumentCard:
     budget: int | None
     fits: bool | None  # None when there is no model to count tokens with
     strategies: dict[str, str]  # task -> the strategy it will use
-    parts: dict[str, int]  # task -> its generations before the answer (a map-reduce summary's sections)
+    parts: dict[str, int]  # task -> its generations, not counting merges (a map-reduce summary's sections)
     refused: dict[str, str]  # task -> why it would be refused with these options
     expected_wait: str | None
     note: str
@@ -127,6 +127,7 @@ class Workbench:
         """Describe `documents` (together) against the budget, with each task's plan: the very
         `plan_task` the task calls, so the strategy and the parts are what the task will do."""
         options = options or self.options()
+        options.validate()  # as every task does: the card plans with what a task would accept
         name = ", ".join(d.name for d in documents)
         pages, characters = sum(len(d.pages) for d in documents), sum(d.char_count for d in documents)
         language = output_language(documents, dataclasses.replace(options, language=None))
@@ -145,7 +146,11 @@ class Workbench:
         parts = {task: plan.parts for task, plan in plans.items()}
         fits = tokens + self._summary_instruction_tokens(documents, options) + options.max_new_tokens <= budget
         wait = self._expected_wait(plans.get("summarize"), refused.get("summarize"), options)
-        note = _fit_note(tokens, budget, fits) + _empty_pages_note(documents)
+        note = (
+            _fit_note(tokens, budget, fits)
+            + _request_room_note(plans, fits and options.strategy == "auto")
+            + _empty_pages_note(documents)
+        )
         return DocumentCard(
             name, pages, characters, language, tokens, budget, fits, strategies, parts, refused, wait, note
         )
@@ -218,8 +223,10 @@ class Workbench:
             return f"none: the summary would be refused: {refusal}"
         try:
             speeds = self.engine.throughput()
-        except EngineError:  # the model server is down: the card still describes the document
+        except EngineUnavailable:  # the model server is down: the card still describes the document
             return "unknown (the model server cannot be reached)"
+        except EngineError as exc:  # the speed could not be measured (out of memory, say)
+            return f"unknown ({exc})"
         try:
             plan.require_time("A summary", speeds, options.time_limit)
         except BudgetError as exc:
@@ -235,6 +242,17 @@ def _fit_note(tokens: int, budget: int, fits: bool) -> str:
         f"{tokens:,} tokens, {share:.1f}x the context budget of {budget:,}: nothing is cut; summaries use "
         "map-reduce over sections, questions, extraction and instructions use the best-matching passages"
     )
+
+
+def _request_room_note(plans: dict[str, Plan], fits: bool) -> str:
+    """Whole documents that fit a summary can still be too long for tasks that keep room for
+    their request (a question, labels): said, so the note does not contradict their strategies."""
+    narrow = [task for task, plan in plans.items() if plan.strategy == "retrieval" and plan.request_tokens]
+    if not fits or not narrow:
+        return ""
+    room = max(plans[task].request_tokens for task in narrow)
+    return (f" for a summary; {', '.join(narrow)} keep {room:,} tokens for the request, so they use the "
+            "best-matching passages")  # fmt: skip
 
 
 def _empty_pages_note(documents: Sequence[Document]) -> str:

@@ -13,7 +13,7 @@ from tasks.errors import InvalidRequest, UserError
 from tasks.events import TaskResult
 from tasks.extract import extract, spec_from_fields
 from tasks.options import TaskOptions
-from tasks.planning import LABEL_TOKENS, REQUEST_TOKENS
+from tasks.planning import LABEL_TOKENS, REQUEST_TOKENS, plan_task
 from tasks.summarize import summarize
 from tasks.workbench import Workbench
 from tests.fakes import FakeEngine
@@ -101,3 +101,29 @@ def test_an_invalid_strategy_is_refused_on_the_card_as_by_the_task():
     assert card.expected_wait and "refused" not in card.expected_wait
     wrong = Workbench(engine).card([SHORT], TaskOptions(strategy="retrieval"))
     assert wrong.expected_wait.startswith("none: the summary would be refused: summarize cannot use the retrieval")
+
+
+def test_the_card_refuses_options_every_task_would_refuse():
+    with pytest.raises(InvalidRequest, match="max new tokens must be between 1 and"):
+        Workbench(FakeEngine()).card([SHORT], TaskOptions(max_new_tokens=0))
+    with pytest.raises(InvalidRequest, match="unsupported language 'xx'"):
+        Workbench(FakeEngine()).card([SHORT], TaskOptions(language="xx"))
+
+
+def test_a_document_that_fits_a_summary_but_not_a_question_says_why():
+    engine = FakeEngine()
+    words = Document("notes.txt", (Page(1, "word " * 7300),), {"language": "en"})
+    card = Workbench(engine).card([words], TaskOptions(max_new_tokens=512))  # 8,192: the CPU's default budget
+    assert card.fits and card.strategies["summarize"] == "full" and card.strategies["ask"] == "retrieval"
+    assert "ask, extract, custom keep 512 tokens for the request, so they use the best-matching passages" in card.note
+    assert list(ask([words], "What is the word?", TaskOptions(max_new_tokens=512), engine))[-1].strategy == "retrieval"
+
+
+def test_the_work_of_a_plan_is_what_its_generations_read_and_write():
+    engine = FakeEngine()
+    options = TaskOptions(max_new_tokens=64, context_budget=2048)
+    retrieval = plan_task("ask", [LONG], options, engine)
+    assert retrieval.strategy == "retrieval" and retrieval.work() == (2048 - 64, 64)
+    summary = plan_task("summarize", [LONG], options, engine)
+    partials = summary.parts * summary.map_tokens
+    assert summary.work() == (summary.document_tokens + partials, partials + 64)

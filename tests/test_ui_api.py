@@ -90,6 +90,9 @@ def test_info_through_the_api(served, report, tmp_path):
     assert "notes.txt" in card
     assert [d["language"] for d in data["documents"]] == ["en", "de"]
     assert data["tokens"] >= sum(d["tokens"] for d in data["documents"])
+    # The card plans with the panel's answer length, as the task will: 900 of 1,024 leave no whole document
+    _card, planned = served.predict(files(report), "auto", 1024, "", 900, "auto", api_name="/info")
+    assert planned["strategies"]["summarize"] == "map-reduce" and planned["fits"] is False
 
 
 def test_custom_prompt_through_the_api(served, report):
