@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from tasks.errors import BudgetError, InvalidRequest
+from tasks.errors import BudgetError, InvalidRequest, TooLongToRun
 
 CPU_DEFAULT_BUDGET = 8192
 LONGEST_TASK_SECONDS = 6 * 3600  # without a time limit (the command line), longer work is refused up front
@@ -90,11 +90,18 @@ def estimate_seconds(prompt_tokens: int, answer_tokens: int, speeds: tuple[float
 
 
 def require_time(
-    what: str, read_tokens: int, write_tokens: int, speeds: tuple[float, float], time_limit: float | None
+    what: str,
+    read_tokens: int,
+    write_tokens: int,
+    speeds: tuple[float, float],
+    time_limit: float | None,
+    *,
+    at_least: bool = False,
 ) -> None:
-    """Refuse, with the numbers, work expected to take longer than a request may run (the time
-    limit, or LONGEST_TASK_SECONDS without one): a document of millions of tokens cannot be
-    summarized in a useful time here, and starting would only hold the model until the limit."""
+    """Refuse (TooLongToRun), with the numbers, work expected to take longer than a request may
+    run (the time limit, or LONGEST_TASK_SECONDS without one): a document of millions of tokens
+    cannot be summarized in a useful time here, and starting would only hold the model until the
+    limit. `at_least`: the tokens are the least the work reads and writes (said so)."""
     limit, seconds = time_limit or LONGEST_TASK_SECONDS, estimate_seconds(read_tokens, write_tokens, speeds)
     if seconds <= limit:
         return
@@ -102,9 +109,11 @@ def require_time(
         rule = f"a request may run for {describe_duration(limit)} here (--time-limit)"
     else:
         rule = f"the longest allowed without --time-limit is {describe_duration(limit)}"
-    raise BudgetError(
-        f"{what} would take {describe_wait(seconds)} here: reading {read_tokens:,} tokens at {speeds[0]:,.0f} "
-        f"tokens per second and writing about {write_tokens:,} at {speeds[1]:,.1f} per second, and {rule}. "
+    wait = f"at least {describe_wait(seconds).removeprefix('about ')}" if at_least else describe_wait(seconds)
+    writing = "at least" if at_least else "about"
+    raise TooLongToRun(
+        f"{what} would take {wait} here: reading {read_tokens:,} tokens at {speeds[0]:,.0f} "
+        f"tokens per second and writing {writing} {write_tokens:,} at {speeds[1]:,.1f} per second, and {rule}. "
         "Ask questions instead (they read only the best-matching passages), or summarize a part of the document."
     )
 

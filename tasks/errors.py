@@ -13,6 +13,10 @@ class BudgetError(UserError):
     """The request does not fit in the context budget."""
 
 
+class TooLongToRun(BudgetError):
+    """The work would take longer than a request may run (the time limit)."""
+
+
 class ModelUnavailable(UserError):
     """No model is loaded, so generation cannot run (the document tools still work)."""
 

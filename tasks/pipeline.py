@@ -4,7 +4,7 @@ within the budget), streaming a generation, and building the result."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -63,12 +63,18 @@ class Context:
 
 
 def plan_context(
-    task: str, documents: Sequence[Document], instruction: str, query: str, options: TaskOptions, engine: TextEngine
+    task: str,
+    documents: Sequence[Document],
+    instruction: str,
+    query: str,
+    options: TaskOptions,
+    engine: TextEngine,
+    speeds: Callable[[], tuple[float, float] | None] | None = None,
 ) -> Context:
     """What the model reads for `task`, as `plan_task` planned it (the document card's plan):
     the whole documents as a cacheable prefix, or the excerpts that best match `query`; for
     `map-reduce`, the sections are in the plan and the summarize task reads them."""
-    plan = plan_task(task, documents, options, engine)
+    plan = plan_task(task, documents, options, engine, speeds=speeds)
     require_request_room(plan, instruction, engine)
     if plan.strategy == "full":
         prefix = render_documents(documents)

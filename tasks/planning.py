@@ -11,7 +11,7 @@ longer request is refused; follow-up questions on a document then all use the sa
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from string import Formatter
 
@@ -85,8 +85,10 @@ class Plan:
         return estimate_seconds(*self.work(), speeds)
 
     def require_time(self, what: str, speeds: tuple[float, float], time_limit: float | None) -> None:
-        """Refuse, with the numbers, a plan that would run longer than a request may."""
-        require_time(what, *self.work(), speeds, time_limit)
+        """Refuse (TooLongToRun), with the numbers, a plan that would run longer than a request may;
+        before its sections are known, with the least it reads and writes."""
+        at_least = self.strategy == "map-reduce" and not self.sections
+        require_time(what, *self.work(), speeds, time_limit, at_least=at_least)
 
 
 def output_language(documents: Sequence[Document], options: TaskOptions) -> str:
@@ -108,11 +110,15 @@ def plan_task(
     engine: TextEngine,
     *,
     document_tokens: int | None = None,
+    speeds: Callable[[], tuple[float, float] | None] | None = None,
 ) -> Plan:
     """The plan of `task` on `documents`: the whole documents when they fit (with the request's
     room and the answer), else the task's long-document strategy; an explicit strategy is checked
     (`full` must fit). Raises the user's errors (BudgetError, InvalidRequest) for a plan that
-    cannot run. `document_tokens`: the documents' count, when the caller has it already."""
+    cannot run. `document_tokens`: the documents' count, when the caller has it already.
+    `speeds`: the engine's measured speeds (None: unknown), asked for only by a map-reduce plan,
+    which is refused (TooLongToRun) before the work of cutting its sections when even reading
+    every token once would take longer than the time limit allows."""
     language = output_language(documents, options)
     template = load_template(task, language)
     budget = budget_for(engine, options)
@@ -133,6 +139,8 @@ def plan_task(
         )
     if strategy != "map-reduce":
         return plan
+    if speeds is not None and (measured := speeds()) is not None:
+        plan.require_time(f"A summary of {document_names(documents)}", measured, options.time_limit)
     map_tokens, sections = split_sections(documents, template, budget, engine)
     return dataclasses.replace(plan, map_tokens=map_tokens, sections=sections)
 

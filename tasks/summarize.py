@@ -22,15 +22,22 @@ def summarize(documents: Sequence[Document], options: TaskOptions, engine: TextE
     started = time.perf_counter()
     language = output_language(documents, options)
     template = load_template("summarize", language)
-    context = plan_context("summarize", documents, template.fill("instruction"), "", options, engine)
+    context = plan_context(
+        "summarize", documents, template.fill("instruction"), "", options, engine, lambda: measured_speeds(engine)
+    )
     if context.strategy == "full":
         answer = yield from stream_answer(engine, context, options, template.stop)
         sections = None
     else:
-        with engine_errors():  # the speed is measured by a generation when it is not known yet
-            speeds = engine.throughput()
         names = document_names(documents)
-        context.plan.require_time(f"A summary of {names}", speeds, options.time_limit)
+        context.plan.require_time(f"A summary of {names}", measured_speeds(engine), options.time_limit)
         answer, sections = yield from map_reduce(context.plan, template, options, engine, names)
     text = answer.text.strip()
     yield make_result("summarize", text, context, documents, engine, answer.last, started, language, sections=sections)
+
+
+def measured_speeds(engine: TextEngine) -> tuple[float, float]:
+    """The engine's speeds; measured by a generation when they are not known yet (a map-reduce
+    summary is refused up front when it would take longer than a request may run)."""
+    with engine_errors():
+        return engine.throughput()

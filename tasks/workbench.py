@@ -20,7 +20,7 @@ from tasks.budget import describe_wait
 from tasks.classify import classify
 from tasks.custom import custom
 from tasks.documents import NO_DOCUMENTS, Document, display_name, load_document
-from tasks.errors import BudgetError, InvalidRequest, ModelUnavailable, UserError
+from tasks.errors import InvalidRequest, ModelUnavailable, TooLongToRun, UserError
 from tasks.events import Event, Progress, TaskResult
 from tasks.extract import ExtractionSpec, extract
 from tasks.interfaces import EngineError, EngineUnavailable, TextEngine
@@ -136,16 +136,18 @@ class Workbench:
             return DocumentCard(name, pages, characters, language, None, None, None, {}, {}, {}, None, note)
         tokens = self.engine.count_tokens(render_documents(documents))
         budget = budget_for(self.engine, options)
-        plans, refused = {}, {}
+        plans, refusals = {}, {}
         for task in TASKS:
             try:
-                plans[task] = plan_task(task, documents, options, self.engine, document_tokens=tokens)
+                plans[task] = plan_task(task, documents, options, self.engine, document_tokens=tokens,
+                                        speeds=self._speeds_if_known)  # fmt: skip
             except UserError as exc:  # the task would refuse: the card says why
-                refused[task] = str(exc)
+                refusals[task] = exc
+        refused = {task: str(exc) for task, exc in refusals.items()}
         strategies = {task: plan.strategy for task, plan in plans.items()}
         parts = {task: plan.parts for task, plan in plans.items()}
         fits = tokens + self._summary_instruction_tokens(documents, options) + options.max_new_tokens <= budget
-        wait = self._expected_wait(plans.get("summarize"), refused.get("summarize"), options)
+        wait = self._expected_wait(plans.get("summarize"), refusals.get("summarize"), options, name)
         note = (
             _fit_note(tokens, budget, fits)
             + _request_room_note(plans, fits and options.strategy == "auto")
@@ -217,8 +219,16 @@ class Workbench:
         template = load_template("summarize", output_language(documents, options))
         return self.engine.count_tokens(template.fill("instruction"))
 
-    def _expected_wait(self, plan: Plan | None, refusal: str | None, options: TaskOptions) -> str:
+    def _speeds_if_known(self) -> tuple[float, float] | None:
+        try:
+            return self.engine.throughput()
+        except EngineError:  # the expected wait says why
+            return None
+
+    def _expected_wait(self, plan: Plan | None, refusal: UserError | None, options: TaskOptions, name: str) -> str:
         """How long a summary will take; for one the summarize task would refuse, why."""
+        if isinstance(refusal, TooLongToRun):
+            return f"too long to run: {refusal}"
         if plan is None:
             return f"none: the summary would be refused: {refusal}"
         try:
@@ -228,8 +238,8 @@ class Workbench:
         except EngineError as exc:  # the speed could not be measured (out of memory, say)
             return f"unknown ({exc})"
         try:
-            plan.require_time("A summary", speeds, options.time_limit)
-        except BudgetError as exc:
+            plan.require_time(f"A summary of {name}", speeds, options.time_limit)
+        except TooLongToRun as exc:
             return f"too long to run: {exc}"
         return describe_wait(plan.expected_seconds(speeds))
 

@@ -17,7 +17,7 @@ import pytest
 from model.tokens import count_tokens, slices
 from tasks.chunking import chunk_document
 from tasks.documents import MAX_FILE_BYTES, Document, Page
-from tasks.errors import BudgetError
+from tasks.errors import TooLongToRun
 from tests.conftest import REPO_ROOT
 from tests.fakes import FakeEngine
 from tests.hostile import pages_sharing_one_stream
@@ -99,15 +99,27 @@ def test_a_summary_that_can_never_finish_in_time_is_refused_with_the_numbers(fak
     path.write_text(("The committee approved invoice 4417 for the Berlin warehouse. " * 40 + "\n\n") * 400)
     workbench = Workbench(fake_engine)  # reads 100 tokens a second
     options = workbench.options(max_new_tokens=64, time_limit=600)
-    with pytest.raises(BudgetError) as refused:
+    with pytest.raises(TooLongToRun) as refused:
         list(workbench.summarize(path, options))
     message = str(refused.value)
-    # 144,013 document tokens in 20 sections, each summarized in 384 tokens that the merge reads again
-    assert message.startswith("A summary of ledger.txt would take about 38 minutes here: reading 151,693 tokens at 100")
-    assert "writing about 7,744 at 10.0 per second" in message and "a request may run for 10 minutes" in message
+    # Reading each of the 144,013 document tokens once is already too long: refused before the
+    # work of cutting the sections, with the least it would read and write.
+    assert message.startswith("A summary of ledger.txt would take at least 24 minutes here: reading 144,013 tokens")
+    assert "writing at least 64 at 10.0 per second" in message and "a request may run for 10 minutes" in message
     assert "Ask questions instead" in message
     assert not fake_engine.prompts  # refused before anything was generated
-    assert "too long to run" in workbench.card(workbench.read(path), options).expected_wait
+    card = workbench.card(workbench.read(path), options)
+    assert card.expected_wait == f"too long to run: {message}" and card.refused["summarize"] == message
+    half_hour = workbench.options(max_new_tokens=64, time_limit=1800)  # enough to read it once, not to summarize
+    with pytest.raises(TooLongToRun) as refused:
+        list(workbench.summarize(path, half_hour))
+    message = str(refused.value)
+    # 20 sections, each summarized in 384 tokens that the merge reads again
+    assert message.startswith("A summary of ledger.txt would take about 38 minutes here: reading 151,693 tokens at 100")
+    assert "writing about 7,744 at 10.0 per second" in message and "a request may run for 30 minutes" in message
+    assert not fake_engine.prompts
+    card = workbench.card(workbench.read(path), half_hour)
+    assert card.parts["summarize"] == 20 and card.expected_wait == f"too long to run: {message}"
     unlimited = workbench.options(max_new_tokens=8, time_limit=None)  # without a limit: up to six hours
     assert list(workbench.summarize(path, unlimited))[-1].strategy == "map-reduce"
 

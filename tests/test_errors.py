@@ -307,8 +307,8 @@ def test_nan_and_infinity_through_the_api_are_named(served, document, number):
     """Python's JSON reader takes NaN and Infinity (and 1e999 is inf), so a caller can send them."""
     _client, url = served
     files = json.dumps([_upload(url, Path(document))])
-    calls = [  # info(documents, strategy, budget, password); ask(documents, question, language, settings...)
-        ("info", f'[null, "auto", {number}, ""]', "context budget"),
+    calls = [  # info(documents, strategy, budget, password, max new tokens, language); ask(documents, question, ...)
+        ("info", f'[null, "auto", {number}, "", 512, "auto"]', "context budget"),
         ("ask", f'[{files}, "When?", "auto", {number}, 0, "auto", 0, ""]', "max new tokens"),
         ("ask", f'[{files}, "When?", "auto", 8, {number}, "auto", 0, ""]', "temperature"),
     ]
