@@ -9,13 +9,13 @@ import os
 import random
 import struct
 import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.documents import Document
-from tests.pdfs import REPORT_PAGES, PdfFactory
+from tests.pdfs import PdfFactory
+from tests.raw_files import W_NAMESPACE, docx_file, docx_with, write
 
 Check = Callable[[list[Document]], None]
 
@@ -54,6 +54,13 @@ def build_corpus(folder: Path) -> dict[str, Case]:
     return built
 
 
+SECRET = "s3cret"  # the password of the encrypted PDF cases (tests/hostile_pdf.py)
+
+
+def holds(condition: bool) -> None:
+    assert condition
+
+
 # ---- checks ------------------------------------------------------------------------------------
 
 
@@ -73,154 +80,6 @@ def name_is(expected: str, *, contains: str | None = None) -> Check:
     return check
 
 
-# ---- PDF ---------------------------------------------------------------------------------------
-
-SECRET = "s3cret"
-
-
-@case
-def pdf_encrypted_without_password(folder: Path) -> Case:
-    path = PdfFactory(folder).make("locked.pdf", REPORT_PAGES, user_password=SECRET)
-    return refused(
-        path, r"^locked\.pdf: this PDF is encrypted and needs a password to open \(command line: --password\)$"
-    )
-
-
-@case
-def pdf_encrypted_right_password(folder: Path) -> Case:
-    path = PdfFactory(folder).make("locked.pdf", REPORT_PAGES, user_password=SECRET)
-    return reads(path, lambda docs: _assert("4.2 million euros" in docs[0].pages[0].text), password=SECRET)
-
-
-@case
-def pdf_encrypted_wrong_password(folder: Path) -> Case:
-    path = PdfFactory(folder).make("locked.pdf", REPORT_PAGES, user_password=SECRET)
-    return refused(path, r"^locked\.pdf: wrong password for this encrypted PDF$", password="guess")
-
-
-@case
-def pdf_corrupt_after_header(folder: Path) -> Case:
-    path = _write(folder / "corrupt.pdf", b"%PDF-1.7\n" + bytes(range(256)) * 20)
-    return refused(path, r"^corrupt\.pdf: could not read this PDF, it looks damaged or incomplete \(.+\)$")
-
-
-@case
-def pdf_truncated_to_half(folder: Path) -> Case:
-    whole = PdfFactory(folder).report("whole.pdf").read_bytes()
-    path = _write(folder / "half.pdf", whole[: len(whole) // 2])
-    return refused(path, r"^half\.pdf: could not read this PDF, it looks damaged or incomplete \(.+\)$")
-
-
-@case
-def pdf_zero_bytes(folder: Path) -> Case:
-    return refused(_write(folder / "nothing.pdf", b""), r"^nothing\.pdf: the file is empty \(0 bytes\)$")
-
-
-@case
-def pdf_png_image_renamed(folder: Path) -> Case:
-    path = _write(folder / "photo.pdf", _png_bytes())
-    return refused(path, r"^photo\.pdf: this is not a PDF file \(it is a PNG image\)$")
-
-
-@case
-def pdf_scanned_image_only(folder: Path) -> Case:
-    from fpdf import FPDF
-    from PIL import Image
-
-    pdf = FPDF()
-    for _ in range(2):
-        pdf.add_page()
-        pdf.image(Image.new("RGB", (400, 300), "lightgray"), x=10, y=10, w=150)
-    pdf.output(str(folder / "scan.pdf"))
-    return refused(folder / "scan.pdf", r"^scan\.pdf: this PDF has no text layer .*scanned.*run it through OCR first")
-
-
-@case
-def pdf_2000_pages(folder: Path) -> Case:
-    path = PdfFactory(folder).make(
-        "thick.pdf", [f"Section {n}. The value on this page is {n * 7}." for n in range(1, 2001)]
-    )
-
-    def check(documents: list[Document]) -> None:
-        assert len(documents[0].pages) == 2000
-        assert "value on this page is 14000" in documents[0].pages[1999].text
-
-    return reads(path, check)
-
-
-@case
-def pdf_over_the_page_limit(folder: Path) -> Case:
-    path = _write(folder / "endless.pdf", pages_sharing_one_stream(5_001))
-    return refused(
-        path, r"^endless\.pdf: this document has 5,001 pages; the limit is 5,000 pages, split it into parts$"
-    )
-
-
-def _base_objects(kids: bytes = b"[3 0 R] /Count 1", page: bytes | None = None) -> list[bytes]:
-    """Objects 1-5 of a one-page PDF: catalog, page tree (with `kids`), page, font, content stream."""
-    return [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids " + kids + b" >>", page or _PAGE, _FONT,
-            _stream(_HELLO)]  # fmt: skip
-
-
-@case
-def pdf_page_tree_loop(folder: Path) -> Case:
-    # The page tree's root lists itself as its own kid.
-    objects = _base_objects(kids=b"[3 0 R 2 0 R] /Count 2")
-    path = _write(folder / "loop.pdf", _raw_pdf(objects))
-    return refused(path, r"^loop\.pdf: could not read this PDF, it looks damaged or incomplete \(.*cyclic.*\)$")
-
-
-@case
-def pdf_deep_page_tree(folder: Path) -> Case:
-    levels = 5_000  # a chain of page-tree nodes, each the only kid of the one before
-    objects = _base_objects(kids=b"[6 0 R] /Count 1")
-    for level in range(levels):
-        kid = 7 + level if level < levels - 1 else 3
-        objects.append(b"<< /Type /Pages /Kids [%d 0 R] /Count 1 >>" % kid)
-    path = _write(folder / "deep.pdf", _raw_pdf(objects))
-    return refused(path, r"^deep\.pdf: refused: this PDF exceeds a safety limit of the PDF reader \(.*depth.*\)$")
-
-
-@case
-def pdf_deeply_nested_arrays(folder: Path) -> Case:
-    depth = 100_000
-    page = _PAGE.replace(b">>", b"/Junk " + b"[" * depth + b"]" * depth + b" >>")
-    objects = _base_objects(page=page)
-    path = _write(folder / "nested.pdf", _raw_pdf(objects))
-    return refused(path, r"^nested\.pdf: could not read this PDF, it looks damaged or incomplete \(.+\)$")
-
-
-@case
-def pdf_chain_of_20000_references(folder: Path) -> Case:
-    links = 20_000  # the page points at an array that points at an array ... 20,000 objects deep
-    page = _PAGE.replace(b">>", b"/Chain 6 0 R >>")
-    objects = _base_objects(page=page)
-    objects += [b"[%d 0 R]" % (7 + link) for link in range(links - 1)] + [b"null"]
-    return reads(_write(folder / "chain.pdf", _raw_pdf(objects)), text_is("Hello hostile world"))
-
-
-@case
-def pdf_form_that_draws_itself(folder: Path) -> Case:
-    resources = b"<< /XObject << /X1 6 0 R >> /Font << /F1 4 0 R >> >>"
-    drawing = b"BT /F1 12 Tf (inside the form) Tj ET /X1 Do"  # ... and then draws itself again
-    form = _stream(drawing, b"/Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources " + resources + b" ")
-    page = _PAGE.replace(b"/Font << /F1 4 0 R >>", b"/Font << /F1 4 0 R >> /XObject << /X1 6 0 R >>")
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", page, _FONT,
-               _stream(_HELLO + b" /X1 Do"), form]  # fmt: skip
-    return reads(_write(folder / "form.pdf", _raw_pdf(objects)), text_is("Hello hostile world\ninside the form"))
-
-
-@case
-def pdf_deflate_bomb(folder: Path) -> Case:
-    bomb = zlib.compress(b"0" * 100_000_000, 9)  # 100 MB of zeros in a 100 KB content stream
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", _PAGE, _FONT,
-               _stream(bomb, b"/Filter /FlateDecode ")]  # fmt: skip
-    path = _write(folder / "bomb.pdf", _raw_pdf(objects))
-    return refused(
-        path, r"^bomb\.pdf: refused: this PDF exceeds a safety limit of the PDF reader \(.*decompressing.*\)$"
-    )
-
-
 # ---- text --------------------------------------------------------------------------------------
 
 WESTERN = "Le comité a déjà approuvé le budget prévu : 50 € « très coûteux ».\nÜber die Größe der Straße — „Zitat“."
@@ -235,17 +94,17 @@ INJECTION = (
 
 @case
 def txt_cp1252(folder: Path) -> Case:
-    return reads(_write(folder / "western.txt", WESTERN.encode("cp1252")), text_is(WESTERN, "cp1252"))
+    return reads(write(folder / "western.txt", WESTERN.encode("cp1252")), text_is(WESTERN, "cp1252"))
 
 
 @case
 def txt_shift_jis(folder: Path) -> Case:
-    return reads(_write(folder / "japanese.txt", JAPANESE.encode("shift_jis")), text_is(JAPANESE, "cp932"))
+    return reads(write(folder / "japanese.txt", JAPANESE.encode("shift_jis")), text_is(JAPANESE, "cp932"))
 
 
 @case
 def txt_gb18030(folder: Path) -> Case:
-    return reads(_write(folder / "chinese.txt", CHINESE.encode("gb18030")), text_is(CHINESE, "gb18030"))
+    return reads(write(folder / "chinese.txt", CHINESE.encode("gb18030")), text_is(CHINESE, "gb18030"))
 
 
 @case
@@ -253,46 +112,46 @@ def txt_mixed_utf8_and_cp1252(folder: Path) -> Case:
     utf8 = "Café crème, naïve façade — written in UTF-8."
     legacy = "Le comité a déjà approuvé le résumé."
     data = (utf8 + "\n").encode() + (legacy + "\n").encode("cp1252")
-    return reads(_write(folder / "pasted.txt", data), text_is(f"{utf8}\n{legacy}", "utf-8 + cp1252"))
+    return reads(write(folder / "pasted.txt", data), text_is(f"{utf8}\n{legacy}", "utf-8 + cp1252"))
 
 
 @case
 def txt_utf16_with_bom(folder: Path) -> Case:
-    return reads(_write(folder / "wide.txt", "Zpráva o příjmech".encode("utf-16")), text_is("Zpráva o příjmech"))
+    return reads(write(folder / "wide.txt", "Zpráva o příjmech".encode("utf-16")), text_is("Zpráva o příjmech"))
 
 
 @case
 def txt_utf8_with_bom(folder: Path) -> Case:
-    return reads(_write(folder / "bom.txt", "\ufeffÉté 2024".encode()), text_is("Été 2024"))
+    return reads(write(folder / "bom.txt", "\ufeffÉté 2024".encode()), text_is("Été 2024"))
 
 
 @case
 def txt_stray_nul_bytes(folder: Path) -> Case:
     data = b"Hello\x00 world, text with a stray NUL.\x00\nSecond line."
-    return reads(_write(folder / "nul.txt", data), text_is("Hello world, text with a stray NUL.\nSecond line."))
+    return reads(write(folder / "nul.txt", data), text_is("Hello world, text with a stray NUL.\nSecond line."))
 
 
 @case
 def txt_terminal_escapes(folder: Path) -> Case:
     data = "Normal line.\n\x1b[2J\x1b]0;owned\x07Cleared screen?\n\x9b31mC1 too".encode()
-    return reads(_write(folder / "ansi.txt", data), text_is("Normal line.\n[2J]0;ownedCleared screen?\n31mC1 too"))
+    return reads(write(folder / "ansi.txt", data), text_is("Normal line.\n[2J]0;ownedCleared screen?\n31mC1 too"))
 
 
 @case
 def txt_binary_junk(folder: Path) -> Case:
     junk = random.Random(7).randbytes(64 * 1024)
-    return refused(_write(folder / "junk.txt", junk), r"^junk\.txt: this looks like a binary file, not text$")
+    return refused(write(folder / "junk.txt", junk), r"^junk\.txt: this looks like a binary file, not text$")
 
 
 @case
 def txt_zero_bytes(folder: Path) -> Case:
-    return refused(_write(folder / "empty.txt", b""), r"^empty\.txt: the file is empty \(0 bytes\)$")
+    return refused(write(folder / "empty.txt", b""), r"^empty\.txt: the file is empty \(0 bytes\)$")
 
 
 @case
 def txt_only_blank_space(folder: Path) -> Case:
     return refused(
-        _write(folder / "blank.txt", b"  \n\n \t \r\n"), r"^blank\.txt: the file is empty \(it has no text\)$"
+        write(folder / "blank.txt", b"  \n\n \t \r\n"), r"^blank\.txt: the file is empty \(it has no text\)$"
     )
 
 
@@ -306,31 +165,31 @@ def txt_over_the_size_limit(folder: Path) -> Case:
 
 @case
 def txt_6000_form_feeds(folder: Path) -> Case:
-    path = _write(folder / "feeds.txt", b"start" + b"\f" * 6_000 + b"end")
+    path = write(folder / "feeds.txt", b"start" + b"\f" * 6_000 + b"end")
     return refused(path, r"^feeds\.txt: this document has 6,001 pages; the limit is 5,000 pages")
 
 
 @case
 def txt_that_is_a_pdf(folder: Path) -> Case:
-    path = _write(folder / "report.txt", PdfFactory(folder).report().read_bytes())
+    path = write(folder / "report.txt", PdfFactory(folder).report().read_bytes())
     return refused(path, r"^report\.txt: this is a PDF, not a text file$")
 
 
 @case
 def md_one_megabyte_line(folder: Path) -> Case:
     line = "word " * 200_000
-    return reads(_write(folder / "line.md", line.encode()), text_is(line.strip()))
+    return reads(write(folder / "line.md", line.encode()), text_is(line.strip()))
 
 
 @case
 def md_one_megabyte_word(folder: Path) -> Case:
     word = "A" * 1_000_000  # one unbroken word: the hyphenation patterns once took hours on it
-    return reads(_write(folder / "word.md", f"# Blob\n\n{word}\n".encode()), text_is(f"# Blob\n\n{word}"))
+    return reads(write(folder / "word.md", f"# Blob\n\n{word}\n".encode()), text_is(f"# Blob\n\n{word}"))
 
 
 @case
 def txt_injected_instructions(folder: Path) -> Case:
-    return reads(_write(folder / "note.txt", INJECTION.encode()), text_is(INJECTION))
+    return reads(write(folder / "note.txt", INJECTION.encode()), text_is(INJECTION))
 
 
 # ---- HTML --------------------------------------------------------------------------------------
@@ -356,21 +215,21 @@ def html_scripts_styles_and_handlers(folder: Path) -> Case:
         leaked = [marker for marker in ("SCRIPT", "STYLE", "HANDLER", "JS-URL", "COMMENT", "-TEXT") if marker in text]
         assert not leaked and "javascript" not in text and "alert" not in text, (leaked, text)
 
-    return reads(_write(folder / "page.html", HOSTILE_HTML.encode()), check)
+    return reads(write(folder / "page.html", HOSTILE_HTML.encode()), check)
 
 
 @case
 def html_without_visible_text(folder: Path) -> Case:
     markup = b"<html><head><title>Only a title</title><script>x()</script></head><body>  <br> </body></html>"
     return refused(
-        _write(folder / "blank.html", markup), r"^blank\.html: the file is empty: this page has no visible text$"
+        write(folder / "blank.html", markup), r"^blank\.html: the file is empty: this page has no visible text$"
     )
 
 
 @case
 def html_100000_nested_elements(folder: Path) -> Case:
     markup = "<div>" * 100_000 + "deep text" + "</div>" * 100_000
-    return reads(_write(folder / "nested.html", markup.encode()), text_is("deep text"))
+    return reads(write(folder / "nested.html", markup.encode()), text_is("deep text"))
 
 
 # ---- DOCX --------------------------------------------------------------------------------------
@@ -379,7 +238,7 @@ def html_100000_nested_elements(folder: Path) -> Case:
 @case
 def docx_zip_bomb(folder: Path) -> Case:
     path = folder / "bomb.docx"
-    with zipfile.ZipFile(_docx(folder), "r") as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bomb:
+    with zipfile.ZipFile(docx_file(folder), "r") as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bomb:
         for item in source.infolist():
             if item.filename != "word/document.xml":
                 bomb.writestr(item.filename, source.read(item.filename))
@@ -392,14 +251,14 @@ def docx_zip_bomb(folder: Path) -> Case:
 
 @case
 def docx_declaring_4_gb(folder: Path) -> Case:
-    data = bytearray(_docx(folder).read_bytes())
+    data = bytearray(docx_file(folder).read_bytes())
     entry = data.find(b"PK\x01\x02")
     while entry != -1:  # the central directory: say word/document.xml unpacks to 4 GB
         name_length = struct.unpack_from("<H", data, entry + 28)[0]
         if data[entry + 46 : entry + 46 + name_length] == b"word/document.xml":
             struct.pack_into("<I", data, entry + 24, 0xFFFFFFF0)
         entry = data.find(b"PK\x01\x02", entry + 4)
-    path = _write(folder / "liar.docx", bytes(data))
+    path = write(folder / "liar.docx", bytes(data))
     return refused(
         path, r"^liar\.docx: refused before unpacking: it would unpack to 4,09\d\.\d MB; the limit is 256\.0 MB$"
     )
@@ -407,13 +266,13 @@ def docx_declaring_4_gb(folder: Path) -> Case:
 
 @case
 def docx_not_a_zip(folder: Path) -> Case:
-    path = _write(folder / "plain.docx", b"Plain text pretending to be a Word file.\n")
+    path = write(folder / "plain.docx", b"Plain text pretending to be a Word file.\n")
     return refused(path, r"^plain\.docx: this is not a Word \(\.docx\) file \(it is not a ZIP package\)$")
 
 
 @case
 def docx_old_word_format(folder: Path) -> Case:
-    path = _write(folder / "old.docx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(1024))
+    path = write(folder / "old.docx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(1024))
     return refused(path, r"^old\.docx: this is not a Word \(\.docx\) file \(it is an old Office file .*\); "
                          r"open it in Word and save it as \.docx$")  # fmt: skip
 
@@ -428,25 +287,25 @@ def docx_zip_without_word_part(folder: Path) -> Case:
 
 @case
 def docx_malformed_xml(folder: Path) -> Case:
-    xml = zipfile.ZipFile(_docx(folder)).read("word/document.xml")
-    path = _docx_with(folder, "cut.docx", xml[: len(xml) // 2])
+    xml = zipfile.ZipFile(docx_file(folder)).read("word/document.xml")
+    path = docx_with(folder, "cut.docx", xml[: len(xml) // 2])
     return refused(path, r"^cut\.docx: could not read this Word file, it looks damaged \(.+\)$")
 
 
 @case
 def docx_entity_expansion_bomb(folder: Path) -> Case:
     entities = '<!ENTITY e0 "lol">' + "".join(f'<!ENTITY e{n} "{f"&e{n - 1};" * 10}">' for n in range(1, 10))
-    xml = (f'<?xml version="1.0"?><!DOCTYPE d [{entities}]><w:document xmlns:w="{_W}"><w:body><w:p><w:r>'
+    xml = (f'<?xml version="1.0"?><!DOCTYPE d [{entities}]><w:document xmlns:w="{W_NAMESPACE}"><w:body><w:p><w:r>'
            "<w:t>Before &e9; after</w:t></w:r></w:p></w:body></w:document>")  # fmt: skip
-    path = _docx_with(folder, "laughs.docx", xml.encode())
+    path = docx_with(folder, "laughs.docx", xml.encode())
     return refused(path, r"^laughs\.docx: could not read this Word file, it looks damaged \(.*amplification.*\)$")
 
 
 @case
 def docx_comment_inside_a_paragraph(folder: Path) -> Case:
-    xml = (f'<w:document xmlns:w="{_W}"><w:body><w:p><!-- a comment --><w:r><w:t>Text around</w:t></w:r>'
+    xml = (f'<w:document xmlns:w="{W_NAMESPACE}"><w:body><w:p><!-- a comment --><w:r><w:t>Text around</w:t></w:r>'
            "<?pi data?><w:r><w:t> a comment.</w:t></w:r></w:p></w:body></w:document>")  # fmt: skip
-    return reads(_docx_with(folder, "comment.docx", xml.encode()), text_is("Text around a comment."))
+    return reads(docx_with(folder, "comment.docx", xml.encode()), text_is("Text around a comment."))
 
 
 # ---- names -------------------------------------------------------------------------------------
@@ -454,31 +313,31 @@ def docx_comment_inside_a_paragraph(folder: Path) -> Case:
 
 @case
 def name_with_backslash_path_parts(folder: Path) -> Case:
-    path = _write(folder / "..\\..\\Windows\\System32\\report.txt", b"Plain report.")
+    path = write(folder / "..\\..\\Windows\\System32\\report.txt", b"Plain report.")
     return reads(path, name_is("report.txt", contains="Plain report."))
 
 
 @case
 def name_given_with_path_traversal(folder: Path) -> Case:
-    path = _write(folder / "upload.txt", b"Uploaded text.")
+    path = write(folder / "upload.txt", b"Uploaded text.")
     return reads(path, name_is("passwd.txt", contains="Uploaded text."), name="../../etc/passwd.txt")
 
 
 @case
 def name_with_newline_and_terminal_escapes(folder: Path) -> Case:
-    path = _write(folder / "report\n\x1b[31m2024\x07.txt", b"Escaped name.")
+    path = write(folder / "report\n\x1b[31m2024\x07.txt", b"Escaped name.")
     return reads(path, name_is("report [31m2024 .txt", contains="Escaped name."))
 
 
 @case
 def name_with_right_to_left_override(folder: Path) -> Case:
-    path = _write(folder / "photo\u202egnp.txt", b"Not a photo.")  # shows as "phototxt.png" in a browser
+    path = write(folder / "photo\u202egnp.txt", b"Not a photo.")  # shows as "phototxt.png" in a browser
     return reads(path, name_is("photognp.txt", contains="Not a photo."))
 
 
 @case
 def name_very_long(folder: Path) -> Case:
-    path = _write(folder / ("quarterly-report-" * 14 + "final.txt"), b"Long name.")
+    path = write(folder / ("quarterly-report-" * 14 + "final.txt"), b"Long name.")
 
     def check(documents: list[Document]) -> None:
         name = documents[0].name
@@ -497,13 +356,13 @@ def name_not_valid_utf8(folder: Path) -> Case:
 
 @case
 def name_with_escapes_on_an_empty_file(folder: Path) -> Case:
-    path = _write(folder / "evil\x1b[2J\r\nname.txt", b"")
+    path = write(folder / "evil\x1b[2J\r\nname.txt", b"")
     return refused(path, r"^evil \[2J name\.txt: the file is empty \(0 bytes\)$")
 
 
 @case
 def name_disguised_program(folder: Path) -> Case:
-    path = _write(folder / "invoice\u202efdp.exe", b"MZ\x90\x00" + bytes(100))  # shows as "invoiceexe.pdf"
+    path = write(folder / "invoice\u202efdp.exe", b"MZ\x90\x00" + bytes(100))  # shows as "invoiceexe.pdf"
     return refused(path, r"^invoicefdp\.exe: unsupported file type \.exe; supported: \.pdf, ")
 
 
@@ -524,84 +383,9 @@ def link_to_dev_zero(folder: Path) -> Case:
 
 @case
 def twenty_one_documents(folder: Path) -> Case:
-    paths = [_write(folder / f"part-{n}.txt", f"Part {n}.".encode()) for n in range(21)]
+    paths = [write(folder / f"part-{n}.txt", f"Part {n}.".encode()) for n in range(21)]
     return refused(paths, r"^load at most 20 documents at a time$")
 
 
-# ---- helpers -----------------------------------------------------------------------------------
-
-_W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
-_FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
-_PAGE = (
-    b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>"
-)
-_HELLO = b"BT /F1 12 Tf 72 700 Td (Hello hostile world) Tj ET"
-
-
-def _assert(condition: bool) -> None:
-    assert condition
-
-
-def _write(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
-    return path
-
-
-def _png_bytes() -> bytes:
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (32, 32), "red").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _stream(data: bytes, filters: bytes = b"") -> bytes:
-    return b"<< /Length %d %s>>\nstream\n" % (len(data), filters) + data + b"\nendstream"
-
-
-def _raw_pdf(objects: list[bytes]) -> bytes:
-    """A PDF from object bodies numbered from 1 (object 1 the catalog), with a correct xref table:
-    the damage is in the structure, not in the bookkeeping."""
-    out = bytearray(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
-
-
-def pages_sharing_one_stream(count: int, content: bytes = _HELLO) -> bytes:
-    """`count` pages sharing one content stream: a big page count (or, with a long `content`, a lot
-    of text) in a small, fast-to-make file."""
-    kids = b" ".join(b"%d 0 R" % (5 + n) for n in range(count))
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % count,
-               _FONT, _stream(content)]  # fmt: skip
-    page = _PAGE.replace(b"/F1 4 0 R", b"/F1 3 0 R").replace(b"/Contents 5 0 R", b"/Contents 4 0 R")
-    return _raw_pdf(objects + [page] * count)
-
-
-def _docx(folder: Path) -> Path:
-    """A small real Word file, made once per case folder."""
-    import docx
-
-    path = folder / "base.docx"
-    if not path.exists():
-        document = docx.Document()
-        document.add_paragraph("Hello from Word.")
-        document.save(path)
-    return path
-
-
-def _docx_with(folder: Path, name: str, document_xml: bytes) -> Path:
-    path = folder / name
-    with zipfile.ZipFile(_docx(folder)) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
-        for item in source.infolist():
-            data = document_xml if item.filename == "word/document.xml" else source.read(item.filename)
-            target.writestr(item.filename, data)
-    return path
+# The PDF cases live in their own module; importing it registers them (it needs `case` above).
+import tests.hostile_pdf  # noqa: E402, F401

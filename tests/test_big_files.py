@@ -20,7 +20,7 @@ from tasks.documents import MAX_FILE_BYTES, Document, Page
 from tasks.errors import TooLongToRun
 from tests.conftest import REPO_ROOT
 from tests.fakes import FakeEngine
-from tests.hostile import pages_sharing_one_stream
+from tests.raw_files import pages_sharing_one_stream
 
 WORDS = ("the", "quarterly", "report", "describes", "revenue", "of", "4.2", "million", "dollars", "approved", "by",
          "the", "committee", "in", "Berlin")  # fmt: skip
