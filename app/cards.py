@@ -3,6 +3,7 @@ task will do with it, as HTML (text from documents escaped) and as JSON."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 
 from app.inputs import file_list, user_errors
@@ -15,15 +16,20 @@ from tasks.workbench import DocumentCard, Workbench
 
 
 def describe_documents(
-    workbench: Workbench, documents: list[str] | None, options: TaskOptions, password: str | None = None
+    workbench: Workbench,
+    documents: list[str] | None,
+    options: TaskOptions,
+    password: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[str, dict]:
     """One card per document (name, pages, language, tokens, a gauge of its tokens against the
     budget) and, for several, a card for them together; each with the strategy every task will
-    use. Returns (HTML, JSON)."""
+    use. Scanned pages are read by OCR here (saying how far it got through `progress`), once per
+    session: the tasks then find them in the workbench's cache. Returns (HTML, JSON)."""
     if not documents:
         return EMPTY_CARDS, {}
     with user_errors():
-        loaded = workbench.read(file_list(documents), password)
+        loaded = workbench.read(file_list(documents), password, cache_salt=options.cache_salt, progress=progress)
         cards = [workbench.card([document], options) for document in loaded]
         together = workbench.card(loaded, options) if len(loaded) > 1 else cards[0]
     html = "".join(_card_html(card) for card in cards)
@@ -44,6 +50,8 @@ def _card_html(card: DocumentCard, title: str | None = None) -> str:
     pages = f"{card.pages:,} page{'s' if card.pages != 1 else ''}"
     tokens = "tokens: unknown" if card.tokens is None else f"{card.tokens:,} tokens"
     facts = f"{pages} · {card.characters:,} characters · language: {card.language or 'unknown'} · {tokens}"
+    if card.ocr_pages:
+        facts += f" · {card.ocr_pages:,} page{'s' if card.ocr_pages != 1 else ''} read by OCR"
     return (
         f'<div class="doc-card"><div class="doc-name">{escape(title or card.name)}</div>'
         f'<div class="doc-facts">{escape(facts)}</div>{_gauge_html(card)}'

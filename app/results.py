@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from app import untrusted
 from tasks.events import TaskResult
+from tasks.sources import OCR_MARK
 
 DEMO_NOTE = "tiny-random is a random demo model: its text is meaningless."
 TASK_NAMES = {
@@ -108,7 +109,7 @@ class ResultView:
 def _source_lines(details: dict[str, Any]) -> list[SourceLine]:
     lines = [SourceLine("source", source["label"], source["text"]) for source in details.get("sources") or []]
     for quote in details.get("quotes") or []:
-        found = f"Quote found in {quote['document']}, page {quote['page']}"
+        found = f"Quote found in {quote['document']}, page {quote['page']}" + (OCR_MARK if quote.get("ocr") else "")
         missing = "Not found in the documents, so not a quote"
         lines.append(SourceLine("found", found, quote["text"]) if quote["verified"] else
                      SourceLine("missing", missing, quote["text"]))  # fmt: skip

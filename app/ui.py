@@ -11,13 +11,15 @@ running task and the Ask history; nothing is shared between sessions.
 
 from __future__ import annotations
 
+import dataclasses
+
 import gradio as gr
 
 from app import untrusted
 from app.cards import EMPTY_CARDS, describe_documents
 from app.exports import export_files
 from app.files import app_folders, sweep, sweep_interval, use_upload_folder
-from app.inputs import make_options
+from app.inputs import make_options, session_salt
 from app.launch import DEFAULT_KEEP_MINUTES
 from app.results import DEMO_NOTE
 from app.tabs import (
@@ -185,15 +187,20 @@ def _wire_cards(tab: TabContext, cards: tuple[gr.HTML, gr.JSON]) -> None:
         password: str = "",
         max_new_tokens: float = 512,
         language: str = "auto",
+        session: dict | None = None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's documented way to get a progress bar)
     ):
         """Describe documents: one card each (pages, language, tokens against the budget) and what
         every task will do with them under these settings (the same plan the task makes), with the
-        expected wait. Returns (HTML, JSON)."""
+        expected wait. Scanned pages are read by OCR, with progress. Returns (HTML, JSON)."""
         options = make_options(workbench, None, language, max_new_tokens, 0.0, strategy, context_budget)
-        return describe_documents(workbench, documents, options, password or None)
+        options = dataclasses.replace(options, cache_salt=session_salt(session))  # the tasks reuse its OCR
+        report = lambda text: progress(None, desc=text)  # noqa: E731
+        return describe_documents(workbench, documents, options, password or None, report)
 
     settings = tab.settings
-    inputs = [tab.files, settings.strategy, settings.budget, tab.password, settings.max_new_tokens, settings.language]
+    inputs = [tab.files, settings.strategy, settings.budget, tab.password, settings.max_new_tokens, settings.language,
+              tab.session]  # fmt: skip
     tab.files.change(info, inputs=inputs, outputs=list(cards), api_name="info")
     for control in (settings.strategy, settings.budget, tab.password, settings.max_new_tokens, settings.language):
         control.change(info, inputs=inputs, outputs=list(cards), api_visibility="private")

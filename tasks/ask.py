@@ -44,7 +44,7 @@ def answer_with_sources(
     retrieved = context.strategy == "retrieval"
     passages = context.chunks if retrieved else related_passages(documents, f"{request} {text}", engine)
     yield make_result(task, text, context, documents, engine, answer.last, started, language, request=request,
-                      sources=source_list(passages), quotes=verify_quotes(text, documents))  # fmt: skip
+                      sources=source_list(passages, documents), quotes=verify_quotes(text, documents))  # fmt: skip
 
 
 def one_line(request: str | None, name: str, empty_message: str) -> str:

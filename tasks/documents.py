@@ -1,7 +1,8 @@
 """Read a file into a `Document`: cleaned pages of text with 1-based page numbers.
 
-PDF (pypdf), DOCX (python-docx), HTML (html.parser), TXT and Markdown (UTF-8, else the detected
-encoding). Text is normalized (tasks.cleaning) and its language detected (tasks.language).
+PDF (PDFium, and Tesseract OCR for scanned pages: tasks.pdf_reader), DOCX (python-docx), HTML
+(html.parser), TXT and Markdown (UTF-8, else the detected encoding). Text is normalized
+(tasks.cleaning) and its language detected (tasks.language).
 Files and their names are untrusted: sizes and page counts are limited, and the name shown (and
 quoted to the model) loses path parts and control characters. Pure Python: no torch, no gradio.
 """
@@ -19,9 +20,12 @@ from tasks import readers
 from tasks.cleaning import clean_pages, substitute
 from tasks.errors import DocumentError
 from tasks.language import detect_language
+from tasks.ocr import OcrRequest
+from tasks.pdf_reader import read_pdf
+from tasks.positions import PageWords
 
 READERS = {
-    ".pdf": readers.read_pdf,
+    ".pdf": read_pdf,
     ".docx": readers.read_docx,
     ".html": readers.read_html,
     ".htm": readers.read_html,
@@ -31,6 +35,7 @@ READERS = {
     ".markdown": readers.read_text,
 }
 SUPPORTED_SUFFIXES = tuple(READERS)
+READ_SCANS = OcrRequest()  # scanned PDF pages are read by OCR (no progress, no cache)
 MAX_FILE_BYTES = 50 * 2**20  # also the web UI's default upload limit (app.launch.DEFAULT_MAX_FILE_MB)
 NO_DOCUMENTS = "upload a document first (PDF, DOCX, HTML, TXT or Markdown)"
 MAX_NAME_CHARS = 120
@@ -46,6 +51,8 @@ _TRAILING_SPACE = re.compile(r"(?<![^\S\n])[^\S\n]+(?=\n|\Z)")
 class Page:
     number: int  # 1-based, as people count pages
     text: str
+    ocr: bool = False  # read by OCR from an image of the page: its text may hold misread words
+    words: PageWords | None = field(default=None, compare=False, repr=False)  # an OCR page's word boxes
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,11 @@ class Document:
     name: str
     pages: tuple[Page, ...]
     meta: dict = field(default_factory=dict, compare=False)
+    path: Path | None = field(default=None, compare=False, repr=False)  # the file, to show its pages again
+
+    @property
+    def ocr_pages(self) -> list[int]:
+        return [page.number for page in self.pages if page.ocr]
 
     @property
     def text(self) -> str:
@@ -67,26 +79,32 @@ class Document:
         return self.meta.get("language")
 
 
-def load_document(path: str | Path, name: str | None = None, password: str | None = None) -> Document:
-    """Read `path` as a document (`password` opens an encrypted PDF). Raises DocumentError with a
-    message meant for the user."""
+def load_document(
+    path: str | Path, name: str | None = None, password: str | None = None, ocr: OcrRequest | None = READ_SCANS
+) -> Document:
+    """Read `path` as a document (`password` opens an encrypted PDF; `ocr` says how scanned PDF
+    pages are read, None: not at all). Raises DocumentError with a message meant for the user."""
     path = Path(path)
     name = display_name(name or path.name)
     check_file(path, name)
     reader = READERS[path.suffix.lower()]
     try:
-        raw_pages, meta = reader(path, name, password) if reader is readers.read_pdf else reader(path, name)
+        raw_pages, meta = reader(path, name, password, ocr) if reader is read_pdf else reader(path, name)
     except OSError as exc:  # vanished or unreadable between the check and the read
         raise DocumentError(f"{name}: could not open the file ({exc.strerror or exc})") from exc
     readers.check_page_count(len(raw_pages), name)
     readers.check_text_size(sum(len(text) for text in raw_pages), name)
     texts = clean_pages([_tidy(text) for text in raw_pages], from_pdf=meta["format"] == "pdf")
     if not any(text.strip() for text in texts):
-        raise DocumentError(_no_text_message(name, meta["format"]))
-    pages = tuple(Page(number, text) for number, text in enumerate(texts, start=1))
+        raise DocumentError(_no_text_message(name, meta))
+    ocr_words: dict[int, PageWords] = meta.pop("ocr_words", {})
+    pages = tuple(
+        Page(index + 1, text, ocr=bool(text.strip()) and index in ocr_words, words=ocr_words.get(index))
+        for index, text in enumerate(texts)
+    )
     meta["language"] = detect_language("\n".join(texts))
     meta["empty_pages"] = [page.number for page in pages if not page.text.strip()]
-    return Document(name=name, pages=pages, meta=meta)
+    return Document(name=name, pages=pages, meta=meta, path=path.resolve())
 
 
 def display_name(raw: str) -> str:
@@ -159,7 +177,10 @@ def _tidy(text: str) -> str:
     return substitute(_TRAILING_SPACE, lambda _: "", text).strip()
 
 
-def _no_text_message(name: str, kind: str) -> str:
+def _no_text_message(name: str, meta: dict) -> str:
+    kind = meta["format"]
+    if kind == "pdf" and meta.get("ocr_pages"):
+        return f"{name}: no text found: this PDF has no text layer, and OCR found no text in its page images"
     if kind == "pdf":
         return (
             f"{name}: this PDF has no text layer (it is probably scanned images); "

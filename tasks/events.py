@@ -44,9 +44,10 @@ class Source(TypedDict):
 
     document: str
     pages: list[int]
-    label: str  # "report.pdf, page 3"
+    label: str  # "report.pdf, page 3" ("..., page 3, read by OCR")
     text: str  # the passage, shortened
     score: float
+    ocr: bool  # some of its pages were read by OCR: misread words are possible
 
 
 class Quote(TypedDict):
@@ -56,6 +57,7 @@ class Quote(TypedDict):
     verified: bool
     document: str | None
     page: int | None
+    ocr: bool  # found on a page read by OCR
 
 
 class Section(TypedDict):

@@ -181,7 +181,7 @@ def extract(
     data = extraction.data
     text = json.dumps(data, ensure_ascii=False, indent=2) if data is not None else answer.text
     yield make_result("extract", text, context, documents, engine, answer.last, started, language,
-                      sources=source_list(passages), extraction=extraction)  # fmt: skip
+                      sources=source_list(passages, documents), extraction=extraction)  # fmt: skip
 
 
 def _validated(text: str, schema: dict) -> Any:

@@ -1,4 +1,5 @@
-"""One reader per file format: bytes on disk -> raw page texts plus facts about the file.
+"""One reader per file format: bytes on disk -> raw page texts plus facts about the file (PDF:
+tasks.pdf_reader).
 
 Readers raise DocumentError with a message meant for the user. Formats without pages (text,
 Markdown, HTML) give one page, or one per form feed; DOCX pages follow the page breaks Word
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 import zipfile
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -24,13 +24,12 @@ from tasks.charsets import decode_text, sniff
 from tasks.errors import DocumentError
 
 logger = logging.getLogger(__name__)
-# pypdf logs a warning for each damaged object it skips; a hostile file can have thousands.
-logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 RawPages = tuple[list[str], dict]
 MAX_TEXT_CHARS = 50 * 2**20  # as much text as the largest text file accepted (50 MB) holds
 MAX_PAGES = 5_000  # keeps the worst case to seconds (README, "Measured limits")
 MAX_READ_SECONDS = 120.0  # a PDF whose text takes longer to extract is refused, well above MAX_PAGES dense pages
+# (OCR has limits of its own: tasks.ocr)
 MAX_UNPACKED_BYTES = 256 * 2**20  # python-docx holds every part of a .docx in memory at once
 MAX_PACKING_RATIO = 200  # Word XML packs ~5-30x; a zip bomb (a run of zeros) ~1,000x
 _RATIO_FLOOR = 2**20  # parts smaller than this may pack as tightly as they like
@@ -42,63 +41,6 @@ def check_page_count(count: int, name: str) -> None:
         raise DocumentError(
             f"{name}: this document has {count:,} pages; the limit is {MAX_PAGES:,} pages, split it into parts"
         )
-
-
-def read_pdf(path: Path, name: str, password: str | None = None) -> RawPages:
-    from pypdf import PdfReader
-    from pypdf.errors import DependencyError, LimitReachedError
-
-    with path.open("rb") as handle:
-        head = handle.read(1024)
-    if not head.lstrip().startswith(b"%PDF"):
-        kind = sniff(head)
-        raise DocumentError(f"{name}: this is not a PDF file ({f'it is {kind}' if kind else 'it has no PDF header'})")
-    try:
-        reader = PdfReader(path)
-        _unlock(reader, name, password)
-        check_page_count(len(reader.pages), name)  # before the slow part: extracting every page
-        texts = _page_texts(reader, name)
-    except DocumentError:
-        raise
-    except DependencyError as exc:
-        raise DocumentError(f"{name}: opening this encrypted PDF needs the 'cryptography' package") from exc
-    except LimitReachedError as exc:  # pypdf's guards: decompression bombs, huge arrays, deep page trees
-        raise DocumentError(
-            f"{name}: refused: this PDF exceeds a safety limit of the PDF reader ({_reason(exc)})"
-        ) from exc
-    except Exception as exc:  # a parser fed hostile bytes can fail in any way: the file is damaged
-        raise DocumentError(
-            f"{name}: could not read this PDF, it looks damaged or incomplete ({_reason(exc)})"
-        ) from exc
-    return texts, {"format": "pdf"}
-
-
-def _page_texts(reader, name: str) -> list[str]:
-    """Every page's text, within the text and time limits as it goes: pages may share one content
-    stream, so a small file can hold thousands of copies of a long text, or of a slow one."""
-    texts: list[str] = []
-    characters, started = 0, time.monotonic()
-    for number, page in enumerate(reader.pages, start=1):
-        texts.append(page.extract_text() or "")
-        characters += len(texts[-1])
-        check_text_size(characters, name)
-        if time.monotonic() - started > MAX_READ_SECONDS and number < len(reader.pages):
-            raise DocumentError(
-                f"{name}: refused: reading this PDF's text took more than {MAX_READ_SECONDS:.0f} seconds for "
-                f"{number:,} of its {len(reader.pages):,} pages; split it into parts"
-            )
-    return texts
-
-
-def _unlock(reader, name: str, password: str | None) -> None:
-    """Decrypt with the password (or the empty one, which many 'protected' PDFs use)."""
-    if not reader.is_encrypted or reader.decrypt(password or ""):
-        return
-    if password and reader.decrypt(""):
-        return
-    if password:
-        raise DocumentError(f"{name}: wrong password for this encrypted PDF")
-    raise DocumentError(f"{name}: this PDF is encrypted and needs a password to open (command line: --password)")
 
 
 def read_text(path: Path, name: str) -> RawPages:
@@ -149,7 +91,7 @@ def read_html(path: Path, name: str) -> RawPages:
         parser.feed(markup)
         parser.close()
     except Exception as exc:  # html.parser is lenient, but hostile markup is not worth a crash
-        raise DocumentError(f"{name}: could not read this HTML page ({_reason(exc)})") from exc
+        raise DocumentError(f"{name}: could not read this HTML page ({reason(exc)})") from exc
     text = re.sub(r"[ \t]+", " ", "".join(parser.parts))
     text = re.sub(r"\n\s*\n+", "\n\n", text)
     return [text], {"format": "html", "encoding": encoding}
@@ -173,7 +115,7 @@ def read_docx(path: Path, name: str) -> RawPages:
     except DocumentError:
         raise
     except Exception as exc:  # lxml and zipfile fed hostile bytes can fail in any way
-        raise DocumentError(f"{name}: could not read this Word file, it looks damaged ({_reason(exc)})") from exc
+        raise DocumentError(f"{name}: could not read this Word file, it looks damaged ({reason(exc)})") from exc
     return ["\n".join(lines) for lines in pages], {"format": "docx"}
 
 
@@ -271,7 +213,7 @@ def _size(count: int) -> str:
     return f"{count / 2**20:,.1f} MB" if count >= 2**20 else f"{count / 2**10:,.1f} KB"
 
 
-def _reason(exc: Exception) -> str:
+def reason(exc: Exception) -> str:
     """A parser's own message, on one short line (it can be long, or empty)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 1] + "…"

@@ -20,19 +20,30 @@ _MAX_SOURCE_CHARS = 1200
 MAX_QUOTES = 50
 
 
-def source_list(chunks: Sequence[ScoredChunk]) -> list[Source]:
-    """JSON-ready sources, most relevant first: document, pages (1-based), text and retrieval score."""
-    ordered = sorted(chunks, key=lambda scored: -scored.score)
-    return [
-        {
-            "document": scored.chunk.document,
-            "pages": list(scored.chunk.pages),
-            "label": f"{scored.chunk.document}, {scored.chunk.page_label}",
-            "text": _shorten(scored.chunk.text),
+OCR_MARK = ", read by OCR"
+
+
+def source_list(chunks: Sequence[ScoredChunk], documents: Sequence[Document]) -> list[Source]:
+    """JSON-ready sources, most relevant first: document, pages (1-based), text, retrieval score,
+    and whether some of its pages were read by OCR (said in its label too)."""
+    ocr = _ocr_pages(documents)
+    sources: list[Source] = []
+    for scored in sorted(chunks, key=lambda scored: -scored.score):
+        chunk = scored.chunk
+        from_ocr = any((chunk.document, page) in ocr for page in chunk.pages)
+        sources.append({
+            "document": chunk.document,
+            "pages": list(chunk.pages),
+            "label": f"{chunk.document}, {chunk.page_label}" + (OCR_MARK if from_ocr else ""),
+            "text": _shorten(chunk.text),
             "score": round(scored.score, 3),
-        }
-        for scored in ordered
-    ]
+            "ocr": from_ocr,
+        })  # fmt: skip
+    return sources
+
+
+def _ocr_pages(documents: Sequence[Document]) -> set[tuple[str, int]]:
+    return {(document.name, number) for document in documents for number in document.ocr_pages}
 
 
 def related_passages(
@@ -51,15 +62,14 @@ def verify_quotes(answer: str, documents: Sequence[Document]) -> list[Quote]:
     matches = list(itertools.islice(_QUOTED.finditer(answer), MAX_QUOTES))
     if not matches:
         return []
-    pages = [(d.name, p.number, _normalize(p.text)) for d in documents for p in d.pages]
-    quotes = []
+    pages = [(d.name, p.number, p.ocr, _normalize(p.text)) for d in documents for p in d.pages]
+    quotes: list[Quote] = []
     for match in matches:
         span = match.group(1).strip()
         needle = _normalize(span)
-        found = next(((name, number) for name, number, text in pages if needle and needle in text), None)
-        quotes.append(
-            {"text": span, "verified": found is not None, "document": found and found[0], "page": found and found[1]}
-        )
+        found = next((page for page in pages if needle and needle in page[3]), None)
+        quotes.append({"text": span, "verified": found is not None, "document": found and found[0],
+                       "page": found and found[1], "ocr": bool(found and found[2])})  # fmt: skip
     return quotes
 
 

@@ -8,9 +8,10 @@ task will use, the expected wait), and runs tasks on one or several documents.
 from __future__ import annotations
 
 import dataclasses
+import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from tasks.errors import InvalidRequest, ModelUnavailable, TooLongToRun, UserErr
 from tasks.events import Event, Progress, TaskResult
 from tasks.extract import ExtractionSpec, extract
 from tasks.interfaces import EngineError, EngineUnavailable, TextEngine
+from tasks.ocr import OcrCache, OcrRequest
 from tasks.options import TaskOptions
 from tasks.planning import Plan, budget_for, output_language, plan_task
 from tasks.prompts import TASKS, load_template, render_documents
@@ -49,6 +51,7 @@ class DocumentCard:
     refused: dict[str, str]  # task -> why it would be refused with these options
     expected_wait: str | None
     note: str
+    ocr_pages: int = 0  # pages read by OCR (their text may hold misread words)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -87,6 +90,7 @@ class Workbench:
         # Without an engine: connects to the model server that was not answering at start; requests
         # try it again, at most every RECONNECT_SECONDS, until it answers.
         self.reconnect = reconnect
+        self.ocr_cache = OcrCache()  # scanned pages read once per session and file (by salt: never shared)
         self._reconnecting = threading.Lock()
         self._next_reconnect = 0.0
 
@@ -106,9 +110,17 @@ class Workbench:
         values.setdefault("time_limit", self.time_limit)
         return TaskOptions(**values)
 
-    def read(self, paths: Sequence[str | Path] | str | Path, password: str | None = None) -> list[Document]:
+    def read(
+        self,
+        paths: Sequence[str | Path] | str | Path,
+        password: str | None = None,
+        *,
+        cache_salt: str | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> list[Document]:
         """Read one or several files (same-named files get a number, so sources stay clear);
-        `password` opens encrypted PDFs."""
+        `password` opens encrypted PDFs. Scanned PDF pages are read by OCR, saying how far it got
+        through `progress`; with a `cache_salt` (a session's), they are read once for that session."""
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
         if not paths:
             raise InvalidRequest(NO_DOCUMENTS)
@@ -120,7 +132,9 @@ class Workbench:
             name = display_name(Path(path).name)
             seen[name] = seen.get(name, 0) + 1
             unique = name if seen[name] == 1 else f"{name} ({seen[name]})"
-            documents.append(load_document(path, unique, password=password))
+            cache = self.ocr_cache if cache_salt is not None else None
+            ocr = OcrRequest(progress=progress, cache=cache, cache_salt=cache_salt)
+            documents.append(load_document(path, unique, password=password, ocr=ocr))
         return documents
 
     def card(self, documents: Sequence[Document], options: TaskOptions | None = None) -> DocumentCard:
@@ -133,7 +147,9 @@ class Workbench:
         language = output_language(documents, dataclasses.replace(options, language=None))
         if self._current_engine() is None:
             note = f"Token count unavailable: {self.unavailable_reason or 'no model is loaded'}"
-            return DocumentCard(name, pages, characters, language, None, None, None, {}, {}, {}, None, note)
+            note += _reading_note(documents)
+            return DocumentCard(name, pages, characters, language, None, None, None, {}, {}, {}, None, note,
+                                _ocr_count(documents))  # fmt: skip
         tokens = self.engine.count_tokens(render_documents(documents))
         budget = budget_for(self.engine, options)
         plans, refusals = {}, {}
@@ -151,10 +167,11 @@ class Workbench:
         note = (
             _fit_note(tokens, budget, fits)
             + _request_room_note(plans, fits and options.strategy == "auto")
-            + _empty_pages_note(documents)
+            + _reading_note(documents)
         )
         return DocumentCard(
-            name, pages, characters, language, tokens, budget, fits, strategies, parts, refused, wait, note
+            name, pages, characters, language, tokens, budget, fits, strategies, parts, refused, wait, note,
+            _ocr_count(documents),
         )
 
     def text(self, paths: Sequence[str | Path] | str | Path, password: str | None = None) -> str:
@@ -163,36 +180,63 @@ class Workbench:
 
     # Each task takes `password` for encrypted PDFs: it opens files, it is not a task option.
     def summarize(self, paths, options: TaskOptions, *, password: str | None = None) -> Iterator[Event]:
-        return self._run(paths, password, lambda docs, engine: summarize(docs, options, engine))
+        return self._run(paths, password, options, lambda docs, engine: summarize(docs, options, engine))
 
     def ask(self, paths, question: str, options: TaskOptions, *, password: str | None = None) -> Iterator[Event]:
-        return self._run(paths, password, lambda docs, engine: ask(docs, question, options, engine))
+        return self._run(paths, password, options, lambda docs, engine: ask(docs, question, options, engine))
 
     def extract(
         self, paths, spec: ExtractionSpec, options: TaskOptions, *, password: str | None = None
     ) -> Iterator[Event]:
-        return self._run(paths, password, lambda docs, engine: extract(docs, spec, options, engine))
+        return self._run(paths, password, options, lambda docs, engine: extract(docs, spec, options, engine))
 
     def classify(
         self, paths, labels: str | Sequence[str], options: TaskOptions, *, password: str | None = None
     ) -> Iterator[Event]:
-        return self._run(paths, password, lambda docs, engine: classify(docs, labels, options, engine))
+        return self._run(paths, password, options, lambda docs, engine: classify(docs, labels, options, engine))
 
     def custom(self, paths, prompt: str, options: TaskOptions, *, password: str | None = None) -> Iterator[Event]:
-        return self._run(paths, password, lambda docs, engine: custom(docs, prompt, options, engine))
+        return self._run(paths, password, options, lambda docs, engine: custom(docs, prompt, options, engine))
 
     def _run(
-        self, paths, password: str | None, task: Callable[[list[Document], TextEngine], Iterator[Event]]
+        self,
+        paths,
+        password: str | None,
+        options: TaskOptions,
+        task: Callable[[list[Document], TextEngine], Iterator[Event]],
     ) -> Iterator[Event]:
         engine = self._require_engine()
         yield Progress("Reading the documents")
         started = time.perf_counter()
-        documents = self.read(paths, password)
+        documents = yield from self._read_reporting(paths, password, options.cache_salt)
         read_seconds = time.perf_counter() - started
         for event in task(documents, engine):
             if isinstance(event, TaskResult):
                 event = dataclasses.replace(event, timings={"read_seconds": round(read_seconds, 3), **event.timings})
             yield event
+
+    def _read_reporting(
+        self, paths, password: str | None, cache_salt: str | None
+    ) -> Generator[Progress, None, list[Document]]:
+        """Read in a thread, passing on what the read says (OCR page 3 of 40) as Progress events;
+        returns the documents (`documents = yield from ...`)."""
+        messages: queue.Queue[str | None] = queue.Queue()
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["documents"] = self.read(paths, password, cache_salt=cache_salt, progress=messages.put)
+            except BaseException as exc:  # raised again in the caller's thread
+                outcome["error"] = exc
+            finally:
+                messages.put(None)
+
+        threading.Thread(target=work, name="read-documents", daemon=True).start()
+        while (message := messages.get()) is not None:
+            yield Progress(message)
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["documents"]
 
     def _require_engine(self) -> TextEngine:
         if self._current_engine() is None:
@@ -265,12 +309,39 @@ def _request_room_note(plans: dict[str, Plan], fits: bool) -> str:
             "best-matching passages")  # fmt: skip
 
 
-def _empty_pages_note(documents: Sequence[Document]) -> str:
-    """Pages without text (scanned images, in a PDF) are said, not skipped silently."""
+def _reading_note(documents: Sequence[Document]) -> str:
+    """How the pages were read, where it matters: pages read by OCR (misread words are possible),
+    scanned pages that could not be read (and what to install), pages without any text."""
     notes = []
     for document in documents:
+        ocr = document.ocr_pages
+        if ocr:
+            languages = document.meta.get("ocr_languages", "")
+            notes.append(f"{document.name}: {_pages(ocr)} read by OCR (Tesseract, {languages}); check quotes from "
+                         f"{'them' if len(ocr) > 1 else 'it'} against the page")  # fmt: skip
+        notes += [f"{document.name}: {document.meta[key]}" for key in ("ocr_note", "ocr_missing")
+                  if key in document.meta]  # fmt: skip
+        tried = set(document.meta.get("ocr_pages") or [])
         empty = document.meta.get("empty_pages") or []
-        if empty:
-            listed = ", ".join(map(str, empty[:12])) + (", …" if len(empty) > 12 else "")
-            notes.append(f"{document.name} has no text on page{'s' if len(empty) > 1 else ''} {listed}")
-    return (". " + "; ".join(notes) + " (scanned images? run OCR first to include them).") if notes else ""
+        if blank_scans := [number for number in empty if number in tried]:
+            notes.append(f"{document.name}: OCR found no text on {_pages(blank_scans)}")
+        if (blank := [number for number in empty if number not in tried]) and "ocr_missing" not in document.meta:
+            notes.append(f"{document.name} has no text on {_pages(blank)}")
+    return (". " + "; ".join(notes) + ".") if notes else ""
+
+
+def _ocr_count(documents: Sequence[Document]) -> int:
+    return sum(len(document.ocr_pages) for document in documents)
+
+
+def _pages(numbers: Sequence[int]) -> str:
+    """`page 3`, `pages 1-4, 7` (runs of consecutive pages as ranges; at most 12 listed)."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][-1] + 1:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    parts = [str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs]
+    listed = ", ".join(parts[:12]) + (", …" if len(parts) > 12 else "")
+    return f"page{'s' if len(numbers) > 1 else ''} {listed}"

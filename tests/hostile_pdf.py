@@ -66,7 +66,8 @@ def pdf_scanned_image_only(folder: Path) -> Case:
         pdf.add_page()
         pdf.image(Image.new("RGB", (400, 300), "lightgray"), x=10, y=10, w=150)
     pdf.output(str(folder / "scan.pdf"))
-    return refused(folder / "scan.pdf", r"^scan\.pdf: this PDF has no text layer .*scanned.*run it through OCR first")
+    # Read by OCR (grey rectangles: no text in them).
+    return refused(folder / "scan.pdf", r"^scan\.pdf: no text found: this PDF has no text layer, and OCR found no text")
 
 
 @case
@@ -141,7 +142,13 @@ def pdf_form_that_draws_itself(folder: Path) -> Case:
     page = PAGE.replace(b"/Font << /F1 4 0 R >>", b"/Font << /F1 4 0 R >> /XObject << /X1 6 0 R >>")
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", page, FONT,
                stream(HELLO + b" /X1 Do"), form]  # fmt: skip
-    return reads(write(folder / "form.pdf", raw_pdf(objects)), text_is("Hello hostile world\ninside the form"))
+    return reads(write(folder / "form.pdf", raw_pdf(objects)), _form_drawn_to_pdfiums_depth_limit)
+
+
+def _form_drawn_to_pdfiums_depth_limit(documents: list[Document]) -> None:
+    """PDFium draws the form inside itself until its nesting limit: a bounded number of times."""
+    text = documents[0].text
+    assert text.startswith("Hello hostile world") and 1 <= text.count("inside the form") <= 64, text[:200]
 
 
 @case

@@ -14,6 +14,7 @@ SMOKE_TESTED = {
     "generation.py": "test_generation_compares_stock_and_ours_and_int8",
     "gpu_check.py": "test_gpu_check_runs_every_part_on_the_cpu",
     "long_context.py": "test_long_context_runs_and_keeps_each_sessions_cache_apart",
+    "reading.py": "test_reading_compares_the_old_and_new_pdf_readers",
     "serving.py": "test_serving_measures_the_in_process_backend",
 }
 # serving.py's vLLM backend runs on tests/test_vllm.py's server: test_the_serving_benchmark_measures_a_running_server
@@ -80,3 +81,17 @@ def test_serving_refuses_an_unknown_backend(capsys):
     with pytest.raises(SystemExit):
         main([*SERVING_SMOKE, "--backends", "in-process,tgi"])
     assert "unknown backend(s) tgi" in capsys.readouterr().err
+
+
+def test_reading_compares_the_old_and_new_pdf_readers(tmp_path, capsys):
+    from benchmarks.reading import main
+
+    assert main(["--smoke", "--json", str(tmp_path / "reading.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| document | feature | pages | old recall | old precision | new recall | new precision |" in out
+    assert "| plain.pdf | plain | 3 |" in out and "| scan-de.pdf | de | 2 |" in out
+    report = json.loads((tmp_path / "reading.json").read_text())
+    rows = {row["document"]: row for row in report["text"]}
+    assert len(rows) == 11 and [row["document"] for row in report["scans"]] == ["scan-en.pdf", "scan-de.pdf"]
+    assert rows["plain.pdf"]["old"]["recall"] > 0.99 and rows["plain.pdf"]["new"]["recall"] > 0.99
+    assert rows["two-columns.pdf"]["old"]["char_accuracy"] < 0.5  # pypdf reads across the two columns

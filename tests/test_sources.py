@@ -4,7 +4,8 @@ the documents holds it, and the page it names is that page."""
 import pytest
 
 from tasks.documents import Document, Page
-from tasks.sources import MAX_QUOTES, verify_quotes
+from tasks.sources import MAX_QUOTES, related_passages, source_list, verify_quotes
+from tests.fakes import FakeEngine
 
 REPORT = Document(
     "report.pdf",
@@ -21,19 +22,21 @@ def test_a_quote_in_the_text_is_verified_with_its_document_and_first_page():
     answer = 'The minutes say "approved invoice 4417 on Tuesday" and the report "revenue grew to 4.2 million euros".'
     quotes = verify_quotes(answer, [REPORT, MINUTES])
     assert quotes == [
-        {"text": "approved invoice 4417 on Tuesday", "verified": True, "document": "minutes.md", "page": 2},
-        {"text": "revenue grew to 4.2 million euros", "verified": True, "document": "report.pdf", "page": 1},
-    ]  # in the answer's order; page 3 holds the second quote too, but page 1 comes first
+        {"text": "approved invoice 4417 on Tuesday", "verified": True, "document": "minutes.md", "page": 2,
+         "ocr": False},
+        {"text": "revenue grew to 4.2 million euros", "verified": True, "document": "report.pdf", "page": 1,
+         "ocr": False},
+    ]  # fmt: skip  # in the answer's order; page 3 holds the second quote too, but page 1 comes first
 
 
 def test_a_quote_in_no_document_is_marked_unverified():
     answer = 'It says "revenue grew to 4.3 million euros" and "the office closed in May".'
     assert verify_quotes(answer, [REPORT, MINUTES]) == [
-        {"text": "revenue grew to 4.3 million euros", "verified": False, "document": None, "page": None},
-        {"text": "the office closed in May", "verified": False, "document": None, "page": None},
+        {"text": "revenue grew to 4.3 million euros", "verified": False, "document": None, "page": None, "ocr": False},
+        {"text": "the office closed in May", "verified": False, "document": None, "page": None, "ocr": False},
     ]
     assert verify_quotes('"Annual report 2024."', []) == [
-        {"text": "Annual report 2024.", "verified": False, "document": None, "page": None}
+        {"text": "Annual report 2024.", "verified": False, "document": None, "page": None, "ocr": False}
     ]
 
 
@@ -50,7 +53,7 @@ def test_a_quote_in_no_document_is_marked_unverified():
 )
 def test_quotes_are_compared_without_case_whitespace_or_apostrophe_style(quoted, page):
     [quote] = verify_quotes(f'As written: "{quoted}".', [REPORT])
-    assert quote == {"text": quoted, "verified": True, "document": "report.pdf", "page": page}
+    assert quote == {"text": quoted, "verified": True, "document": "report.pdf", "page": page, "ocr": False}
 
 
 def test_other_differences_are_not_forgiven():
@@ -64,7 +67,8 @@ MARKS = [('"', '"'), ("“", "”"), ("„", "“"), ("«", "»"), ("「", "」"
 @pytest.mark.parametrize(("opening", "closing"), MARKS)
 def test_every_kind_of_quotation_mark_is_read(opening, closing):
     [quote] = verify_quotes(f"It reads {opening} Berlin office at Hauptstraße {closing} there.", [REPORT])
-    assert quote == {"text": "Berlin office at Hauptstraße", "verified": True, "document": "report.pdf", "page": 2}
+    expected = {"text": "Berlin office at Hauptstraße", "verified": True, "document": "report.pdf", "page": 2}
+    assert quote == {**expected, "ocr": False}
 
 
 def test_a_quote_is_8_to_500_characters_long():
@@ -91,3 +95,13 @@ def test_a_huge_answer_without_quotes_finds_none():
     assert verify_quotes("“" + "no closing mark " * 100_000, [REPORT]) == []
     assert verify_quotes("«" * 200_000, [REPORT]) == []
     assert verify_quotes("", [REPORT]) == []
+
+
+def test_a_quote_and_a_source_from_a_page_read_by_ocr_say_so():
+    scan = Document("scan.pdf", (Page(1, "Typed cover page."), Page(2, "The contract ends on 30 June 2026.", ocr=True)))
+    [quote] = verify_quotes('It says "contract ends on 30 June 2026".', [scan, MINUTES])
+    assert quote == {"text": "contract ends on 30 June 2026", "verified": True, "document": "scan.pdf", "page": 2,
+                     "ocr": True}  # fmt: skip
+    sources = source_list(related_passages([scan], "When does the contract end?", FakeEngine()), [scan])
+    assert sources and all(source["ocr"] == (2 in source["pages"]) for source in sources)
+    assert any(source["label"].endswith(", read by OCR") for source in sources)

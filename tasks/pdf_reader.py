@@ -1,0 +1,235 @@
+"""PDF pages -> text, with PDFium (pypdfium2: the PDF engine of Chrome, bundled in its wheels).
+
+A PDF is read in two passes:
+1. **Checks, with pypdf.** Its parser refuses what PDFium would take on trust: loops and runaway
+   depth in the page tree, and decompression bombs (a content stream that unpacks to more than 75
+   MB, or pages that unpack to more than MAX_UNPACKED_BYTES together). This pass decodes the page
+   content streams once, without parsing them (zlib's speed), and keeps nothing.
+2. **Text, with PDFium**, page by page: 10-20x faster than pypdf's `extract_text`, and it keeps
+   the spaces of justified lines that pypdf glued together (`Periodikum,welcheseinen...`). A page
+   set in two columns reads column by column (tasks.columns). A page with no text layer, or one
+   that is only garbage, is read by OCR (tasks.ocr), when the caller allows it.
+
+Both passes share the limits of tasks.readers (pages, characters, seconds), and a parser that fails
+in any way becomes a DocumentError that says the file looks damaged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+
+from tasks import ocr as ocr_engine
+from tasks import readers
+from tasks.charsets import sniff
+from tasks.columns import OUTSIDE, reading_regions
+from tasks.errors import DocumentError
+from tasks.readers import RawPages, check_page_count, check_text_size, reason
+
+# pypdf logs a warning for each damaged object it skips; a hostile file can have thousands.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+MAX_UNPACKED_BYTES = 512 * 2**20  # the pages' content streams, unpacked, together
+MAX_CHECK_SECONDS = 120.0  # for the checks; reading the text has readers.MAX_READ_SECONDS
+# What PDFium puts where a word was broken with a hyphen at a line end (FPDFText_GetText: U+FFFE).
+HYPHENS_AT_LINE_END = str.maketrans({"\x02": "-\n", "\ufffe": "-\n"})
+_MIN_GARBAGE_CHARS = 20
+
+
+def read_pdf(path: Path, name: str, password: str | None = None, ocr: ocr_engine.OcrRequest | None = None) -> RawPages:
+    """The text of every page (OCR for scanned pages when `ocr` is given), and facts about the
+    file: {"format": "pdf", "ocr_pages": [...], "ocr_words": {index: PageWords}, ...}."""
+    _check_header(path, name)
+    page_count = check_structure(path, name, password)
+    try:
+        import pypdfium2 as pdfium
+
+        document = pdfium.PdfDocument(path, password=password or None)
+    except Exception as exc:  # PdfiumError: the file, or the password
+        raise _open_error(exc, name, password) from exc
+    try:
+        texts = list(_page_texts(document, name, page_count))
+        meta: dict = {"format": "pdf"}
+        scanned = [index for index, text in enumerate(texts) if needs_ocr(text)]
+        if scanned:
+            ocr_engine.read_scanned_pages(document, path, name, texts, scanned, meta, ocr)
+    finally:
+        document.close()
+    return texts, meta
+
+
+def _check_header(path: Path, name: str) -> None:
+    with path.open("rb") as handle:
+        head = handle.read(1024)
+    if not head.lstrip().startswith(b"%PDF"):
+        kind = sniff(head)
+        raise DocumentError(f"{name}: this is not a PDF file ({f'it is {kind}' if kind else 'it has no PDF header'})")
+
+
+def check_structure(path: Path, name: str, password: str | None) -> int:
+    """The page count, once pypdf has walked the page tree and unpacked every content stream
+    (and form) within its limits; raises DocumentError with what is wrong."""
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError, LimitReachedError
+
+    try:
+        reader = PdfReader(path)
+        _unlock(reader, name, password)
+        count = len(reader.pages)
+        check_page_count(count, name)
+        _check_unpacked_size(reader, name)
+    except DocumentError:
+        raise
+    except DependencyError as exc:
+        raise DocumentError(f"{name}: opening this encrypted PDF needs the 'cryptography' package") from exc
+    except LimitReachedError as exc:  # pypdf's guards: decompression bombs, huge arrays, deep page trees
+        raise DocumentError(
+            f"{name}: refused: this PDF exceeds a safety limit of the PDF reader ({reason(exc)})"
+        ) from exc
+    except Exception as exc:  # a parser fed hostile bytes can fail in any way: the file is damaged
+        raise DocumentError(
+            f"{name}: could not read this PDF, it looks damaged or incomplete ({reason(exc)})"
+        ) from exc
+    return count
+
+
+def _unlock(reader, name: str, password: str | None) -> None:
+    """Decrypt with the password (or the empty one, which many 'protected' PDFs use)."""
+    if not reader.is_encrypted or reader.decrypt(password or ""):
+        return
+    if password and reader.decrypt(""):
+        return
+    raise _password_error(name, password)
+
+
+def _password_error(name: str, password: str | None) -> DocumentError:
+    if password:
+        return DocumentError(f"{name}: wrong password for this encrypted PDF")
+    return DocumentError(f"{name}: this PDF is encrypted and needs a password to open (command line: --password)")
+
+
+def _check_unpacked_size(reader, name: str) -> None:
+    """Unpack each content stream and form once (pages may share them) and count the bytes; pypdf
+    refuses a single stream over its own limit. Nothing is kept: the decoded bytes are dropped."""
+    from pypdf.filters import decode_stream_data
+
+    seen: set[int] = set()
+    unpacked, started = 0, time.monotonic()
+    for page in reader.pages:
+        for stream in _content_streams(page, seen):
+            unpacked += len(decode_stream_data(stream)) if "/Filter" in stream else len(stream.get_data())
+            if unpacked > MAX_UNPACKED_BYTES:
+                raise DocumentError(
+                    f"{name}: refused: this PDF's pages unpack to more than {MAX_UNPACKED_BYTES // 2**20:,} MB of "
+                    "drawing instructions (a decompression bomb?)"
+                )
+        if time.monotonic() - started > MAX_CHECK_SECONDS:
+            raise DocumentError(f"{name}: refused: checking this PDF took more than {MAX_CHECK_SECONDS:.0f} seconds")
+
+
+_MAX_FORM_DEPTH = 12
+
+
+def _content_streams(page, seen: set[int]) -> Iterator:
+    """A page's content streams and the forms it draws (and the forms they draw), each stream
+    object once per file."""
+    from pypdf.generic import ArrayObject
+
+    contents = page.get("/Contents")
+    items = contents.get_object() if contents is not None else []
+    items = list(items) if isinstance(items, ArrayObject) else [contents] if contents is not None else []
+    pending = [(item, 0) for item in items] + [(form, 1) for form in _forms(page.get("/Resources"))]
+    while pending:
+        reference, depth = pending.pop()
+        number = getattr(reference, "idnum", None)
+        if number is not None and number in seen:
+            continue
+        if number is not None:
+            seen.add(number)
+        stream = reference.get_object()
+        if not hasattr(stream, "get_data"):
+            continue
+        yield stream
+        if depth < _MAX_FORM_DEPTH and stream.get("/Subtype") == "/Form":
+            pending += [(form, depth + 1) for form in _forms(stream.get("/Resources"))]
+
+
+def _forms(resources) -> list:
+    """The form XObjects a resource dictionary names (as references, so each is visited once)."""
+    xobjects = _dictionary(_dictionary(resources).get("/XObject"))
+    return [item for item in xobjects.values() if _dictionary(item).get("/Subtype") == "/Form"]
+
+
+def _dictionary(item) -> dict:
+    """The dictionary (or stream) an object or a reference stands for; {} for anything else."""
+    item = item.get_object() if item is not None else None
+    return item if hasattr(item, "values") and hasattr(item, "get") else {}
+
+
+def _open_error(exc: Exception, name: str, password: str | None) -> DocumentError:
+    text = str(exc)
+    if "password" in text.lower():  # pypdf accepted it (an owner password, say); PDFium did not
+        return _password_error(name, password)
+    return DocumentError(f"{name}: could not read this PDF, it looks damaged or incomplete ({reason(exc)})")
+
+
+def _page_texts(document, name: str, page_count: int) -> Iterator[str]:
+    """Every page's text, within the text and time limits as it goes: pages may share one content
+    stream, so a small file can hold thousands of copies of a long text, or of a slow one."""
+    characters, started = 0, time.monotonic()
+    for index in range(page_count):
+        try:
+            text = page_text(document, index)
+        except Exception as exc:  # PdfiumError: a page PDFium cannot load is damaged
+            raise DocumentError(
+                f"{name}: could not read page {index + 1} of this PDF, it looks damaged ({reason(exc)})"
+            ) from exc
+        characters += len(text)
+        check_text_size(characters, name)
+        yield text
+        if time.monotonic() - started > readers.MAX_READ_SECONDS and index + 1 < page_count:
+            raise DocumentError(
+                f"{name}: refused: reading this PDF's text took more than {readers.MAX_READ_SECONDS:.0f} seconds for "
+                f"{index + 1:,} of its {page_count:,} pages; split it into parts"
+            )
+
+
+def page_text(document, index: int) -> str:
+    """One page's text in reading order (two columns: left, then right). A word broken with a
+    hyphen at a line end comes as `recog-` and `nize` on two lines, as pdftotext writes it: the
+    cleaning step (tasks.cleaning) rejoins it, or keeps the hyphen of a compound (`well-known`)."""
+    page = document[index]
+    try:
+        textpage = page.get_textpage()
+        try:
+            regions = reading_regions(text_runs(textpage), page.get_width())
+            if regions is None:  # the whole page, and text drawn off it too (pages with a wrong size exist)
+                text = textpage.get_text_bounded(-OUTSIDE, -OUTSIDE, OUTSIDE, OUTSIDE)
+            else:
+                text = "\n".join(textpage.get_text_bounded(*region) for region in regions)
+        finally:
+            textpage.close()
+    finally:
+        page.close()
+    return text.translate(HYPHENS_AT_LINE_END)
+
+
+def text_runs(textpage) -> list[tuple[float, float, float, float]]:
+    """The rectangles of the page's runs of text (PDFium joins a line's characters into one)."""
+    return [textpage.get_rect(index) for index in range(textpage.count_rects())]
+
+
+def needs_ocr(text: str) -> bool:
+    """A page with no text, or one whose text is mostly not text: characters a font without a
+    Unicode map leaves (U+FFFD, private use, control characters), or hardly any letter or digit."""
+    visible = [char for char in text if not char.isspace()]
+    if not visible:
+        return True
+    if len(visible) < _MIN_GARBAGE_CHARS:
+        return False
+    broken = sum(char == "\ufffd" or unicodedata.category(char) in ("Co", "Cc", "Cn") for char in visible)
+    readable = sum(char.isalnum() for char in visible)
+    return broken > 0.25 * len(visible) or readable < 0.3 * len(visible)
