@@ -74,7 +74,8 @@ def serve(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     check_documents(args.files)  # before the model loads
     workbench = build_workbench(model_settings(args))
-    card = workbench.card(workbench.read(args.files, args.password), workbench.options(strategy=args.strategy))
+    documents = workbench.read(args.files, args.password, progress=_say)  # "OCR page 3 of 40" on stderr
+    card = workbench.card(documents, workbench.options(strategy=args.strategy))
     if args.json:
         document = {"name": card.name, "pages": card.pages, "tokens": card.tokens}
         _print_json({"task": "info", "strategy": card.strategies.get("summarize"), "document": document,
@@ -94,6 +95,10 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def _planned(task: str, card: DocumentCard) -> str:
     parts = card.parts[task]
     return f"{task} {card.strategies[task]}" + (f" ({parts} parts)" if parts > 1 else "")
@@ -102,10 +107,10 @@ def _planned(task: str, card: DocumentCard) -> str:
 def run_text(args: argparse.Namespace) -> int:
     workbench = Workbench()
     if args.json:
-        documents = workbench.read(args.files, args.password)
+        documents = workbench.read(args.files, args.password, progress=_say)
         _print_json({"task": "text", "documents": [
             {"name": d.name, "language": d.language, "meta": d.meta,
-             "pages": [{"number": p.number, "text": p.text} for p in d.pages]} for d in documents
+             "pages": [{"number": p.number, "text": p.text, "ocr": p.ocr} for p in d.pages]} for d in documents
         ]})  # fmt: skip
     else:
         print(workbench.text(args.files, args.password), end="")

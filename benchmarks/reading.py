@@ -1,6 +1,7 @@
 """PDF text: the old reader (pypdf's `extract_text`) against the app's, on PDFs with known text.
 
     python benchmarks/reading.py [--scale 5] [--smoke] [--json PATH] [--keep FOLDER]
+    python benchmarks/reading.py --real FOLDER [--json PATH]   # real PDFs, against poppler's pdftotext
 
 Writes the corpus of benchmarks/pdf_corpus.py (--scale multiplies its page counts; --smoke is
 scale 1, every document still in), then reads each PDF with a text layer twice, each read in a
@@ -12,6 +13,10 @@ pages per second (the read alone: imports and the language detector are loaded f
 peak memory the read added to its process. Then the scanned PDFs, new reader only (the old one
 reads nothing there): OCR pages per second, character accuracy of each page against its known
 text, and whether every page was marked as read by OCR. A reader that raises gives an error row.
+
+With --real, the PDFs under FOLDER (e.g. the manuals in Debian's texlive-lang-* packages) have no
+known text: poppler's `pdftotext` is the reference, and the table gives each reader's word recall
+and precision against it, and its speed.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ def read_new(path: Path) -> tuple[list[str], list[bool | None]]:
 
 
 READERS = {"old": read_old, "new": read_new}
-# Imported before a read is measured (pytesseract imports pandas: a third of a second)
+# Imported before a read is measured
 PRELOADED = {
     "old": ("pypdf", "tasks.cleaning", "tasks.documents", "tasks.language"),
     "new": ("pypdf", "pypdfium2", "tasks.documents", "tasks.language"),
@@ -235,7 +240,60 @@ def machine() -> dict:
     except (OSError, subprocess.TimeoutExpired):
         versions["tesseract"] = None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": cores, "python": platform.python_version(), **versions}
+    return {"cpu": cpu, "flags": _vector_flags(), "cores": cores, "python": platform.python_version(), **versions}
+
+
+def _vector_flags() -> str:
+    """The CPU's vector extensions (AVX2, AVX-512, AMX): what 'fast' means differs between them."""
+    with contextlib.suppress(OSError, StopIteration):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        flags = next(line.split(":", 1)[1].split() for line in lines if line.startswith("flags"))
+        wanted = ("avx2", "avx512f", "avx512_bf16", "amx_tile")
+        return "+".join(flag for flag in wanted if flag in flags) or "no AVX2"
+    return "unknown"
+
+
+def pdftotext(path: Path) -> str | None:
+    """poppler's text of `path` (the reference for real PDFs), or None without poppler-utils."""
+    try:
+        done = subprocess.run(["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.decode("utf-8", "replace") if done.returncode == 0 else None
+
+
+def run_real(folder: Path) -> list[dict]:
+    """Each PDF under `folder`, read by both readers, scored against pdftotext."""
+    results = []
+    for path in sorted(folder.rglob("*.pdf")):
+        reference = pdftotext(path)
+        if not reference or len(reference.split()) < 50:  # no reference to score against
+            continue
+        result = {"document": path.name, "pages": None}
+        for reader in ("old", "new"):
+            read = in_subprocess(reader, path)
+            row = {key: value for key, value in read.items() if key not in ("pages", "ocr")}
+            if not read["error"]:
+                recall, precision = word_scores("\n".join(read["pages"]), reference)
+                row |= {"recall": round(recall, 4), "precision": round(precision, 4),
+                        "pages_per_second": round(len(read["pages"]) / max(read["seconds"], 1e-9), 1)}  # fmt: skip
+                result["pages"] = len(read["pages"])
+            result[reader] = row
+        results.append(result)
+    return results
+
+
+def real_table(results: list[dict]) -> str:
+    header = ["document", "pages", "old recall", "new recall", "old precision", "new precision", "old pages/s",
+              "new pages/s"]  # fmt: skip
+    rows = []
+    for result in results:
+        old, new = result["old"], result["new"]
+        cells = []
+        for key, form in (("recall", ".3f"), ("precision", ".3f"), ("pages_per_second", ".1f")):
+            cells += [format(row[key], form) if not row["error"] else "error" for row in (old, new)]
+        rows.append([result["document"], str(result["pages"] or "–"), *cells])
+    return markdown(header, rows)
 
 
 def run(folder: Path, scale: int) -> dict:
@@ -257,7 +315,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="scale 1: every document, in seconds")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every figure to PATH")
     parser.add_argument("--keep", type=Path, metavar="FOLDER", help="write the corpus here and keep it")
+    parser.add_argument("--real", type=Path, metavar="FOLDER", help="the PDFs under FOLDER, against pdftotext")
     args = parser.parse_args(argv)
+    if args.real:
+        results = run_real(args.real)
+        print(f"machine: {', '.join(f'{key} {value}' for key, value in machine().items())}\n")
+        print(real_table(results))
+        worse = [row["document"] for row in results if not row["old"]["error"] and
+                 (row["new"]["error"] or row["new"]["recall"] < row["old"]["recall"] - 0.001)]  # fmt: skip
+        listed = f": {', '.join(worse)}" if worse else ""
+        print(f"\nNew recall below the old one on {len(worse)} of {len(results)} PDFs{listed}")
+        if problems := errors(results):
+            print("\nErrors:\n" + "\n".join(problems))
+        if args.json:
+            args.json.write_text(json.dumps({"machine": machine(), "real": results}, indent=2) + "\n")
+        return 0
     scale = 1 if args.smoke else args.scale
     if scale < 1:
         parser.error("--scale must be 1 or more")

@@ -181,11 +181,10 @@ def _no_text_message(name: str, meta: dict) -> str:
     kind = meta["format"]
     if kind == "pdf" and meta.get("ocr_pages"):
         return f"{name}: no text found: this PDF has no text layer, and OCR found no text in its page images"
+    if kind == "pdf" and meta.get("scanned_pages"):  # the caller turned OCR off
+        return f"{name}: this PDF has no text layer (it is probably scanned images), and OCR was not asked for"
     if kind == "pdf":
-        return (
-            f"{name}: this PDF has no text layer (it is probably scanned images); "
-            "run it through OCR first, then upload the result"
-        )
+        return f"{name}: the file is empty: this PDF's pages have no text and draw nothing"
     if kind == "html":
         return f"{name}: the file is empty: this page has no visible text"
     if kind == "docx":

@@ -95,7 +95,7 @@ def read_scanned_pages(
     ("ocr_pages"), words ("ocr_words": index -> PageWords) and languages. Without Tesseract (or with
     `request` None) they stay empty and `meta["ocr_missing"]` says why; a PDF of scans alone is
     then refused with what to install."""
-    meta["ocr_pages"], meta["ocr_words"] = [], {}
+    meta["ocr_pages"], meta["ocr_words"], meta["scanned_pages"] = [], {}, [index + 1 for index in scanned]
     if request is None:
         return
     problem = tesseract_problem()

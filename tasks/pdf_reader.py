@@ -53,7 +53,8 @@ def read_pdf(path: Path, name: str, password: str | None = None, ocr: ocr_engine
     try:
         texts = list(_page_texts(document, name, page_count))
         meta: dict = {"format": "pdf"}
-        scanned = [index for index, text in enumerate(texts) if needs_ocr(text)]
+        # A page that draws nothing at all is blank, not scanned: nothing for OCR to read.
+        scanned = [index for index, text in enumerate(texts) if needs_ocr(text) and _draws_something(document, index)]
         if scanned:
             ocr_engine.read_scanned_pages(document, path, name, texts, scanned, meta, ocr)
     finally:
@@ -215,6 +216,16 @@ def page_text(document, index: int) -> str:
     finally:
         page.close()
     return text.translate(HYPHENS_AT_LINE_END)
+
+
+def _draws_something(document, index: int) -> bool:
+    import pypdfium2.raw as pdfium_c
+
+    page = document[index]
+    try:
+        return pdfium_c.FPDFPage_CountObjects(page) > 0
+    finally:
+        page.close()
 
 
 def text_runs(textpage) -> list[tuple[float, float, float, float]]:

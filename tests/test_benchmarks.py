@@ -4,6 +4,7 @@ figures are measured on the real-size architecture; here only that every path ru
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -95,3 +96,22 @@ def test_reading_compares_the_old_and_new_pdf_readers(tmp_path, capsys):
     assert len(rows) == 11 and [row["document"] for row in report["scans"]] == ["scan-en.pdf", "scan-de.pdf"]
     assert rows["plain.pdf"]["old"]["recall"] > 0.99 and rows["plain.pdf"]["new"]["recall"] > 0.99
     assert rows["two-columns.pdf"]["old"]["char_accuracy"] < 0.5  # pypdf reads across the two columns
+    assert rows["two-columns.pdf"]["new"]["char_accuracy"] > 0.98  # PDFium with tasks.columns does not
+    scans = {row["document"]: row["new"] for row in report["scans"]}
+    assert all(scan["all_pages_ocr"] and min(scan["page_char_accuracy"]) >= 0.95 for scan in scans.values())
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils is not installed (.ci/run installs it)")
+def test_reading_scores_real_pdfs_against_pdftotext(tmp_path, capsys):
+    from benchmarks.pdf_corpus import write_corpus
+    from benchmarks.reading import main
+
+    folder = tmp_path / "real"
+    folder.mkdir()
+    plain = next(pdf for pdf in write_corpus(tmp_path) if pdf.name == "plain.pdf")
+    plain.path.rename(folder / "plain.pdf")
+    assert main(["--real", str(folder), "--json", str(tmp_path / "real.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| plain.pdf | 3 |" in out and "New recall below the old one on 0 of 1 PDFs" in out
+    [row] = json.loads((tmp_path / "real.json").read_text())["real"]
+    assert row["old"]["recall"] > 0.98 and row["new"]["recall"] > 0.98

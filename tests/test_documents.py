@@ -29,9 +29,17 @@ def test_pdf_with_empty_password_opens(pdfs):
     assert "4.2 million euros" in document.pages[0].text
 
 
-def test_pdf_without_text_layer(pdfs):
-    with pytest.raises(DocumentError, match="no text layer"):
-        load_document(pdfs.make("scan.pdf", ["", ""]))
+def test_a_pdf_of_blank_pages_is_empty_without_running_ocr(pdfs):
+    with pytest.raises(DocumentError, match=r"^blank\.pdf: the file is empty: this PDF's pages have no text and draw"):
+        load_document(pdfs.make("blank.pdf", ["", ""]))
+
+
+def test_a_scanned_pdf_read_with_ocr_off_says_so(tmp_path):
+    from tests.hostile_pdf import pdf_scanned_image_only
+
+    path = pdf_scanned_image_only(tmp_path).paths[0]
+    with pytest.raises(DocumentError, match=r"^scan\.pdf: this PDF has no text layer .*and OCR was not asked for$"):
+        load_document(path, ocr=None)
 
 
 def test_utf8_text_and_markdown(tmp_path):
