@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks import tesseract
+from tasks import pdfium, tesseract
 from tasks.errors import DocumentError
 from tasks.language import detect_language
 from tasks.positions import Box, PageWords, render
@@ -220,18 +220,23 @@ def page_image(pdf, index: int, name: str):
     to more than MAX_IMAGE_PIXELS (PDFium would try to hold it all)."""
     import pypdfium2.raw as pdfium_c
 
-    page = pdf[index]
-    try:
-        for image in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4):
-            width, height = image.get_px_size()
-            if width * height > MAX_IMAGE_PIXELS:
-                raise DocumentError(
-                    f"{name}: refused: page {index + 1} holds an image of {width:,} x {height:,} pixels, too large "
-                    "to read by OCR"
-                )
-        return render(page, OCR_DPI, grayscale=True).to_pil()
-    finally:
-        page.close()
+    with pdfium.LOCK:
+        page = pdf[index]
+        try:
+            for image in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4):
+                width, height = image.get_px_size()
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise DocumentError(
+                        f"{name}: refused: page {index + 1} holds an image of {width:,} x {height:,} pixels, too "
+                        "large to read by OCR"
+                    )
+            bitmap = render(page, OCR_DPI, grayscale=True)
+            try:
+                return bitmap.to_pil().copy()  # its own pixels: the bitmap's go with it
+            finally:
+                bitmap.close()
+        finally:
+            page.close()
 
 
 def read_page(image, languages: str, name: str, number: int) -> OcrPage:

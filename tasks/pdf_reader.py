@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tasks import ocr as ocr_engine
-from tasks import readers
+from tasks import pdfium, readers
 from tasks.charsets import sniff
 from tasks.columns import OUTSIDE, reading_regions
 from tasks.errors import DocumentError
@@ -45,9 +45,8 @@ def read_pdf(path: Path, name: str, password: str | None = None, ocr: ocr_engine
     _check_header(path, name)
     page_count = check_structure(path, name, password)
     try:
-        import pypdfium2 as pdfium
-
-        document = pdfium.PdfDocument(path, password=password or None)
+        with pdfium.LOCK:
+            document = pdfium.open_document(path, password)
     except Exception as exc:  # PdfiumError: the file, or the password
         raise _open_error(exc, name, password) from exc
     try:
@@ -58,7 +57,8 @@ def read_pdf(path: Path, name: str, password: str | None = None, ocr: ocr_engine
         if scanned:
             ocr_engine.read_scanned_pages(document, path, name, texts, scanned, meta, ocr)
     finally:
-        document.close()
+        with pdfium.LOCK:
+            document.close()
     return texts, meta
 
 
@@ -202,6 +202,11 @@ def page_text(document, index: int) -> str:
     """One page's text in reading order (two columns: left, then right). A word broken with a
     hyphen at a line end comes as `recog-` and `nize` on two lines, as pdftotext writes it: the
     cleaning step (tasks.cleaning) rejoins it, or keeps the hyphen of a compound (`well-known`)."""
+    with pdfium.LOCK:
+        return _page_text(document, index)
+
+
+def _page_text(document, index: int) -> str:
     page = document[index]
     try:
         textpage = page.get_textpage()
@@ -221,11 +226,12 @@ def page_text(document, index: int) -> str:
 def _draws_something(document, index: int) -> bool:
     import pypdfium2.raw as pdfium_c
 
-    page = document[index]
-    try:
-        return pdfium_c.FPDFPage_CountObjects(page) > 0
-    finally:
-        page.close()
+    with pdfium.LOCK:
+        page = document[index]
+        try:
+            return pdfium_c.FPDFPage_CountObjects(page) > 0
+        finally:
+            page.close()
 
 
 def text_runs(textpage) -> list[tuple[float, float, float, float]]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tasks import pdfium
 from tasks.columns import reading_regions
 from tasks.errors import DocumentError
 
@@ -70,11 +71,18 @@ def render_page(document: Document, page_number: int, dpi: float = 110, password
     """Page `page_number` (1-based) of a PDF `document` as an image (PDFium renders it), at `dpi`,
     or smaller where that would be more than MAX_RENDER_PIXELS."""
     _page(document, page_number)
-    pdf = open_pdf(_source(document), password)
-    try:
-        return render(pdf[page_number - 1], dpi).to_pil()
-    finally:
-        pdf.close()
+    with pdfium.LOCK:
+        pdf = open_pdf(_source(document), password)
+        try:
+            page = pdf[page_number - 1]
+            bitmap = render(page, dpi)
+            try:
+                return bitmap.to_pil().copy()  # its own pixels: the bitmap's go with it
+            finally:
+                bitmap.close()
+                page.close()
+        finally:
+            pdf.close()
 
 
 def render(page, dpi: float, grayscale: bool = False):
@@ -89,25 +97,27 @@ def render(page, dpi: float, grayscale: bool = False):
 
 def text_layer_words(path: Path, page_number: int, password: str | None = None) -> PageWords:
     """The words of a page's text layer, in reading order, with their boxes, from the PDF file."""
-    pdf = open_pdf(path, password)
-    try:
-        page = pdf[page_number - 1]
-        textpage = page.get_textpage()
+    with pdfium.LOCK:
+        pdf = open_pdf(path, password)
         try:
-            return _words(page, textpage)
+            page = pdf[page_number - 1]
+            textpage = page.get_textpage()
+            try:
+                return _words(page, textpage)
+            finally:
+                textpage.close()
+                page.close()
         finally:
-            textpage.close()
-            page.close()
-    finally:
-        pdf.close()
+            pdf.close()
 
 
 def open_pdf(path: Path, password: str | None = None):
-    import pypdfium2 as pdfium
+    """The PDF file again (hold pdfium.LOCK)."""
+    import pypdfium2
 
     try:
-        return pdfium.PdfDocument(path, password=password or None)
-    except (OSError, pdfium.PdfiumError) as exc:
+        return pdfium.open_document(path, password)
+    except (OSError, pypdfium2.PdfiumError) as exc:
         raise DocumentError(f"{path.name}: could not open this PDF again to show a page ({exc})") from exc
 
 
