@@ -100,7 +100,8 @@ def read_scanned_pages(
         return
     problem = tesseract_problem()
     if problem is not None:
-        if len(scanned) == len(texts):
+        scans = set(scanned)
+        if not any(text.strip() for index, text in enumerate(texts) if index not in scans):
             raise DocumentError(f"{name}: this PDF has no text layer (scanned images), and OCR cannot run: {problem}")
         meta["ocr_missing"] = f"{_pages_label(scanned)} scanned images, not read: {problem}"
         return

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tasks import ocr as ocr_engine
 from tasks import pdfium, readers
+from tasks.accents import has_accents, text_with_accents_placed
 from tasks.charsets import sniff
 from tasks.columns import OUTSIDE, reading_regions
 from tasks.errors import DocumentError
@@ -216,6 +217,8 @@ def _page_text(document, index: int) -> str:
                 text = textpage.get_text_bounded(-OUTSIDE, -OUTSIDE, OUTSIDE, OUTSIDE)
             else:
                 text = "\n".join(textpage.get_text_bounded(*region) for region in regions)
+            if has_accents(text):  # old TeX: accents drawn apart from their letters
+                text = text_with_accents_placed(textpage, regions)
         finally:
             textpage.close()
     finally:
@@ -241,12 +244,14 @@ def text_runs(textpage) -> list[tuple[float, float, float, float]]:
 
 def needs_ocr(text: str) -> bool:
     """A page with no text, or one whose text is mostly not text: characters a font without a
-    Unicode map leaves (U+FFFD, private use, control characters), or hardly any letter or digit."""
+    Unicode map leaves (U+FFFD, private use, control characters), or hardly a letter or digit among
+    what is not punctuation (the dot leaders of a table of contents are punctuation)."""
     visible = [char for char in text if not char.isspace()]
     if not visible:
         return True
     if len(visible) < _MIN_GARBAGE_CHARS:
         return False
     broken = sum(char == "\ufffd" or unicodedata.category(char) in ("Co", "Cc", "Cn") for char in visible)
-    readable = sum(char.isalnum() for char in visible)
-    return broken > 0.25 * len(visible) or readable < 0.3 * len(visible)
+    wordlike = [char for char in visible if not unicodedata.category(char).startswith("P")]
+    readable = sum(char.isalnum() for char in wordlike)
+    return broken > 0.25 * len(visible) or readable < 0.3 * len(wordlike)

@@ -25,6 +25,7 @@ from tasks.positions import find_span, highlight, render_page
 from tasks.workbench import Workbench
 from tests.fakes import FakeEngine
 from tests.pdfs import PdfFactory
+from tests.raw_files import FONT, PAGE, raw_pdf, stream, write
 
 
 def _require_tesseract() -> None:
@@ -94,7 +95,7 @@ def test_columns_are_found_only_for_prose_on_both_sides():
     ("text", "scanned"),
     [("", True), ("  \n ", True), ("\ufffd\ufffd\ufffd\ufffd" * 10, True), ("\ue001\ue002 " * 20, True),
      ("#$%&*@!" * 10, True), ("Revenue grew 12 % in 2024.", False), ("x = 3.14 (a + b) / 2 = 1", False),
-     ("表 1 売上高の推移 2024年", False)],
+     ("表 1 売上高の推移 2024年", False), ("1 Einleitung " + ". " * 60 + "3", False)],
 )  # fmt: skip
 def test_pages_without_a_real_text_layer_are_read_by_ocr(text, scanned):
     assert needs_ocr(text) is scanned
@@ -131,6 +132,21 @@ def test_highlight_rectangles_cover_the_quoted_words_on_the_rendered_page(corpus
         box = (int(x0 * image.width), int(y0 * image.height), int(x1 * image.width) + 1, int(y1 * image.height) + 1)
         assert image.crop(box).getextrema()[0] < 100, box
     assert highlight(document, 1, "words that are not on this page at all") is None
+
+
+def test_an_accent_drawn_apart_from_its_letter_is_put_back_on_it(tmp_path):
+    """Old TeX fonts draw `ü` as `u` plus a `¨` glyph over it; PDFium sorts the accent out of the
+    word (`unterstutzt. ¨`)."""
+    helvetica = {"D": 722, "i": 222, "e": 556, " ": 278, "S": 667, "p": 556, "r": 333, "a": 556, "c": 500,
+                 "h": 556, "w": 722, "d": 556, "u": 556, "n": 556, "t": 278, "s": 500}  # fmt: skip
+    u_at = 72 + sum(helvetica[char] for char in "Die Sprache wird unterst") * 12 / 1000
+    accent_at = u_at + (556 - 333) / 2 * 12 / 1000  # the dieresis (333 wide) centred over the u (556)
+    content = (b"BT /F1 12 Tf 72 700 Td (Die Sprache wird unterst) Tj ET BT /F1 12 Tf %.2f 701 Td (\\310) Tj ET "
+               b"BT /F1 12 Tf %.2f 700 Td (utzt.) Tj ET BT /F1 12 Tf 72 684 Td (Zeile darunter.) Tj ET")  # fmt: skip
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", PAGE, FONT,
+               stream(content % (accent_at, u_at))]  # fmt: skip
+    path = write(tmp_path / "accents.pdf", raw_pdf(objects))
+    assert load_document(path).text == "Die Sprache wird unterstützt.\nZeile darunter."
 
 
 def test_a_span_is_found_by_its_letters_across_hyphens_ligatures_and_case():

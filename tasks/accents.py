@@ -1,0 +1,126 @@
+"""Accents drawn as glyphs of their own, put back on their letters.
+
+Old TeX documents (the OT1 encoding) draw `ü` as a `u` with a separate `¨` glyph placed over it.
+pypdf gave them in drawing order (`unterst¨utzt`, which tasks.cleaning joins into `unterstützt`);
+PDFium sorts them by position, and an accent higher than its line becomes a line of its own
+(`unterstutzt.` then `¨`): the word loses its letter. For a page whose text holds such accents,
+the text is built from PDFium's characters instead, each accent moved before the letter it sits on
+(under it, for a cedilla), found by its box; the line break PDFium made for it goes too.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from tasks.cleaning import SPACING_ACCENTS
+
+ACCENTS = frozenset(SPACING_ACCENTS) | {"˙", "¯", "˘", "˝", "˛"}
+_BELOW = {"¸", "˛"}  # a cedilla and an ogonek hang under their letter
+_GAP, _OVERLAP = 0.8, 0.5  # how far above its letter an accent may sit, or into it, in letter heights
+_WORD_GAP = 0.25  # a gap wider than this share of the letters' height is a space between words
+
+Box = tuple[float, float, float, float]  # left, bottom, right, top
+
+
+def has_accents(text: str) -> bool:
+    return not ACCENTS.isdisjoint(text)
+
+
+def text_with_accents_placed(textpage, regions: list[Box] | None) -> str:
+    """The page's text from its characters, in the reading order of `regions` (None: PDFium's),
+    with every spacing accent moved before the letter it is drawn on."""
+    count = textpage.count_chars()
+    chars = [chr(_unicode(textpage, index)) for index in range(count)]
+    boxes = [_box(textpage, index) for index in range(count)]
+    order = _reading_order(boxes, regions)
+    accents_before: dict[int, list[int]] = {}
+    for index in range(count):
+        if chars[index] in ACCENTS and boxes[index] is not None:
+            letter = _letter_of(index, chars, boxes)
+            if letter is not None:
+                accents_before.setdefault(letter, []).append(index)
+    moved = {accent for accents in accents_before.values() for accent in accents}
+    in_place: dict[int, str] = {}  # what stands where an accent was taken from (and PDFium's made-up gap)
+    for accent in sorted(moved):
+        made, separator = _made_for(accent, boxes, moved)
+        in_place |= dict.fromkeys(made, "") | {accent: separator}
+    out = []
+    for index in order:
+        if index in in_place:
+            out.append(in_place[index])
+            continue
+        out += [chars[accent] for accent in accents_before.get(index, ())]
+        out.append(chars[index])
+    return "".join(out)
+
+
+def _letter_of(accent: int, chars: list[str], boxes: list[Box | None]) -> int | None:
+    """The letter the accent is drawn on: its box holds the accent's middle across, and the accent
+    sits just above it (just under it, for a cedilla); the closest such letter."""
+    left, bottom, right, top = boxes[accent]
+    middle, below = (left + right) / 2, chars[accent] in _BELOW
+    best: tuple[float, int] | None = None
+    for index, box in enumerate(boxes):
+        if box is None or not box[0] <= middle <= box[2] or not chars[index].isalpha():
+            continue
+        height = box[3] - box[1]
+        gap = box[1] - top if below else bottom - box[3]  # from the letter to the accent
+        if -_OVERLAP * height <= gap <= _GAP * height and (best is None or abs(gap) < best[0]):
+            best = (abs(gap), index)
+    return best[1] if best else None
+
+
+def _made_for(accent: int, boxes: list[Box | None], moved: set[int]) -> tuple[list[int], str]:
+    """The characters PDFium made up around an out-of-line accent (spaces, line breaks: it saw a
+    jump) and what goes in their place, judged by the characters on either side (other accents
+    that move skipped): nothing where they sit close on one line (`unterst|ützt`), a space where
+    apart on one line, else a line break."""
+    before, after = accent - 1, accent + 1
+    while before >= 0 and (boxes[before] is None or before in moved):
+        before -= 1
+    while after < len(boxes) and (boxes[after] is None or after in moved):
+        after += 1
+    made = [index for index in (*range(before + 1, accent), *range(accent + 1, after)) if index not in moved]
+    if before < 0 or after >= len(boxes):
+        return made, ""
+    left, right = boxes[before], boxes[after]
+    height = min(left[3] - left[1], right[3] - right[1])
+    on_one_line = min(left[3], right[3]) - max(left[1], right[1]) >= 0.5 * height
+    if not on_one_line:
+        return made, "\r\n"
+    return made, " " if right[0] - left[2] > _WORD_GAP * height else ""
+
+
+def _reading_order(boxes: list[Box | None], regions: list[Box] | None) -> list[int]:
+    """Character indexes in reading order: by region (a character without a box, a generated space
+    or line break, goes with the one before it), PDFium's order within one."""
+    if regions is None:
+        return list(range(len(boxes)))
+    region, keys = len(regions), []
+    for box in boxes:
+        if box is not None:
+            middle_x, middle_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+            region = next((number for number, (left, bottom, right, top) in enumerate(regions)
+                           if left <= middle_x <= right and bottom <= middle_y <= top), len(regions))  # fmt: skip
+        keys.append(region)
+    return sorted(range(len(boxes)), key=keys.__getitem__)
+
+
+def _unicode(textpage, index: int) -> int:
+    import pypdfium2.raw as pdfium_c
+
+    return pdfium_c.FPDFText_GetUnicode(textpage, index)
+
+
+def _box(textpage, index: int) -> Box | None:
+    """A character's box; None for one PDFium made up (a space, a line break) or an empty one."""
+    import pypdfium2.raw as pdfium_c
+
+    if pdfium_c.FPDFText_IsGenerated(textpage, index) == 1:
+        return None
+    left, right, bottom, top = ctypes.c_double(), ctypes.c_double(), ctypes.c_double(), ctypes.c_double()
+    if not pdfium_c.FPDFText_GetCharBox(textpage, index, left, right, bottom, top):
+        return None
+    if right.value <= left.value and top.value <= bottom.value:
+        return None
+    return left.value, bottom.value, right.value, top.value
