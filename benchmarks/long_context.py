@@ -18,40 +18,15 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.memory import PeakSampler, rss_bytes
 from benchmarks.random_granite import MODELS, REAL_SIZE, SMOKE_MODEL_HELP
 
 QUESTION = "\n\nTask: Answer the question below using only the document above.\n\nQuestion: {q}\nAnswer:"
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakSampler:
-    """Samples this process's resident memory in a thread; `peak` is the highest value seen."""
-
-    def __enter__(self):
-        self.peak, self._running = rss_bytes(), True
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while self._running:
-            self.peak = max(self.peak, rss_bytes())
-            time.sleep(0.005)
-
-    def __exit__(self, *exc):
-        self._running = False
-        self._thread.join()
 
 
 def build_engine(chunk: int, model: str = REAL_SIZE):

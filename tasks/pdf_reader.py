@@ -26,7 +26,7 @@ from tasks import ocr as ocr_engine
 from tasks import pdfium, readers
 from tasks.accents import has_accents, text_with_accents_placed
 from tasks.charsets import sniff
-from tasks.columns import OUTSIDE, reading_regions
+from tasks.columns import reading_regions
 from tasks.errors import DocumentError
 from tasks.readers import RawPages, check_page_count, check_text_size, reason
 
@@ -213,8 +213,8 @@ def _page_text(document, index: int) -> str:
         textpage = page.get_textpage()
         try:
             regions = reading_regions(text_runs(textpage), page.get_width())
-            if regions is None:  # the whole page, and text drawn off it too (pages with a wrong size exist)
-                text = textpage.get_text_bounded(-OUTSIDE, -OUTSIDE, OUTSIDE, OUTSIDE)
+            if regions is None:  # every character, also those drawn off the page (pages with a wrong size exist)
+                text = textpage.get_text_range()  # with the line breaks PDFium adds (the bounded text drops some)
             else:
                 text = "\n".join(textpage.get_text_bounded(*region) for region in regions)
             if has_accents(text):  # old TeX: accents drawn apart from their letters

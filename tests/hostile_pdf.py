@@ -160,3 +160,16 @@ def pdf_deflate_bomb(folder: Path) -> Case:
     return refused(
         path, r"^bomb\.pdf: refused: this PDF exceeds a safety limit of the PDF reader \(.*decompressing.*\)$"
     )
+
+
+@case
+def pdf_scan_of_an_image_too_large_to_render(folder: Path) -> Case:
+    # A page with no text that draws one image declared 100,000 x 100,000 pixels (10 GB unpacked)
+    # from 1 KB: OCR would have PDFium render it; it is refused before.
+    image = stream(zlib.compress(bytes(1000)), b"/Type /XObject /Subtype /Image /Width 100000 /Height 100000 "
+                   b"/ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /FlateDecode ")  # fmt: skip
+    page = PAGE.replace(b"/Font << /F1 4 0 R >>", b"/XObject << /Im1 4 0 R >>")
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", page, image,
+               stream(b"q 612 0 0 792 0 0 cm /Im1 Do Q")]  # fmt: skip
+    path = write(folder / "huge-image.pdf", raw_pdf(objects))
+    return refused(path, r"^huge-image\.pdf: refused: page 1 holds an image of 100,000 x 100,000 pixels, too large")

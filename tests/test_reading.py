@@ -218,3 +218,15 @@ def _text_then_scan(folder: Path, scan: Path, cover: str = "Typed cover page.") 
     path = folder / "mixed.pdf"
     merged.save(path)
     return path
+
+
+def test_packages_txt_installs_tesseract_for_all_twelve_languages():
+    """Hugging Face Spaces installs packages.txt with apt; .ci/run installs it too."""
+    from tasks.language import LANGUAGES
+    from tasks.ocr import TESSERACT_LANGUAGES
+    from tests.conftest import REPO_ROOT
+
+    packages = set((REPO_ROOT / "packages.txt").read_text().split())
+    assert set(TESSERACT_LANGUAGES) == set(LANGUAGES)
+    per_language = {"tesseract-ocr-" + code.replace("_", "-") for code in TESSERACT_LANGUAGES.values()}
+    assert packages == {"tesseract-ocr"} | per_language
