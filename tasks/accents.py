@@ -73,22 +73,24 @@ def _letter_of(accent: int, chars: list[str], boxes: list[Box | None]) -> int | 
 def _made_for(accent: int, boxes: list[Box | None], moved: set[int]) -> tuple[list[int], str]:
     """The characters PDFium made up around an out-of-line accent (spaces, line breaks: it saw a
     jump) and what goes in their place, judged by the characters on either side (other accents
-    that move skipped): nothing where they sit close on one line (`unterst|ützt`), a space where
-    apart on one line, else a line break."""
+    that move skipped): nothing where they sit side by side (`unterst|ützt`, `l’|équipe`), a line
+    break where the next one is on a new line, else a space."""
     before, after = accent - 1, accent + 1
     while before >= 0 and (boxes[before] is None or before in moved):
         before -= 1
     while after < len(boxes) and (boxes[after] is None or after in moved):
         after += 1
     made = [index for index in (*range(before + 1, accent), *range(accent + 1, after)) if index not in moved]
-    if before < 0 or after >= len(boxes):
+    if before < 0 or after >= len(boxes) or not made:  # PDFium saw no gap here: none to fill
         return made, ""
     left, right = boxes[before], boxes[after]
-    height = min(left[3] - left[1], right[3] - right[1])
-    on_one_line = min(left[3], right[3]) - max(left[1], right[1]) >= 0.5 * height
-    if not on_one_line:
-        return made, "\r\n"
-    return made, " " if right[0] - left[2] > _WORD_GAP * height else ""
+    height = max(left[3] - left[1], right[3] - right[1])
+    gap = right[0] - left[2]
+    if -_OVERLAP * height <= gap <= _WORD_GAP * height:
+        return made, ""  # letters side by side: one word
+    if right[3] < left[1] or right[0] < left[0]:
+        return made, "\r\n"  # the next one is below, or back to the left: a new line
+    return made, " "
 
 
 def _reading_order(boxes: list[Box | None], regions: list[Box] | None) -> list[int]:
