@@ -31,7 +31,7 @@ def text_with_accents_placed(textpage, regions: list[Box] | None) -> str:
     with every spacing accent moved before the letter it is drawn on."""
     count = textpage.count_chars()
     chars = [chr(_unicode(textpage, index)) for index in range(count)]
-    boxes = [_box(textpage, index) for index in range(count)]
+    boxes = [char_box(textpage, index) for index in range(count)]
     order = _reading_order(boxes, regions)
     accents_before: dict[int, list[int]] = {}
     for index in range(count):
@@ -114,7 +114,7 @@ def _unicode(textpage, index: int) -> int:
     return pdfium_c.FPDFText_GetUnicode(textpage, index)
 
 
-def _box(textpage, index: int) -> Box | None:
+def char_box(textpage, index: int) -> Box | None:
     """A character's box; None for one PDFium made up (a space, a line break) or an empty one."""
     import pypdfium2.raw as pdfium_c
 

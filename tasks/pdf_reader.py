@@ -17,6 +17,7 @@ in any way becomes a DocumentError that says the file looks damaged.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from tasks import ocr as ocr_engine
 from tasks import pdfium, readers
-from tasks.accents import has_accents, text_with_accents_placed
+from tasks.accents import char_box, has_accents, text_with_accents_placed
 from tasks.charsets import sniff
 from tasks.columns import reading_regions
 from tasks.errors import DocumentError
@@ -215,6 +216,7 @@ def _page_text(document, index: int) -> str:
             regions = reading_regions(text_runs(textpage), page.get_width())
             if regions is None:  # every character, also those drawn off the page (pages with a wrong size exist)
                 text = textpage.get_text_range()  # with the line breaks PDFium adds (the bounded text drops some)
+                text = footnote_marks_apart(textpage, text)
             else:
                 text = "\n".join(textpage.get_text_bounded(*region) for region in regions)
             if has_accents(text):  # old TeX: accents drawn apart from their letters
@@ -224,6 +226,32 @@ def _page_text(document, index: int) -> str:
     finally:
         page.close()
     return text.translate(HYPHENS_AT_LINE_END)
+
+
+_LETTER_THEN_DIGIT = re.compile(r"[^\W\d_](?=\d)")
+
+
+def footnote_marks_apart(textpage, text: str) -> str:
+    """`KNUTH2` -> `KNUTH 2` where the 2 is a footnote mark: smaller and raised above the line
+    (PDFium adds no space before it, and BM25 would not find `Knuth`). A subscript (`CO2`) is not
+    raised and keeps its place. `text` is the page's whole text (its indexes are PDFium's)."""
+    import pypdfium2.raw as pdfium_c
+
+    cuts = []
+    for match in _LETTER_THEN_DIGIT.finditer(text):
+        letter, digit = (pdfium_c.FPDFText_GetCharIndexFromTextIndex(textpage, index)
+                         for index in (match.start(), match.start() + 1))  # fmt: skip
+        letter_box, digit_box = char_box(textpage, letter), char_box(textpage, digit)
+        if letter_box is None or digit_box is None:
+            continue
+        size = pdfium_c.FPDFText_GetFontSize
+        smaller = size(textpage, digit) < 0.85 * size(textpage, letter)
+        raised = digit_box[1] > letter_box[1] + 0.25 * (letter_box[3] - letter_box[1])
+        if smaller and raised:
+            cuts.append(match.start() + 1)
+    for cut in reversed(cuts):
+        text = text[:cut] + " " + text[cut:]
+    return text
 
 
 def _draws_something(document, index: int) -> bool:

@@ -149,6 +149,17 @@ def test_an_accent_drawn_apart_from_its_letter_is_put_back_on_it(tmp_path):
     assert load_document(path).text == "Die Sprache wird unterstützt.\nZeile darunter."
 
 
+def test_a_footnote_mark_is_kept_apart_from_its_word_and_a_subscript_is_not(tmp_path):
+    knuth_end = 72 + (722 + 722 + 722 + 722 + 611) * 12 / 1000  # KNUTH in Helvetica at 12 pt
+    co_end = 72 + (722 + 778) * 12 / 1000
+    content = b"BT /F1 12 Tf 72 700 Td (KNUTH) Tj ET BT /F1 8 Tf %.2f 705 Td (2) Tj ET " % knuth_end  # raised
+    content += b"BT /F1 12 Tf 72 680 Td (CO) Tj ET BT /F1 8 Tf %.2f 678 Td (2) Tj ET" % co_end  # lowered
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", PAGE, FONT,
+               stream(content)]  # fmt: skip
+    path = write(tmp_path / "marks.pdf", raw_pdf(objects))
+    assert load_document(path).text == "KNUTH 2\nCO2"
+
+
 def test_a_span_is_found_by_its_letters_across_hyphens_ligatures_and_case():
     words = ("The", "ﬁnal", "recog-", "nized", "well-", "known", "RESULT.")
     assert find_span(words, "final recognized well-known result") == (1, 6)
