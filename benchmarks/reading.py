@@ -31,13 +31,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from importlib import import_module, metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.memory import PeakSampler, rss_bytes
 from benchmarks.pdf_corpus import CorpusPdf, char_accuracy, word_scores, write_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,32 +73,8 @@ PRELOADED = {
 }
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def max_rss_bytes(who: int = resource.RUSAGE_SELF) -> int:
     return resource.getrusage(who).ru_maxrss * 1024  # KiB on Linux
-
-
-class PeakSampler:
-    """Samples this process's resident memory in a thread; `peak` is the highest value seen."""
-
-    def __enter__(self):
-        self.peak, self._running = rss_bytes(), True
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while self._running:
-            self.peak = max(self.peak, rss_bytes())
-            time.sleep(0.002)
-
-    def __exit__(self, *exc):
-        self._running = False
-        self._thread.join()
 
 
 def measure(reader: str, path: str) -> dict:
@@ -113,7 +89,7 @@ def measure(reader: str, path: str) -> dict:
         detect_language(_WARM_TEXT)  # loads the detector outside the measured read
     before, lifetime_peak = rss_bytes(), max_rss_bytes()
     result: dict = {"reader": reader, "error": None}
-    with PeakSampler() as sampler:
+    with PeakSampler(interval=0.002) as sampler:
         started = time.perf_counter()
         try:
             result["pages"], result["ocr"] = READERS[reader](Path(path))
