@@ -17,6 +17,7 @@ from tasks.cleaning import SPACING_ACCENTS
 ACCENTS = frozenset(SPACING_ACCENTS) | {"˙", "¯", "˘", "˝", "˛"}
 _BELOW = {"¸", "˛"}  # a cedilla and an ogonek hang under their letter
 _GAP, _OVERLAP = 0.8, 0.5  # how far above its letter an accent may sit, or into it, in letter heights
+_COLUMN_WIDTH = 8.0  # points: strips of the page in which letters are looked up
 _WORD_GAP = 0.25  # a gap wider than this share of the letters' height is a space between words
 
 Box = tuple[float, float, float, float]  # left, bottom, right, top
@@ -34,9 +35,10 @@ def text_with_accents_placed(textpage, regions: list[Box] | None) -> str:
     boxes = [char_box(textpage, index) for index in range(count)]
     order = _reading_order(boxes, regions)
     accents_before: dict[int, list[int]] = {}
+    columns = _letters_by_column(chars, boxes)
     for index in range(count):
         if chars[index] in ACCENTS and boxes[index] is not None:
-            letter = _letter_of(index, chars, boxes)
+            letter = _letter_of(index, chars, boxes, columns)
             if letter is not None:
                 accents_before.setdefault(letter, []).append(index)
     moved = {accent for accents in accents_before.values() for accent in accents}
@@ -54,20 +56,32 @@ def text_with_accents_placed(textpage, regions: list[Box] | None) -> str:
     return "".join(out)
 
 
-def _letter_of(accent: int, chars: list[str], boxes: list[Box | None]) -> int | None:
+def _letter_of(accent: int, chars: list[str], boxes: list[Box | None], columns: dict[int, list[int]]) -> int | None:
     """The letter the accent is drawn on: its box holds the accent's middle across, and the accent
     sits just above it (just under it, for a cedilla); the closest such letter."""
     left, bottom, right, top = boxes[accent]
     middle, below = (left + right) / 2, chars[accent] in _BELOW
     best: tuple[float, int] | None = None
-    for index, box in enumerate(boxes):
-        if box is None or not box[0] <= middle <= box[2] or not chars[index].isalpha():
+    for index in columns.get(int(middle // _COLUMN_WIDTH), ()):
+        box = boxes[index]
+        if not box[0] <= middle <= box[2]:
             continue
         height = box[3] - box[1]
         gap = box[1] - top if below else bottom - box[3]  # from the letter to the accent
         if -_OVERLAP * height <= gap <= _GAP * height and (best is None or abs(gap) < best[0]):
             best = (abs(gap), index)
     return best[1] if best else None
+
+
+def _letters_by_column(chars: list[str], boxes: list[Box | None]) -> dict[int, list[int]]:
+    """The letters whose boxes cross each strip of the page _COLUMN_WIDTH wide: an accent looks
+    only among those of its strip (the letters of every line at that place), not the whole page."""
+    columns: dict[int, list[int]] = {}
+    for index, box in enumerate(boxes):
+        if box is not None and chars[index].isalpha():
+            for column in range(int(box[0] // _COLUMN_WIDTH), int(box[2] // _COLUMN_WIDTH) + 1):
+                columns.setdefault(column, []).append(index)
+    return columns
 
 
 def _made_for(accent: int, boxes: list[Box | None], moved: set[int]) -> tuple[list[int], str]:

@@ -33,7 +33,7 @@ MAX_OCR_SECONDS = 1200.0
 PAGE_TIMEOUT_SECONDS = 90
 OCR_WORKERS = max(1, min(4, os.cpu_count() or 1))  # Tesseract processes at once, one thread each
 MAX_IMAGE_PIXELS = 200_000_000  # an image on a page that would unpack to more is not rendered
-CACHE_PAGES = 2000
+CACHE_CHARACTERS = 64 * 2**20  # of OCR text (a word's box counts as 32): some 200 MB at most
 TESSERACT_LANGUAGES = {"en": "eng", "de": "deu", "es": "spa", "fr": "fra", "ja": "jpn", "pt": "por", "ar": "ara",
                        "cs": "ces", "it": "ita", "ko": "kor", "nl": "nld", "zh": "chi_sim"}  # fmt: skip
 SCRIPT_LANGUAGES = {"Han": "chi_sim", "Japanese": "jpn", "Hangul": "kor", "Korean": "kor", "Arabic": "ara"}
@@ -55,11 +55,12 @@ class OcrPage:
 
 class OcrCache:
     """The pages read by OCR, by (session, file content, page), the least recently used dropped
-    beyond CACHE_PAGES. Safe to share between threads."""
+    beyond CACHE_CHARACTERS of text and boxes. Safe to share between threads."""
 
-    def __init__(self, capacity: int = CACHE_PAGES):
+    def __init__(self, capacity: int = CACHE_CHARACTERS):
         self.capacity = capacity
         self._pages: OrderedDict[tuple, OcrPage | str] = OrderedDict()  # a page, or a document's languages
+        self._size = 0
         self._lock = threading.Lock()
 
     def get(self, key: tuple) -> OcrPage | str | None:
@@ -71,10 +72,18 @@ class OcrCache:
 
     def put(self, key: tuple, page: OcrPage | str) -> None:
         with self._lock:
+            if key in self._pages:
+                self._size -= _cost(self._pages.pop(key))
             self._pages[key] = page
-            self._pages.move_to_end(key)
-            while len(self._pages) > self.capacity:
-                self._pages.popitem(last=False)
+            self._size += _cost(page)
+            while self._size > self.capacity and self._pages:
+                self._size -= _cost(self._pages.popitem(last=False)[1])
+
+
+def _cost(entry: OcrPage | str) -> int:
+    if isinstance(entry, str):
+        return len(entry)
+    return len(entry.text) + sum(len(word) + 32 for word in entry.words.words)
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,7 @@ class OcrRequest:
     cache: OcrCache | None = field(default=None, repr=False)
     cache_salt: str | None = field(default=None, repr=False)
     languages: str | None = None
+    cancel: threading.Event | None = field(default=None, repr=False)  # set: stop reading (the task was stopped)
 
 
 def read_scanned_pages(
@@ -98,18 +108,22 @@ def read_scanned_pages(
     meta["ocr_pages"], meta["ocr_words"], meta["scanned_pages"] = [], {}, [index + 1 for index in scanned]
     if request is None:
         return
+    scans = set(scanned)
+    has_text = any(text.strip() for index, text in enumerate(texts) if index not in scans)
     problem = tesseract_problem()
     if problem is not None:
-        scans = set(scanned)
-        if not any(text.strip() for index, text in enumerate(texts) if index not in scans):
+        if not has_text:
             raise DocumentError(f"{name}: this PDF has no text layer (scanned images), and OCR cannot run: {problem}")
         meta["ocr_missing"] = f"{_pages_label(scanned)} scanned images, not read: {problem}"
         return
     if len(scanned) > MAX_OCR_PAGES:
-        raise DocumentError(
-            f"{name}: refused: {len(scanned):,} pages of this PDF are scanned images; OCR reads at most "
-            f"{MAX_OCR_PAGES:,} per document (about {MAX_OCR_PAGES // 30} minutes here); split it into parts"
-        )
+        too_many = f"OCR reads at most {MAX_OCR_PAGES:,} pages per document (about 4 minutes here)"
+        if not has_text:
+            raise DocumentError(
+                f"{name}: refused: {len(scanned):,} pages of this PDF are scanned images; {too_many}; split it"
+            )
+        meta["ocr_missing"] = f"{_pages_label(scanned)} scanned images, not read: {too_many}"
+        return
     _Reader(pdf, path, name, texts, scanned, meta, request).run()
 
 
@@ -124,6 +138,7 @@ class _Reader:
         self.first_reading: tuple[str, OcrPage] | None = None  # the first page, read to choose the language
 
     def run(self) -> None:
+        self._check_stopped()
         started = time.monotonic()
         languages = self.request.languages or self._cached_languages()
         self.meta["ocr_languages"] = languages
@@ -140,6 +155,7 @@ class _Reader:
             pool.shutdown(wait=True, cancel_futures=True)  # a refusal: the pages not started are dropped
 
     def _start(self, pool: ThreadPoolExecutor, index: int, languages: str) -> Future[OcrPage] | OcrPage:
+        self._check_stopped()
         cached = self._cached(index, languages)
         if cached is not None:
             return cached
@@ -162,6 +178,10 @@ class _Reader:
                 f"{self.name}: refused: OCR of this PDF took more than {MAX_OCR_SECONDS / 60:.0f} minutes for "
                 f"{done:,} of its {len(self.scanned):,} scanned pages; split it into parts"
             )
+
+    def _check_stopped(self) -> None:
+        if self.request.cancel is not None and self.request.cancel.is_set():
+            raise DocumentError(f"{self.name}: reading stopped")
 
     def _cached_languages(self) -> str:
         key = (self.request.cache_salt, self.digest, "languages")
@@ -213,7 +233,10 @@ def tesseract_problem() -> str | None:
 
 
 def installed_languages() -> frozenset[str]:
-    return tesseract.languages()
+    try:
+        return tesseract.languages()
+    except (tesseract.TesseractMissing, tesseract.TesseractFailed):  # it ran a moment ago: English at least
+        return frozenset({"eng"})
 
 
 def page_image(pdf, index: int, name: str):

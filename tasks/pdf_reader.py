@@ -16,6 +16,7 @@ in any way becomes a DocumentError that says the file looks damaged.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import re
 import time
@@ -36,6 +37,8 @@ logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 MAX_UNPACKED_BYTES = 512 * 2**20  # the pages' content streams, unpacked, together
 MAX_CHECK_SECONDS = 120.0  # for the checks; reading the text has readers.MAX_READ_SECONDS
+MAX_ACCENT_PAGE_CHARS = 50_000  # pages longer than any real one keep PDFium's text as it is
+MAX_PAGE_TEXT_BYTES = 512 * 2**10  # of text shown on one page (a dense page shows some 10 KB)
 # What PDFium puts where a word was broken with a hyphen at a line end (FPDFText_GetText: U+FFFE).
 HYPHENS_AT_LINE_END = str.maketrans({"\x02": "-\n", "\ufffe": "-\n"})
 _MIN_GARBAGE_CHARS = 20
@@ -57,11 +60,23 @@ def read_pdf(path: Path, name: str, password: str | None = None, ocr: ocr_engine
         # A page that draws nothing at all is blank, not scanned: nothing for OCR to read.
         scanned = [index for index, text in enumerate(texts) if needs_ocr(text) and _draws_something(document, index)]
         if scanned:
-            ocr_engine.read_scanned_pages(document, path, name, texts, scanned, meta, ocr)
+            _read_scans(document, path, name, texts, scanned, meta, ocr)
     finally:
         with pdfium.LOCK:
             document.close()
     return texts, meta
+
+
+def _read_scans(document, path: Path, name: str, texts: list[str], scanned: list[int], meta: dict,
+                ocr: ocr_engine.OcrRequest | None) -> None:  # fmt: skip
+    try:
+        ocr_engine.read_scanned_pages(document, path, name, texts, scanned, meta, ocr)
+    except DocumentError:
+        raise
+    except Exception as exc:  # PdfiumError rendering a page: the page is damaged
+        raise DocumentError(
+            f"{name}: could not render a scanned page for OCR, it looks damaged ({reason(exc)})"
+        ) from exc
 
 
 def _check_header(path: Path, name: str) -> None:
@@ -87,7 +102,9 @@ def check_structure(path: Path, name: str, password: str | None) -> int:
     except DocumentError:
         raise
     except DependencyError as exc:
-        raise DocumentError(f"{name}: opening this encrypted PDF needs the 'cryptography' package") from exc
+        if "cryptography" in str(exc).lower() or "aes" in str(exc).lower():
+            raise DocumentError(f"{name}: opening this encrypted PDF needs the 'cryptography' package") from exc
+        raise DocumentError(f"{name}: refused: this PDF needs a decoder that is not installed ({reason(exc)})") from exc
     except LimitReachedError as exc:  # pypdf's guards: decompression bombs, huge arrays, deep page trees
         raise DocumentError(
             f"{name}: refused: this PDF exceeds a safety limit of the PDF reader ({reason(exc)})"
@@ -115,55 +132,76 @@ def _password_error(name: str, password: str | None) -> DocumentError:
 
 
 def _check_unpacked_size(reader, name: str) -> None:
-    """Unpack each content stream and form once (pages may share them) and count the bytes; pypdf
-    refuses a single stream over its own limit. Nothing is kept: the decoded bytes are dropped."""
-    from pypdf.filters import decode_stream_data
-
-    seen: set[int] = set()
-    unpacked, started = 0, time.monotonic()
-    for page in reader.pages:
-        for stream in _content_streams(page, seen):
-            unpacked += len(decode_stream_data(stream)) if "/Filter" in stream else len(stream.get_data())
-            if unpacked > MAX_UNPACKED_BYTES:
-                raise DocumentError(
-                    f"{name}: refused: this PDF's pages unpack to more than {MAX_UNPACKED_BYTES // 2**20:,} MB of "
-                    "drawing instructions (a decompression bomb?)"
-                )
+    """Unpack each content stream and form once (pages and forms may share them; nothing is kept)
+    and refuse a PDF whose streams unpack to more than MAX_UNPACKED_BYTES together (pypdf refuses
+    a single stream over its own limit), or a page that draws more than MAX_PAGE_TEXT_BYTES of text
+    as drawn, every form counted each time the page draws it (a 1 KB file that draws one form
+    thousands of times made PDFium hold 1.2 million characters, 400 MB, for one page)."""
+    drawing, started = _Drawing(name), time.monotonic()
+    for number, page in enumerate(reader.pages, start=1):
+        text_bytes = drawing.page(page)
+        if text_bytes > MAX_PAGE_TEXT_BYTES:
+            raise DocumentError(
+                f"{name}: refused: page {number} draws more than {MAX_PAGE_TEXT_BYTES // 2**10:,} KB of text (a form "
+                "drawn again and again?)"
+            )
         if time.monotonic() - started > MAX_CHECK_SECONDS:
             raise DocumentError(f"{name}: refused: checking this PDF took more than {MAX_CHECK_SECONDS:.0f} seconds")
 
 
 _MAX_FORM_DEPTH = 12
+_DRAWS_FORM = re.compile(rb"/([^\s/\[\]()<>{}%]+)\s*Do\b")
+_STRING = re.compile(rb"\((?:[^()\\]|\\.)*\)|<[0-9A-Fa-f\s]+>")  # a string of text to show (near enough)
 
 
-def _content_streams(page, seen: set[int]) -> Iterator:
-    """A page's content streams and the forms it draws (and the forms they draw), each stream
-    object once per file."""
-    from pypdf.generic import ArrayObject
+class _Drawing:
+    """What the pages draw, each stream unpacked once: the bytes unpacked in all, and per page the
+    bytes of text it shows with its forms expanded (a form's own count is kept by its object)."""
 
-    contents = page.get("/Contents")
-    items = contents.get_object() if contents is not None else []
-    items = list(items) if isinstance(items, ArrayObject) else [contents] if contents is not None else []
-    pending = [(item, 0) for item in items] + [(form, 1) for form in _forms(page.get("/Resources"))]
-    while pending:
-        reference, depth = pending.pop()
-        number = getattr(reference, "idnum", None)
-        if number is not None and number in seen:
-            continue
-        if number is not None:
-            seen.add(number)
-        stream = reference.get_object()
+    def __init__(self, name: str):
+        self.name = name
+        self.unpacked = 0
+        self.streams: dict[int, int] = {}  # stream object -> text bytes it draws, forms expanded
+
+    def page(self, page) -> int:
+        from pypdf.generic import ArrayObject
+
+        contents = page.get("/Contents")
+        items = contents.get_object() if contents is not None else []
+        items = list(items) if isinstance(items, ArrayObject) else [contents] if contents is not None else []
+        return sum(self._stream(item, page.get("/Resources"), 0) for item in items)
+
+    def _stream(self, reference, resources, depth: int) -> int:
+        stream = reference.get_object() if reference is not None else None
         if not hasattr(stream, "get_data"):
-            continue
-        yield stream
-        if depth < _MAX_FORM_DEPTH and stream.get("/Subtype") == "/Form":
-            pending += [(form, depth + 1) for form in _forms(stream.get("/Resources"))]
+            return 0
+        key = getattr(reference, "idnum", None) or id(stream)
+        if key in self.streams:
+            return self.streams[key]
+        self.streams[key] = 0  # a form that draws itself counts once (PDFium stops the recursion)
+        data = self._unpack(stream)
+        drawn = sum(len(string) for string in _STRING.findall(data))
+        if depth < _MAX_FORM_DEPTH:
+            own = _dictionary(stream.get("/Resources")) if stream.get("/Subtype") == "/Form" else {}
+            xobjects = _dictionary((own or _dictionary(resources)).get("/XObject"))
+            for form in _DRAWS_FORM.findall(data):
+                item = xobjects.get("/" + form.decode("latin-1"))
+                if _dictionary(item).get("/Subtype") == "/Form":
+                    drawn += self._stream(item, own or resources, depth + 1)
+        self.streams[key] = drawn
+        return drawn
 
+    def _unpack(self, stream) -> bytes:
+        from pypdf.filters import decode_stream_data
 
-def _forms(resources) -> list:
-    """The form XObjects a resource dictionary names (as references, so each is visited once)."""
-    xobjects = _dictionary(_dictionary(resources).get("/XObject"))
-    return [item for item in xobjects.values() if _dictionary(item).get("/Subtype") == "/Form"]
+        data = decode_stream_data(stream) if "/Filter" in stream else stream.get_data()
+        self.unpacked += len(data)
+        if self.unpacked > MAX_UNPACKED_BYTES:
+            raise DocumentError(
+                f"{self.name}: refused: this PDF's pages unpack to more than {MAX_UNPACKED_BYTES // 2**20:,} MB of "
+                "drawing instructions (a decompression bomb?)"
+            )
+        return data
 
 
 def _dictionary(item) -> dict:
@@ -215,17 +253,30 @@ def _page_text(document, index: int) -> str:
         try:
             regions = reading_regions(text_runs(textpage), page.get_width())
             if regions is None:  # every character, also those drawn off the page (pages with a wrong size exist)
-                text = textpage.get_text_range()  # with the line breaks PDFium adds (the bounded text drops some)
+                text = whole_text(textpage)  # with the line breaks PDFium adds (the bounded text drops some)
                 text = footnote_marks_apart(textpage, text)
             else:
                 text = "\n".join(textpage.get_text_bounded(*region) for region in regions)
-            if has_accents(text):  # old TeX: accents drawn apart from their letters
+            if has_accents(text) and textpage.count_chars() <= MAX_ACCENT_PAGE_CHARS:  # old TeX: accents apart
                 text = text_with_accents_placed(textpage, regions)
         finally:
             textpage.close()
     finally:
         page.close()
     return text.translate(HYPHENS_AT_LINE_END)
+
+
+def whole_text(textpage) -> str:
+    """All of the page's text, as FPDFText_GetText gives it (pypdfium2's get_text_range recurses
+    once per leading NUL character: a few thousand of them raised RecursionError)."""
+    import pypdfium2.raw as pdfium_c
+
+    count = textpage.count_chars()
+    if count <= 0:
+        return ""
+    buffer = (ctypes.c_ushort * (2 * count + 1))()  # room for surrogate pairs
+    written = pdfium_c.FPDFText_GetText(textpage, 0, count, buffer)
+    return bytes(memoryview(buffer))[: max(0, written - 1) * 2].decode("utf-16-le", "replace")
 
 
 _LETTER_THEN_DIGIT = re.compile(r"[^\W\d_](?=\d)")

@@ -12,7 +12,14 @@ LOCK = threading.RLock()
 
 
 def open_document(path: Path, password: str | None = None):
-    """A pypdfium2 PdfDocument (call it holding LOCK; close it holding LOCK). Raises its errors."""
+    """A pypdfium2 PdfDocument (call it holding LOCK; close it holding LOCK), opened with the
+    password, else with none: one password is given for all the files of an upload, and a file
+    that needs none must still open. Raises pypdfium2's errors."""
     import pypdfium2
 
-    return pypdfium2.PdfDocument(path, password=password or None)
+    try:
+        return pypdfium2.PdfDocument(path, password=password or None)
+    except pypdfium2.PdfiumError:
+        if not password:
+            raise
+        return pypdfium2.PdfDocument(path, password=None)

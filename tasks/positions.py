@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 as shares of the shown page, from its top left
 MAX_RENDER_PIXELS = 40_000_000  # a page image for the screen or for OCR (A4 at 300 dpi is 8.7 million)
+MAX_RENDER_SIDE = 20_000
 _GRID = 10_000  # PDFium maps points to whole device pixels: map onto a fine grid, then divide
 _SAME_LINE = 0.5  # two words are on one line when their heights overlap by half the smaller one
 
@@ -75,24 +76,29 @@ def render_page(document: Document, page_number: int, dpi: float = 110, password
         pdf = open_pdf(_source(document), password)
         try:
             page = pdf[page_number - 1]
-            bitmap = render(page, dpi)
             try:
-                return bitmap.to_pil().copy()  # its own pixels: the bitmap's go with it
+                bitmap = render(page, dpi)
+                try:
+                    return bitmap.to_pil().copy()  # its own pixels: the bitmap's go with it
+                finally:
+                    bitmap.close()
             finally:
-                bitmap.close()
                 page.close()
+        except Exception as exc:  # PdfiumError: the page cannot be drawn
+            raise DocumentError(f"{document.name}: could not show page {page_number} ({exc})") from exc
         finally:
             pdf.close()
 
 
 def render(page, dpi: float, grayscale: bool = False):
-    """A PDFium page as a bitmap, at `dpi` or at the size that keeps it to MAX_RENDER_PIXELS."""
+    """A PDFium page as a bitmap, at `dpi` or at the size that keeps it to MAX_RENDER_PIXELS and
+    each side to MAX_RENDER_SIDE (in whole pixels: a page 10^8 points wide and 0.001 high is still
+    one pixel high)."""
     width, height = page.get_size()
     scale = dpi / 72
-    pixels = width * height * scale * scale
-    if pixels > MAX_RENDER_PIXELS:
-        scale *= (MAX_RENDER_PIXELS / pixels) ** 0.5
-    return page.render(scale=scale, grayscale=grayscale)
+    sides = (max(1.0, width * scale), max(1.0, height * scale))
+    shrink = min(1.0, (MAX_RENDER_PIXELS / (sides[0] * sides[1])) ** 0.5, *(MAX_RENDER_SIDE / side for side in sides))
+    return page.render(scale=scale * shrink, grayscale=grayscale)
 
 
 def text_layer_words(path: Path, page_number: int, password: str | None = None) -> PageWords:
@@ -101,12 +107,16 @@ def text_layer_words(path: Path, page_number: int, password: str | None = None) 
         pdf = open_pdf(path, password)
         try:
             page = pdf[page_number - 1]
-            textpage = page.get_textpage()
             try:
-                return _words(page, textpage)
+                textpage = page.get_textpage()
+                try:
+                    return _words(page, textpage)
+                finally:
+                    textpage.close()
             finally:
-                textpage.close()
                 page.close()
+        except Exception as exc:  # PdfiumError: the page cannot be read
+            raise DocumentError(f"{path.name}: could not read page {page_number} again ({exc})") from exc
         finally:
             pdf.close()
 

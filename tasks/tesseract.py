@@ -60,13 +60,16 @@ def read_words(png: bytes, languages: str, dpi: int, timeout: float) -> list[Wor
     out = _run([_path(), "stdin", "stdout", "-l", languages, "--dpi", str(dpi), "--psm", "3", "tsv"],
                png, timeout)  # fmt: skip
     words = []
-    for row in csv.DictReader(io.StringIO(out), delimiter="\t", quoting=csv.QUOTE_NONE):
-        text = (row.get("text") or "").strip()
-        if row.get("level") != "5" or not text:
-            continue
-        line = (int(row["block_num"]), int(row["par_num"]), int(row["line_num"]))
-        box = (int(row["left"]), int(row["top"]), int(row["width"]), int(row["height"]))
-        words.append(Word(text, *box, float(row["conf"]), line))
+    try:
+        for row in csv.DictReader(io.StringIO(out), delimiter="\t", quoting=csv.QUOTE_NONE):
+            text = (row.get("text") or "").strip()
+            if row.get("level") != "5" or not text:
+                continue
+            line = (int(row["block_num"]), int(row["par_num"]), int(row["line_num"]))
+            box = (int(row["left"]), int(row["top"]), int(row["width"]), int(row["height"]))
+            words.append(Word(text, *box, float(row["conf"]), line))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise TesseractFailed(f"its output could not be read ({exc})") from exc
     return words
 
 

@@ -117,6 +117,7 @@ class Workbench:
         *,
         cache_salt: str | None = None,
         progress: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> list[Document]:
         """Read one or several files (same-named files get a number, so sources stay clear);
         `password` opens encrypted PDFs. Scanned PDF pages are read by OCR, saying how far it got
@@ -133,7 +134,7 @@ class Workbench:
             seen[name] = seen.get(name, 0) + 1
             unique = name if seen[name] == 1 else f"{name} ({seen[name]})"
             cache = self.ocr_cache if cache_salt is not None else None
-            ocr = OcrRequest(progress=progress, cache=cache, cache_salt=cache_salt)
+            ocr = OcrRequest(progress=progress, cache=cache, cache_salt=cache_salt, cancel=cancel)
             documents.append(load_document(path, unique, password=password, ocr=ocr))
         return documents
 
@@ -208,7 +209,7 @@ class Workbench:
         engine = self._require_engine()
         yield Progress("Reading the documents")
         started = time.perf_counter()
-        documents = yield from self._read_reporting(paths, password, options.cache_salt)
+        documents = yield from self._read_reporting(paths, password, options)
         read_seconds = time.perf_counter() - started
         for event in task(documents, engine):
             if isinstance(event, TaskResult):
@@ -216,7 +217,7 @@ class Workbench:
             yield event
 
     def _read_reporting(
-        self, paths, password: str | None, cache_salt: str | None
+        self, paths, password: str | None, options: TaskOptions
     ) -> Generator[Progress, None, list[Document]]:
         """Read in a thread, passing on what the read says (OCR page 3 of 40) as Progress events;
         returns the documents (`documents = yield from ...`)."""
@@ -225,7 +226,8 @@ class Workbench:
 
         def work() -> None:
             try:
-                outcome["documents"] = self.read(paths, password, cache_salt=cache_salt, progress=messages.put)
+                outcome["documents"] = self.read(paths, password, cache_salt=options.cache_salt,
+                                                 progress=messages.put, cancel=options.cancel)  # fmt: skip
             except BaseException as exc:  # raised again in the caller's thread
                 outcome["error"] = exc
             finally:

@@ -173,3 +173,17 @@ def pdf_scan_of_an_image_too_large_to_render(folder: Path) -> Case:
                stream(b"q 612 0 0 792 0 0 cm /Im1 Do Q")]  # fmt: skip
     path = write(folder / "huge-image.pdf", raw_pdf(objects))
     return refused(path, r"^huge-image\.pdf: refused: page 1 holds an image of 100,000 x 100,000 pixels, too large")
+
+
+@case
+def pdf_form_drawn_ten_thousand_times(folder: Path) -> Case:
+    # 1 KB of file: a page that draws one small form of text 10,000 times would make PDFium hold
+    # millions of characters (hundreds of MB) for that one page; refused by the structure check.
+    form = stream(b"BT /F1 1 Tf 10 10 Td (" + b"A" * 150 + b") Tj ET", b"/Type /XObject /Subtype /Form "
+                  b"/BBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> ")  # fmt: skip
+    content = zlib.compress(b"/Fm0 Do " * 10_000)
+    page = PAGE.replace(b"/Font << /F1 4 0 R >>", b"/Font << /F1 4 0 R >> /XObject << /Fm0 6 0 R >>")
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", page, FONT,
+               stream(content, b"/Filter /FlateDecode "), form]  # fmt: skip
+    path = write(folder / "copies.pdf", raw_pdf(objects))
+    return refused(path, r"^copies\.pdf: refused: page 1 draws more than 512 KB of text \(a form drawn again")

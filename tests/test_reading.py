@@ -241,3 +241,13 @@ def test_packages_txt_installs_tesseract_for_all_twelve_languages():
     assert set(TESSERACT_LANGUAGES) == set(LANGUAGES)
     per_language = {"tesseract-ocr-" + code.replace("_", "-") for code in TESSERACT_LANGUAGES.values()}
     assert packages == {"tesseract-ocr"} | per_language
+
+
+def test_a_stopped_task_stops_reading_its_scans(corpus):
+    import threading
+
+    _require_tesseract()
+    stop = threading.Event()
+    stop.set()  # the Stop button, pressed while the scan is read
+    with pytest.raises(DocumentError, match=r"^scan-en\.pdf: reading stopped$"):
+        load_document(corpus["scan-en.pdf"].path, ocr=OcrRequest(cancel=stop))
