@@ -151,7 +151,22 @@ def _check_unpacked_size(reader, name: str) -> None:
 
 _MAX_FORM_DEPTH = 12
 _DRAWS_FORM = re.compile(rb"/([^\s/\[\]()<>{}%]+)\s*Do\b")
+_INLINE_IMAGE_START = re.compile(rb"\bBI\b")
 _STRING = re.compile(rb"\((?:[^()\\]|\\.)*\)|<[0-9A-Fa-f\s]+>")  # a string of text to show (near enough)
+
+
+def _without_inline_images(data: bytes) -> bytes:
+    """The content without its inline images (BI ... ID binary EI): their bytes are no text. One pass:
+    each search starts where the last image ended, and an image without its end runs to the end."""
+    parts, at = [], 0
+    while (start := _INLINE_IMAGE_START.search(data, at)) is not None:
+        parts.append(data[at : start.start()])
+        end = data.find(b"EI", start.end())
+        if end < 0:
+            return b"".join(parts)
+        at = end + 2
+    parts.append(data[at:])
+    return b"".join(parts)
 
 
 class _Drawing:
@@ -180,7 +195,7 @@ class _Drawing:
             return self.streams[key]
         self.streams[key] = 0  # a form that draws itself counts once (PDFium stops the recursion)
         data = self._unpack(stream)
-        drawn = sum(len(string) for string in _STRING.findall(data))
+        drawn = sum(len(string) for string in _STRING.findall(_without_inline_images(data)))
         if depth < _MAX_FORM_DEPTH:
             own = _dictionary(stream.get("/Resources")) if stream.get("/Subtype") == "/Form" else {}
             xobjects = _dictionary((own or _dictionary(resources)).get("/XObject"))
