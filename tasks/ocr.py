@@ -25,7 +25,7 @@ from pathlib import Path
 from tasks import pdfium, tesseract
 from tasks.errors import DocumentError
 from tasks.language import detect_language
-from tasks.positions import Box, PageWords, render
+from tasks.positions import Box, PageWords, image_of
 
 OCR_DPI = 300  # Tesseract reads text of 10-12 points best at 300 dpi
 MAX_OCR_PAGES = 300  # some 10 minutes on two cores; more scanned pages than this are refused
@@ -254,11 +254,7 @@ def page_image(pdf, index: int, name: str):
                         f"{name}: refused: page {index + 1} holds an image of {width:,} x {height:,} pixels, too "
                         "large to read by OCR"
                     )
-            bitmap = render(page, OCR_DPI, grayscale=True)
-            try:
-                return bitmap.to_pil().copy()  # its own pixels: the bitmap's go with it
-            finally:
-                bitmap.close()
+            return image_of(page, OCR_DPI, grayscale=True)
         finally:
             page.close()
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import ctypes
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -72,20 +74,35 @@ def render_page(document: Document, page_number: int, dpi: float = 110, password
     """Page `page_number` (1-based) of a PDF `document` as an image (PDFium renders it), at `dpi`,
     or smaller where that would be more than MAX_RENDER_PIXELS."""
     _page(document, page_number)
+    with _opened_page(_source(document), password, page_number, document.name) as page:
+        return image_of(page, dpi)
+
+
+def image_of(page, dpi: float, grayscale: bool = False) -> Image:
+    """A PDFium page rendered (hold pdfium.LOCK) as a PIL image with its own pixels."""
+    bitmap = render(page, dpi, grayscale)
+    try:
+        return bitmap.to_pil().copy()  # its own pixels: the bitmap's go with it
+    finally:
+        bitmap.close()
+
+
+@contextmanager
+def _opened_page(path: Path, password: str | None, page_number: int, name: str) -> Iterator:
+    """Page `page_number` of the PDF at `path`, holding pdfium.LOCK; whatever PDFium raises on it
+    becomes a DocumentError."""
     with pdfium.LOCK:
-        pdf = open_pdf(_source(document), password)
+        pdf = open_pdf(path, password)
         try:
             page = pdf[page_number - 1]
             try:
-                bitmap = render(page, dpi)
-                try:
-                    return bitmap.to_pil().copy()  # its own pixels: the bitmap's go with it
-                finally:
-                    bitmap.close()
+                yield page
             finally:
                 page.close()
-        except Exception as exc:  # PdfiumError: the page cannot be drawn
-            raise DocumentError(f"{document.name}: could not show page {page_number} ({exc})") from exc
+        except DocumentError:
+            raise
+        except Exception as exc:  # PdfiumError: the page cannot be read or drawn
+            raise DocumentError(f"{name}: could not open page {page_number} again ({exc})") from exc
         finally:
             pdf.close()
 
@@ -103,22 +120,12 @@ def render(page, dpi: float, grayscale: bool = False):
 
 def text_layer_words(path: Path, page_number: int, password: str | None = None) -> PageWords:
     """The words of a page's text layer, in reading order, with their boxes, from the PDF file."""
-    with pdfium.LOCK:
-        pdf = open_pdf(path, password)
+    with _opened_page(path, password, page_number, path.name) as page:
+        textpage = page.get_textpage()
         try:
-            page = pdf[page_number - 1]
-            try:
-                textpage = page.get_textpage()
-                try:
-                    return _words(page, textpage)
-                finally:
-                    textpage.close()
-            finally:
-                page.close()
-        except Exception as exc:  # PdfiumError: the page cannot be read
-            raise DocumentError(f"{path.name}: could not read page {page_number} again ({exc})") from exc
+            return _words(page, textpage)
         finally:
-            pdf.close()
+            textpage.close()
 
 
 def open_pdf(path: Path, password: str | None = None):
