@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 
 from tasks.cleaning import SPACING_ACCENTS
+from tasks.columns import region_of
 
 ACCENTS = frozenset(SPACING_ACCENTS) | {"˙", "¯", "˘", "˝", "˛"}
 _BELOW = {"¸", "˛"}  # a cedilla and an ogonek hang under their letter
@@ -31,7 +32,7 @@ def text_with_accents_placed(textpage, regions: list[Box] | None) -> str:
     """The page's text from its characters, in the reading order of `regions` (None: PDFium's),
     with every spacing accent moved before the letter it is drawn on."""
     count = textpage.count_chars()
-    chars = [chr(_unicode(textpage, index)) for index in range(count)]
+    chars = [chr(unicode_at(textpage, index)) for index in range(count)]
     boxes = [char_box(textpage, index) for index in range(count)]
     order = _reading_order(boxes, regions)
     accents_before: dict[int, list[int]] = {}
@@ -115,14 +116,12 @@ def _reading_order(boxes: list[Box | None], regions: list[Box] | None) -> list[i
     region, keys = len(regions), []
     for box in boxes:
         if box is not None:
-            middle_x, middle_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-            region = next((number for number, (left, bottom, right, top) in enumerate(regions)
-                           if left <= middle_x <= right and bottom <= middle_y <= top), len(regions))  # fmt: skip
+            region = region_of(box, regions)
         keys.append(region)
     return sorted(range(len(boxes)), key=keys.__getitem__)
 
 
-def _unicode(textpage, index: int) -> int:
+def unicode_at(textpage, index: int) -> int:
     import pypdfium2.raw as pdfium_c
 
     return pdfium_c.FPDFText_GetUnicode(textpage, index)

@@ -35,6 +35,15 @@ def reading_regions(runs: Sequence[Rect], page_width: float) -> list[Rect] | Non
     return _bands(runs, gutter)
 
 
+def region_of(box: Rect, regions: Sequence[Rect]) -> int:
+    """The index of the region that holds the middle of `box` (len(regions) for none)."""
+    middle_x, middle_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    for number, (left, bottom, right, top) in enumerate(regions):
+        if left <= middle_x <= right and bottom <= middle_y <= top:
+            return number
+    return len(regions)
+
+
 def _find_gutter(runs: Sequence[Rect], page_width: float) -> float | None:
     """The x of the gutter: the place in the middle of the page that the fewest runs cross, with
     prose columns on both sides; None when there is no such place."""

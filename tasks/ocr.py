@@ -203,7 +203,8 @@ class _Reader:
     def _choose_languages(self) -> str:
         """Tesseract's language code for this document (one of the twelve, installed)."""
         installed = installed_languages()
-        other_pages = "\n".join(text for number, text in enumerate(self.texts) if number not in set(self.scanned))
+        scans = set(self.scanned)
+        other_pages = "\n".join(text for number, text in enumerate(self.texts) if number not in scans)
         language = None
         if sum(char.isalpha() for char in other_pages) >= _MIN_TEXT_FOR_LANGUAGE:
             language = TESSERACT_LANGUAGES.get(detect_language(other_pages) or "")

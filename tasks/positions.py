@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tasks import pdfium
-from tasks.columns import reading_regions
+from tasks.accents import char_box, unicode_at
+from tasks.columns import reading_regions, region_of
 from tasks.errors import DocumentError
 
 if TYPE_CHECKING:
@@ -147,36 +148,24 @@ def _words(page, textpage) -> PageWords:
     letters: list[str] = []
     box: list[float] | None = None
     for index in range(textpage.count_chars()):
-        char = chr(_unicode(textpage, index))
+        char = chr(unicode_at(textpage, index))
         if char.isspace() or char == "\x00":
             if letters and box:
                 words.append(("".join(letters), tuple(box), _shown(page, box)))
             letters, box = [], None
             continue
         letters.append("-" if char == "\x02" else char)
-        left, bottom, right, top = textpage.get_charbox(index)
+        if (drawn := char_box(textpage, index)) is None:  # a character PDFium made up has no box
+            continue
+        left, bottom, right, top = drawn
         box = [left, bottom, right, top] if box is None else [min(box[0], left), min(box[1], bottom),
                                                               max(box[2], right), max(box[3], top)]  # fmt: skip
     if letters and box:
         words.append(("".join(letters), tuple(box), _shown(page, box)))
     regions = reading_regions(text_runs(textpage), page.get_width())
     if regions is not None:
-        words.sort(key=lambda word: _region_of(word[1], regions))  # stable: in a region, the PDF's order
+        words.sort(key=lambda word: region_of(word[1], regions))  # stable: in a region, the PDF's order
     return PageWords(tuple(word for word, _, _ in words), tuple(shown for _, _, shown in words))
-
-
-def _unicode(textpage, index: int) -> int:
-    import pypdfium2.raw as pdfium_c
-
-    return pdfium_c.FPDFText_GetUnicode(textpage, index)
-
-
-def _region_of(box: Box, regions: list[Box]) -> int:
-    middle_x, middle_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    for number, (left, bottom, right, top) in enumerate(regions):
-        if left <= middle_x <= right and bottom <= middle_y <= top:
-            return number
-    return len(regions)
 
 
 def _shown(page, box: list[float]) -> Box:
