@@ -3,6 +3,7 @@ task will do with it, as HTML (text from documents escaped) and as JSON."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from html import escape
 
@@ -11,8 +12,9 @@ from app.results import (
     STRATEGY_NAMES,
     TASK_NAMES,
 )
+from tasks.errors import InvalidRequest, UserError
 from tasks.options import TaskOptions
-from tasks.workbench import DocumentCard, Workbench
+from tasks.workbench import MAX_DOCUMENTS, DocumentCard, Workbench
 
 
 def describe_documents(
@@ -21,23 +23,48 @@ def describe_documents(
     options: TaskOptions,
     password: str | None = None,
     progress: Callable[[str], None] | None = None,
-) -> tuple[str, dict]:
+) -> tuple[str, dict, list[str]]:
     """One card per document (name, pages, language, tokens, a gauge of its tokens against the
     budget) and, for several, a card for them together; each with the strategy every task will
-    use. Scanned pages are read by OCR here (saying how far it got through `progress`), once per
-    session: the tasks then find them in the workbench's cache. Returns (HTML, JSON)."""
+    use. A file that cannot be read gets an error chip instead of a card; the others still load.
+    Scanned pages are read by OCR here (saying how far it got through `progress`), once per
+    session: the tasks then find them in the workbench's cache. Returns (HTML, JSON, the paths
+    that loaded)."""
     if not documents:
-        return EMPTY_CARDS, {}
+        return EMPTY_CARDS, {}, []
     with user_errors():
-        loaded = workbench.read(file_list(documents), password, cache_salt=options.cache_salt, progress=progress)
+        paths = file_list(documents)
+        if len(paths) > MAX_DOCUMENTS:
+            raise InvalidRequest(f"load at most {MAX_DOCUMENTS} documents at a time")
+    names = workbench.document_names(paths)
+    loaded, usable, errors = [], [], []
+    for path, name in zip(paths, names, strict=True):
+        try:
+            document = workbench.read([path], password, cache_salt=options.cache_salt, progress=progress)[0]
+        except UserError as exc:
+            errors.append({"file": name, "message": str(exc)})
+            continue
+        loaded.append(dataclasses.replace(document, name=name))
+        usable.append(path)
+    chips = "".join(_error_chip(error) for error in errors)
+    if not loaded:
+        return f'<div class="doc-cards">{chips}</div>', {"errors": errors, "documents": []}, []
+    with user_errors():
         cards = [workbench.card([document], options) for document in loaded]
         together = workbench.card(loaded, options) if len(loaded) > 1 else cards[0]
-    html = "".join(_card_html(card) for card in cards)
+    html = "".join(_card_html(card) for card in cards) + chips
     if len(loaded) > 1:
         html += _card_html(together, title=f"All {len(loaded)} documents together")
     html += _strategies_html(together)
     data = {**together.to_json(), "documents": [card.to_json() for card in cards]}
-    return f'<div class="doc-cards">{html}</div>', data
+    if errors:
+        data["errors"] = errors
+    return f'<div class="doc-cards">{html}</div>', data, usable
+
+
+def _error_chip(error: dict[str, str]) -> str:
+    return (f'<div class="doc-chip error" role="alert" dir="auto"><span class="doc-name">{escape(error["file"])}</span>'
+            f'<span class="doc-note">{escape(error["message"])}</span></div>')  # fmt: skip
 
 
 EMPTY_CARDS = (

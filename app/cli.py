@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     from app.launch import serve_options
-    from app.ui import CSS, build_ui
+    from app.ui import build_ui, launch_options
 
     # Checked before the model loads, so a wrong option (or --share without network) fails at once.
     options = serve_options(
@@ -65,7 +65,7 @@ def serve(args: argparse.Namespace) -> int:
     demo = build_ui(workbench, keep_seconds=options.keep_seconds)
     demo.queue(**options.queue_kwargs())
     try:
-        demo.launch(**options.launch_kwargs(), css=CSS)
+        demo.launch(**options.launch_kwargs(), **launch_options())
     except OSError as exc:  # the port was taken after the check above, or no default port was free
         raise InvalidRequest(f"the web server could not start: {exc}") from exc
     return 0

@@ -3,6 +3,8 @@ sources and details (every output is text or JSON, so each handler is also an AP
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -72,3 +74,43 @@ class Steps:
 def final_status(view: ResultView, workbench: Workbench) -> str:
     """The status line under a finished result, with the demo model's warning."""
     return status_line(view) + (f"\n{DEMO_NOTE}" if workbench.demo_model else "")
+
+
+_DONE = object()
+
+
+def paced(run: Callable[[], Iterator[Event]], every: float = 1.0,
+          cancel: threading.Event | None = None) -> Iterator[Event | None]:  # fmt: skip
+    """The task's events, with None in between at least every `every` seconds while it works (a
+    long prefill says nothing for a minute: the page's clock and bar move on anyway). The task
+    runs in a thread; its exception is raised here. When the page goes away (this generator is
+    closed), `cancel` is set so the task stops within a token."""
+    events: queue.Queue = queue.Queue()  # unbounded: a closed page must never leave the task blocked
+    failure: list[BaseException] = []
+    event: Any = None
+
+    def work() -> None:
+        try:
+            for event in run():
+                events.put(event)
+        except BaseException as exc:  # raised again in the page's thread
+            failure.append(exc)
+        finally:
+            events.put(_DONE)
+
+    threading.Thread(target=work, name="ui-task", daemon=True).start()
+    try:
+        while True:
+            try:
+                event = events.get(timeout=every)
+            except queue.Empty:
+                yield None
+                continue
+            if event is _DONE:
+                break
+            yield event
+    finally:
+        if cancel is not None and not failure and event is not _DONE:
+            cancel.set()
+    if failure:
+        raise failure[0]

@@ -1,29 +1,33 @@
-"""The task tabs of the web UI: one builder per tab, and the wiring they share (run and stop,
-streamed outputs with named steps and a progress bar, sources, exports, the Ask history).
+"""The task tabs of the web UI: one builder per tab, and the wiring they share.
 
-Each task's handler is also its named API endpoint, so its parameters are plain values in a fixed
-order: the documents, the task's own inputs, the settings, then the PDF password (optional).
+Each tab has its inputs, a Run button that becomes Stop while the task runs, a progress panel
+(bar, percentage, time elapsed and left, named steps: a live region), the result, its sources as
+plain text with buttons that open the viewer, and exports. Errors stay in the tab's progress
+panel, next to what caused them. The named API endpoints are app.api's, not these events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from app import untrusted
+from app.api import stop_task
 from app.exports import export_files
 from app.gpu import on_spaces_gpu
-from app.inputs import file_list, make_options, user_errors
+from app.i18n import browser_language, label
+from app.inputs import file_list, make_options
 from app.results import ResultView
-from app.streaming import stream_outputs
+from app.runs import Frame, follow
+from app.sources_view import sources_html
 from app.untrusted import MARKDOWN_OPTIONS
 from tasks.documents import SUPPORTED_SUFFIXES
-from tasks.events import Progress
+from tasks.errors import UserError
 from tasks.extract import spec_from_fields, spec_from_schema
-from tasks.options import TaskOptions
 from tasks.workbench import Workbench
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -46,30 +50,43 @@ class Settings:
 
 @dataclass
 class TabContext:
-    """What every tab needs: the workbench, the documents input, the settings and the session."""
+    """What every tab needs: the workbench, the documents, the settings and the session's state."""
 
     workbench: Workbench
     files: gr.File
+    loaded: gr.State  # {"files": [...], "usable": [...]}: the files of the cards that loaded
     settings: Settings
     session: gr.State
+    registry: gr.State  # app.viewer.Registry: what this session's results cite
     keep_seconds: int  # uploads and exports are deleted this long after they were written
-    password: gr.Textbox  # for encrypted PDFs; passed to every task after the settings
+    password: gr.Textbox  # for encrypted PDFs
+
+    @property
+    def ready(self) -> bool:
+        """Tasks can run: a model is loaded, or a model server is tried again at each request."""
+        return self.workbench.engine is not None or self.workbench.reconnect is not None
+
+    def task_inputs(self, *own: gr.components.Component) -> list:
+        return [self.files, self.loaded, *own, *self.settings.inputs, self.password, self.session, self.registry]
 
 
 @dataclass
-class Output:
-    """A tab's result area."""
+class ResultArea:
+    """A tab's result widgets (element ids `<name>-progress`, `-output`, `-sources`, `-export-md`,
+    `-export-json`: the browser tests find them so)."""
 
-    text: gr.components.Component
-    steps: gr.Markdown
-    sources: gr.Markdown
+    name: str
+    output: gr.components.Component
+    progress: gr.HTML
+    sources: gr.HTML | None
     details: gr.JSON
     export_markdown: gr.DownloadButton
     export_json: gr.DownloadButton
 
     @property
-    def streamed(self) -> list:
-        return [self.text, self.steps, self.sources, self.details]
+    def cleared(self) -> list:
+        return [self.output, self.progress, *([self.sources] if self.sources else []), self.details,
+                self.export_markdown, self.export_json]  # fmt: skip
 
 
 def example_documents() -> list[Path]:
@@ -80,298 +97,275 @@ def example_documents() -> list[Path]:
     return sorted(found, key=lambda path: (path.suffix.lower() != ".pdf", path.name))
 
 
-def _run_and_stop(label: str, name: str) -> tuple[gr.Button, gr.Button]:
-    with gr.Row():
-        run = gr.Button(label, variant="primary", scale=4, elem_id=f"{name}-run")
-        stop = gr.Button("Stop", variant="stop", scale=1, elem_id=f"{name}-stop")
+def run_and_stop(tab: TabContext, key: str, name: str) -> tuple[gr.Button, gr.Button]:
+    """The Run button (disabled without a model) and the Stop button that replaces it while it runs."""
+    run = gr.Button(label(key), variant="primary", elem_id=f"{name}-run", interactive=tab.ready)
+    stop = gr.Button(label("run.stop"), variant="stop", elem_id=f"{name}-stop", visible=False)
     return run, stop
 
 
-def _answer_box(label: str, name: str, min_height: int = 120) -> gr.Markdown:
-    """The text a task writes (its element id is `<name>-output`), as Markdown that cannot load anything."""
-    return gr.Markdown(label=label, elem_id=f"{name}-output", container=True, min_height=min_height,
-                       buttons=["copy"], **MARKDOWN_OPTIONS)  # fmt: skip
-
-
-def _output_area(name: str, text: gr.components.Component, with_sources: bool = True) -> Output:
-    """The result area of task `name` (its text component has the element id `<name>-output`; the
-    others `<name>-steps`, `-sources`, `-export-md`, `-export-json`: the browser test finds them so)."""
-    steps = gr.Markdown(elem_classes="steps", elem_id=f"{name}-steps", **MARKDOWN_OPTIONS)
-    with gr.Accordion("Sources", open=True, visible=with_sources):
-        sources = gr.Markdown(elem_id=f"{name}-sources", **MARKDOWN_OPTIONS)
+def result_area(name: str, output: gr.components.Component, with_sources: bool = True) -> ResultArea:
+    progress = gr.HTML("", elem_id=f"{name}-progress", elem_classes="run-panel")
+    output.render()
+    sources = None
+    if with_sources:
+        with gr.Accordion(label("output.sources"), open=True):
+            sources = gr.HTML("", elem_id=f"{name}-sources")
     with gr.Row():
-        export_markdown = gr.DownloadButton(
-            "Export Markdown", interactive=False, size="sm", elem_id=f"{name}-export-md"
-        )
-        export_json = gr.DownloadButton("Export JSON", interactive=False, size="sm", elem_id=f"{name}-export-json")
-    with gr.Accordion("Details (JSON)", open=False):
+        export_markdown = gr.DownloadButton(label("output.export_markdown"), interactive=False, size="sm",
+                                            elem_id=f"{name}-export-md")  # fmt: skip
+        export_json = gr.DownloadButton(label("output.export_json"), interactive=False, size="sm",
+                                        elem_id=f"{name}-export-json")  # fmt: skip
+    with gr.Accordion(label("output.details"), open=False):
         details = gr.JSON(label="Result")
-    return Output(text, steps, sources, details, export_markdown, export_json)
+    return ResultArea(name, output, progress, sources, details, export_markdown, export_json)
 
 
-def _wire(tab: TabContext, run: gr.Button, stop: gr.Button, handler, inputs: list, output: Output, name: str, *,
-          streamed: list | None = None, extra=()) -> list:  # fmt: skip
-    """`run` (and `extra` triggers) start `handler`; when it finishes, the export buttons get the
-    result's files. `stop` sets the session's cancel switch, so the engine stops within a token
-    (or a prefill chunk) and the result so far is shown. Returns the run events (for `.success`)."""
-    exports = [output.export_markdown, output.export_json]
-    if not tab.workbench.on_server:  # a model server needs no GPU here
-        handler = on_spaces_gpu(handler)
-    # All generating events share the model's queue slots: one in process, --max-concurrent on a server.
-    one_model = {"concurrency_id": "model", "concurrency_limit": tab.workbench.concurrency}
-    events = []
-    for first, trigger in zip([True, *[False] * len(extra)], [run.click, *extra], strict=True):
-        trigger(_no_exports, outputs=exports, queue=False, api_visibility="private")
-        naming = {"api_name": name} if first else {"api_visibility": "private"}
-        event = trigger(handler, inputs=inputs, outputs=streamed or output.streamed, **naming, **one_model)
-        export = lambda details: _exports(details, tab.keep_seconds)  # noqa: E731
-        event.success(export, inputs=[output.details], outputs=exports, api_visibility="private")
-        events.append(event)
-    stop.click(stop_task, inputs=[tab.session], queue=False, api_name=f"stop_{name}", api_visibility="undocumented")
-    return events
+def answer_box(key: str, name: str, min_height: int = 120) -> gr.Markdown:
+    """The text a task writes, as Markdown that cannot load anything (rendered later by result_area)."""
+    return gr.Markdown(label=label(key), elem_id=f"{name}-output", container=True, min_height=min_height,
+                       buttons=["copy"], render=False, **MARKDOWN_OPTIONS)  # fmt: skip
 
 
-def _no_exports():
-    return gr.DownloadButton(value=None, interactive=False), gr.DownloadButton(value=None, interactive=False)
+def task_paths(documents: Any, loaded: dict | None) -> list[str]:
+    """The files to run on: those whose cards loaded (a file with an error chip is left out)."""
+    paths = file_list(documents)
+    if loaded and loaded.get("files") == paths:
+        if not loaded["usable"]:
+            raise UserError("none of the uploaded files could be read: see the messages under them")
+        return list(loaded["usable"])
+    return paths
 
 
-def _exports(details: dict | None, keep_seconds: int):
-    """Export a finished result (a task's JSON details) as a Markdown file and a JSON file."""
+def file_names(workbench: Workbench, paths: list[str]) -> dict[str, str]:
+    return dict(zip(workbench.document_names(paths), paths, strict=True))
+
+
+def exports(details: dict | None, keep_seconds: int) -> tuple:
+    if not details or "task" not in details:
+        return gr.DownloadButton(value=None, interactive=False), gr.DownloadButton(value=None, interactive=False)
     markdown_path, json_path = export_files(details, keep_seconds)
     return gr.DownloadButton(value=markdown_path, interactive=True), gr.DownloadButton(
         value=json_path, interactive=True
     )
 
 
-def stop_task(session: dict) -> None:
-    """Stop the task running in this session (API clients: call it from the same Client)."""
-    cancel = session.get("cancel")
-    if cancel is not None:
-        cancel.set()
+def wire_run(tab: TabContext, run: gr.Button, stop: gr.Button, handler: Callable, inputs: list, outputs: list,
+             triggers: tuple = (), *, by_run: bool = True) -> None:  # fmt: skip
+    """`run` (unless not `by_run`) and `triggers` (a field's Enter) swap Run for Stop, run
+    `handler`, and swap back; Stop sets the session's cancel switch (quietly when nothing runs)."""
+    if not tab.workbench.on_server:  # a model server needs no GPU here
+        handler = on_spaces_gpu(handler)
+    one_model = {"concurrency_id": "model", "concurrency_limit": tab.workbench.concurrency}
+    for trigger in ((run.click,) if by_run else ()) + tuple(triggers):
+        busy = trigger(_busy, outputs=[run, stop], queue=False, api_visibility="private")
+        running = busy.then(handler, inputs=inputs, outputs=outputs, show_progress="hidden",
+                            api_visibility="private", **one_model)  # fmt: skip
+        running.then(_idle, outputs=[run, stop], queue=False, api_visibility="private")
+    if by_run:
+        stop.click(stop_task, inputs=[tab.session], queue=False, api_visibility="private")
 
 
-def _task_stream(tab: TabContext, documents, settings: tuple, session: dict | None, progress: gr.Progress, start,
-                 show: Callable[[str], str] = untrusted.markdown):  # fmt: skip
-    """Check the inputs, then stream the task that `start(paths, options)` begins; its text is
-    shown through `show` (by default as Markdown that cannot load anything)."""
+def _busy():
+    return gr.Button(visible=False), gr.Button(visible=True)
+
+
+def _idle():
+    return gr.Button(visible=True), gr.Button(visible=False)
+
+
+def frames(tab: TabContext, documents, loaded, settings: tuple, session: dict | None, request: gr.Request | None,
+           start: Callable) -> Iterator[tuple[Frame, list[str]]]:  # fmt: skip
+    """The frames of one run of `start(paths, options)` (its inputs checked first: a bad setting
+    or no documents is the first frame's error), with the files it ran on."""
+    language = browser_language(request)
+    try:
+        paths = task_paths(documents, loaded)
+        options = make_options(tab.workbench, session, *settings)
+    except (UserError, gr.Error) as exc:
+        yield Frame(error=str(exc), progress=_error_html(str(exc))), []
+        return
+    for frame in follow(lambda: start(paths, options), language, options.cancel):
+        yield frame, paths
+
+
+def _error_html(message: str) -> str:
+    from html import escape
+
+    return f'<div class="run-progress failed" role="alert" dir="auto">{escape(message)}</div>'
+
+
+def summarize_tab(tab: TabContext) -> ResultArea:
     workbench = tab.workbench
-    with user_errors():
-        paths = file_list(documents)
-        options = make_options(workbench, session, *settings)
-    yield from stream_outputs(workbench, lambda: start(paths, options), _progress_bar(progress), show)
-
-
-def _request_task(tab: TabContext, run_task: Callable, description: str) -> Callable:
-    """The handler of a task with one request text (a question, an instruction) besides the
-    documents and the settings: `run_task(paths, request, options)` streams its events."""
-
-    def handler(
-        documents: list[str] | None,
-        request: str,
-        language: str = "auto",
-        max_new_tokens: float = 512,
-        temperature: float = 0.0,
-        strategy: str = "auto",
-        context_budget: float = 0,
-        password: str = "",
-        session: dict | None = None,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's documented way to get a progress bar)
-    ):
-        settings = (language, max_new_tokens, temperature, strategy, context_budget)
-        start = lambda paths, options: run_task(paths, request, options, password=password or None)  # noqa: E731
-        yield from _task_stream(tab, documents, settings, session, progress, start)
-
-    handler.__doc__ = description
-    return handler
-
-
-def _progress_bar(progress: gr.Progress) -> Callable[[Progress], None]:
-    """Show a task's named steps on Gradio's progress bar (counted steps as k of n)."""
-
-    def report(event: Progress) -> None:
-        if event.step is not None and event.total:
-            progress((event.step - 1, event.total), desc=event.message)
-        else:
-            progress(None, desc=event.message)
-
-    return report
-
-
-def summarize_tab(tab: TabContext) -> None:
-    workbench = tab.workbench
-    with gr.Tab("Summarize"):
-        run, stop = _run_and_stop("Summarize", "summarize")
-        output = _output_area(
-            "summarize",
-            _answer_box("Summary", "summarize", min_height=160),
-        )
+    with gr.Tab(label("tab.summarize"), id="summarize"):
+        run, stop = run_and_stop(tab, "run.summarize", "summarize")
+        area = result_area("summarize", answer_box("output.summary", "summarize", min_height=160))
 
     def summarize(
-        documents: list[str] | None,
-        language: str = "auto",
-        max_new_tokens: float = 512,
-        temperature: float = 0.0,
-        strategy: str = "auto",
-        context_budget: float = 0,
-        password: str = "",
-        session: dict | None = None,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's documented way to get a progress bar)
+        documents,
+        loaded,
+        language,
+        max_new_tokens,
+        temperature,
+        strategy,
+        budget,
+        password,
+        session,
+        registry,
+        request: gr.Request,
     ):
-        """Summarize the documents. Streams (summary so far, steps and status, sources, details)."""
-        settings = (language, max_new_tokens, temperature, strategy, context_budget)
+        settings = (language, max_new_tokens, temperature, strategy, budget)
         start = lambda paths, options: workbench.summarize(paths, options, password=password or None)  # noqa: E731
-        yield from _task_stream(tab, documents, settings, session, progress, start)
+        for frame, paths in frames(tab, documents, loaded, settings, session, request, start):
+            sources = ""
+            if frame.details:
+                registry.remember("summarize", frame.details, file_names(workbench, paths))
+                sources = sources_html(frame.details, "summarize", browser_language(request))
+            files = exports(frame.details, tab.keep_seconds)
+            yield summary_markdown(frame), frame.progress, sources, frame.details, *files, registry
 
-    inputs = [tab.files, *tab.settings.inputs, tab.password, tab.session]
-    _wire(tab, run, stop, summarize, inputs, output, "summarize")
+    outputs = [area.output, area.progress, area.sources, area.details, area.export_markdown, area.export_json,
+               tab.registry]  # fmt: skip
+    wire_run(tab, run, stop, summarize, tab.task_inputs(), outputs)
+    return area
 
 
-def ask_tab(tab: TabContext) -> None:
-    with gr.Tab("Ask"):
-        history = gr.State([])  # this session's questions and answers, cleared with the documents
-        question = gr.Textbox(
-            label="Question", placeholder="What does the document say about…?", lines=2, elem_id="question"
-        )
-        run, stop = _run_and_stop("Ask", "ask")
-        output = _output_area("ask", _answer_box("Answer", "ask"))
-        with gr.Accordion("Questions in this session", open=True, visible=False, elem_id="ask-history") as past:
-            chat = gr.Chatbot(show_label=False, height=320, allow_tags=False, **MARKDOWN_OPTIONS)
-        examples = example_documents()
-        if examples and examples[0].suffix.lower() == ".pdf":
-            gr.Examples(
-                examples=[[[str(examples[0])], question] for question in EXAMPLE_QUESTIONS],
-                inputs=[tab.files, question],
-                label="Example questions",
-            )
-
-    ask = _request_task(
-        tab,
-        tab.workbench.ask,
-        "Answer a question about the documents, with sources. Streams (answer, steps, sources, details).",
+def summary_markdown(frame: Frame) -> str:
+    """While the parts are summarized, each part's summary as it is finished; at the end the
+    summary, with the parts collapsed under it."""
+    parts = "\n\n".join(
+        f"**{part.number} / {part.total} · {untrusted.plain(part.document)}, {_pages(part.pages)}**\n\n"
+        f"{untrusted.markdown(part.text)}"
+        for part in frame.parts
     )
-
-    inputs = [tab.files, question, *tab.settings.inputs, tab.password, tab.session]
-    for event in _wire(tab, run, stop, ask, inputs, output, "ask", extra=[question.submit]):
-        event.success(
-            remember_answer, inputs=[output.details, history], outputs=[history, chat, past], api_visibility="private"
-        )
-    tab.files.change(forget_answers, outputs=[history, chat, past], api_visibility="private")
-
-
-EXAMPLE_QUESTIONS = ("When did the Munich office open?", "What was the revenue in 2025, and how did it change?")
+    if not frame.text:
+        return parts
+    if not parts:
+        return untrusted.markdown(frame.text)
+    folded = f"<details><summary>{len(frame.parts)} parts</summary>\n\n{parts}\n\n</details>"
+    return f"{untrusted.markdown(frame.text)}\n\n{folded}"
 
 
-def remember_answer(details: dict | None, history: list[dict]):
-    """Add a finished answer to this session's history (shown under the answer): the question as
-    written, the answer as Markdown that cannot load anything."""
-    view = ResultView.from_json(details or {})
-    if view.task == "ask":
-        places = [line.heading for line in view.sources if line.kind == "source"][:4]
-        pages = untrusted.plain("; ".join(places))
-        answer = untrusted.markdown(view.text or "(no answer)")
-        history = [
-            *history,
-            {"role": "user", "content": untrusted.plain(view.request[1] if view.request else "")},
-            {"role": "assistant", "content": answer + (f"\n\n*Sources: {pages}*" if pages else "")},
-        ]
-    count = len(history) // 2
-    label = f"Questions in this session ({count})"
-    return history, history, gr.Accordion(label=label, visible=bool(history))
+def _pages(pages: tuple[int, ...]) -> str:
+    return f"p. {pages[0]}" if pages[0] == pages[-1] else f"p. {pages[0]}-{pages[-1]}"
 
 
-def forget_answers():
-    """New documents: the earlier answers were about other ones."""
-    return [], [], gr.Accordion(visible=False)
-
-
-def extract_tab(tab: TabContext) -> None:
+def extract_tab(tab: TabContext) -> ResultArea:
     workbench = tab.workbench
-    with gr.Tab("Extract"):
-        fields = gr.Textbox(label="Fields (comma-separated)", placeholder="title, author, date, total amount")
-        with gr.Accordion("…or a JSON schema of an object", open=False):
-            schema = gr.Code(language="json", label="JSON schema", value="", elem_id="extract-schema")
-        run, stop = _run_and_stop("Extract", "extract")
-        output = _output_area("extract", gr.Code(language="json", label="Extracted JSON", elem_id="extract-output"))
+    with gr.Tab(label("tab.extract"), id="extract"):
+        fields = gr.Textbox(label=label("extract.fields"), placeholder=label("extract.fields_placeholder"),
+                            lines=1, max_lines=1, elem_id="extract-fields")  # fmt: skip
+        with gr.Accordion(label("extract.schema_box"), open=False):
+            schema = gr.Code(language="json", label=label("extract.schema"), value="", elem_id="extract-schema")
+        run, stop = run_and_stop(tab, "run.extract", "extract")
+        output = gr.Code(language="json", label=label("output.extracted"), elem_id="extract-output", render=False)
+        area = result_area("extract", output)
 
     def extract(
-        documents: list[str] | None,
-        fields: str = "",
-        schema: str = "",
-        language: str = "auto",
-        max_new_tokens: float = 512,
-        temperature: float = 0.0,
-        strategy: str = "auto",
-        context_budget: float = 0,
-        password: str = "",
-        session: dict | None = None,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008
+        documents,
+        loaded,
+        fields_text,
+        schema_text,
+        language,
+        max_new_tokens,
+        temperature,
+        strategy,
+        budget,
+        password,
+        session,
+        registry,
+        request: gr.Request,
     ):
-        """Extract fields (or a JSON schema's object) as JSON. Streams (JSON, steps and status, sources, details)."""
-        settings = (language, max_new_tokens, temperature, strategy, context_budget)
+        settings = (language, max_new_tokens, temperature, strategy, budget)
 
-        def start(paths: list[str], options: TaskOptions):
-            spec = spec_from_schema(schema) if (schema or "").strip() else spec_from_fields(fields or "")
+        def start(paths, options):
+            spec = spec_from_schema(schema_text) if (schema_text or "").strip() else spec_from_fields(fields_text or "")
             return workbench.extract(paths, spec, options, password=password or None)
 
-        yield from _task_stream(tab, documents, settings, session, progress, start, show=str)  # gr.Code: plain
+        for frame, paths in frames(tab, documents, loaded, settings, session, request, start):
+            sources = ""
+            if frame.details:
+                registry.remember("extract", frame.details, file_names(workbench, paths))
+                sources = sources_html(frame.details, "extract", browser_language(request))
+            yield (frame.text, frame.progress, sources, frame.details, *exports(frame.details, tab.keep_seconds),
+                   registry)  # fmt: skip
 
-    inputs = [tab.files, fields, schema, *tab.settings.inputs, tab.password, tab.session]
-    _wire(tab, run, stop, extract, inputs, output, "extract")
+    outputs = [area.output, area.progress, area.sources, area.details, area.export_markdown, area.export_json,
+               tab.registry]  # fmt: skip
+    wire_run(tab, run, stop, extract, tab.task_inputs(fields, schema), outputs, triggers=(fields.submit,))
+    return area
 
 
-def classify_tab(tab: TabContext) -> None:
+def classify_tab(tab: TabContext) -> ResultArea:
     workbench = tab.workbench
-    with gr.Tab("Classify"):
-        labels = gr.Textbox(label="Labels (comma-separated)", placeholder="invoice, contract, report, letter")
-        run, stop = _run_and_stop("Classify", "classify")
-        output = _output_area(
-            "classify",
-            gr.Label(label="Most likely label", num_top_classes=10, elem_id="classify-output"),
-            with_sources=False,
-        )
+    with gr.Tab(label("tab.classify"), id="classify"):
+        labels = gr.Textbox(label=label("classify.labels"), placeholder=label("classify.placeholder"), lines=1,
+                            max_lines=1, elem_id="classify-labels")  # fmt: skip
+        run, stop = run_and_stop(tab, "run.classify", "classify")
+        output = gr.Label(label=label("output.label"), num_top_classes=10, elem_id="classify-output", render=False)
+        area = result_area("classify", output, with_sources=False)
 
     def classify(
-        documents: list[str] | None,
-        labels: str,
-        language: str = "auto",
-        max_new_tokens: float = 512,
-        temperature: float = 0.0,
-        strategy: str = "auto",
-        context_budget: float = 0,
-        password: str = "",
-        session: dict | None = None,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008
+        documents,
+        loaded,
+        labels_text,
+        language,
+        max_new_tokens,
+        temperature,
+        strategy,
+        budget,
+        password,
+        session,
+        _registry,
+        request: gr.Request,
     ):
-        """Classify the documents: every label with its probability. Yields (labels, steps and status, details)."""
-        settings = (language, max_new_tokens, temperature, strategy, context_budget)
-        start = lambda paths, options: workbench.classify(paths, labels, options, password=password or None)  # noqa: E731
-        for _text, status, _sources, details in _task_stream(tab, documents, settings, session, progress, start):
-            probabilities = dict(ResultView.from_json(details).labels)
-            yield probabilities or None, status, details
+        settings = (language, max_new_tokens, temperature, strategy, budget)
+        start = lambda paths, options: workbench.classify(paths, labels_text, options, password=password or None)  # noqa: E731
+        for frame, _paths in frames(tab, documents, loaded, settings, session, request, start):
+            probabilities = dict(ResultView.from_json(frame.details).labels) if frame.details else None
+            yield probabilities or None, frame.progress, frame.details, *exports(frame.details, tab.keep_seconds)
 
-    inputs = [tab.files, labels, *tab.settings.inputs, tab.password, tab.session]
-    streamed = [output.text, output.steps, output.details]
-    _wire(tab, run, stop, classify, inputs, output, "classify", streamed=streamed)
+    outputs = [area.output, area.progress, area.details, area.export_markdown, area.export_json]
+    wire_run(tab, run, stop, classify, tab.task_inputs(labels), outputs, triggers=(labels.submit,))
+    return area
 
 
-def custom_tab(tab: TabContext) -> None:
-    with gr.Tab("Custom prompt"):
-        instruction = gr.Textbox(
-            label="Your instruction",
-            placeholder="List every deadline in the document with its page, as a bulleted list.",
-            lines=3,
-        )
-        run, stop = _run_and_stop("Run", "custom")
-        output = _output_area(
-            "custom",
-            _answer_box("Response", "custom"),
-        )
+def custom_tab(tab: TabContext) -> ResultArea:
+    from app.chat import answer_markdown
 
-    custom = _request_task(
-        tab,
-        tab.workbench.custom,
-        "Run your own instruction on the documents, with sources. Streams (response, steps, sources, details).",
-    )
+    workbench = tab.workbench
+    with gr.Tab(label("tab.custom"), id="custom"):
+        instruction = gr.Textbox(label=label("custom.instruction"), placeholder=label("custom.placeholder"),
+                                 lines=3, elem_id="custom-instruction", info=label("run.shortcut"))  # fmt: skip
+        run, stop = run_and_stop(tab, "run.custom", "custom")
+        area = result_area("custom", answer_box("output.response", "custom"))
 
-    inputs = [tab.files, instruction, *tab.settings.inputs, tab.password, tab.session]
-    _wire(tab, run, stop, custom, inputs, output, "custom")
+    def custom(
+        documents,
+        loaded,
+        instruction_text,
+        language,
+        max_new_tokens,
+        temperature,
+        strategy,
+        budget,
+        password,
+        session,
+        registry,
+        request: gr.Request,
+    ):
+        settings = (language, max_new_tokens, temperature, strategy, budget)
+        start = lambda paths, options: workbench.custom(paths, instruction_text, options, password=password or None)  # noqa: E731
+        for frame, paths in frames(tab, documents, loaded, settings, session, request, start):
+            sources = ""
+            if frame.details:
+                registry.remember("custom", frame.details, file_names(workbench, paths))
+                sources = sources_html(frame.details, "custom", browser_language(request))
+            text = answer_markdown(frame.text, (frame.details or {}).get("citations"))
+            yield (text, frame.progress, sources, frame.details, *exports(frame.details, tab.keep_seconds),
+                   registry)  # fmt: skip
+
+    outputs = [area.output, area.progress, area.sources, area.details, area.export_markdown, area.export_json,
+               tab.registry]  # fmt: skip
+    wire_run(tab, run, stop, custom, tab.task_inputs(instruction), outputs)
+    return area

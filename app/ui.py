@@ -1,101 +1,96 @@
 """The Gradio UI: a thin layer over the Workbench. One small builder per panel; the task tabs
-are built in `app.tabs`.
+are built in `app.tabs` and `app.chat`, the API endpoints in `app.api`.
 
-Left: the uploads, example documents, and one card per document. Right: the output language and
-advanced settings, then the task tabs. Every task button is also a named API endpoint
-(`summarize`, `ask`, `extract`, `classify`, `custom`, plus `info` and `export`) that takes the
-document files themselves, so one `gradio_client` call does a whole job without a UI session.
-Everything a person does lives in their browser session (`gr.State`): the cancel switch of the
-running task and the Ask history; nothing is shared between sessions.
+Left: the uploads and one card (or error chip) per document. Middle: the output language and
+advanced settings, then the task tabs. Right: the document viewer, opened by a citation or a
+source. Everything a person does lives in their browser session (`gr.State`): the cancel switch
+of the running task, the Ask thread, what the viewer may open; nothing is shared between sessions.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import gradio as gr
 
 from app import untrusted
+from app.api import api_endpoints
 from app.cards import EMPTY_CARDS, describe_documents
+from app.chat import ask_tab, cleared_thread
 from app.exports import export_files
 from app.files import app_folders, sweep, sweep_interval, use_upload_folder
+from app.i18n import browser_language, label, text, translations
 from app.inputs import make_options, session_salt
 from app.launch import DEFAULT_KEEP_MINUTES
-from app.results import DEMO_NOTE
 from app.tabs import (
+    ResultArea,
     Settings,
     TabContext,
-    ask_tab,
     classify_tab,
     custom_tab,
     example_documents,
+    exports,
     extract_tab,
     summarize_tab,
 )
 from app.untrusted import MARKDOWN_OPTIONS
+from app.viewer import Registry, message_html, open_reference, turn_page
 from tasks.budget import STRATEGY_CHOICES
 from tasks.documents import SUPPORTED_SUFFIXES
 from tasks.language import LANGUAGES
-from tasks.options import MAX_NEW_TOKENS_LIMIT
+from tasks.options import MAX_NEW_TOKENS_LIMIT  # noqa: F401  (the label states it: app/locales)
 from tasks.workbench import Workbench
 
 TITLE = "Granite Long-Doc"
-CSS = """
-#status-line, .steps {font-size: 0.9em; opacity: 0.85}
-#demo-warning {border-left: 4px solid #f59e0b; padding-left: 0.6em}
-.doc-cards {display: flex; flex-direction: column; gap: 8px}
-.doc-cards.empty {opacity: 0.8; font-size: 0.95em}
-.doc-card {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 10px;
-           background: var(--block-background-fill)}
-.doc-name {font-weight: 600; overflow-wrap: anywhere}
-.doc-facts, .doc-note {font-size: 0.85em; opacity: 0.85}
-.gauge {height: 8px; border-radius: 4px; background: var(--border-color-primary); overflow: hidden;
-        margin: 6px 0 2px}
-.gauge-fill {height: 100%; background: #22c55e}
-.gauge.over .gauge-fill {background: #f59e0b}
-.doc-card.strategies ul {margin: 4px 0 2px 1.2em; padding: 0; font-size: 0.9em}
-"""
-LANGUAGE_CHOICES = [("Auto: the document's language", "auto")] + [
+ASSETS = Path(__file__).resolve().parent / "assets"
+CSS = (ASSETS / "page.css").read_text(encoding="utf-8")
+PAGE_SCRIPT = (ASSETS / "page.js").read_text(encoding="utf-8")
+LANGUAGE_CHOICES = [("Auto", "auto")] + [
     (f"{native} ({english})" if native != english else english, code) for code, (english, native) in LANGUAGES.items()
 ]
-
-
 DEFAULT_KEEP_SECONDS = int(DEFAULT_KEEP_MINUTES * 60)
+
+
+def launch_options() -> dict:
+    """What `launch()` needs besides the server options: the page's style and its languages."""
+    return {"css": CSS, "i18n": translations()}
 
 
 def build_ui(workbench: Workbench, keep_seconds: int = DEFAULT_KEEP_SECONDS) -> gr.Blocks:
     """Build the whole page for `workbench` (nothing global: one page per workbench). Uploaded and
     exported files live in the app's own folders (app.files) and are deleted `keep_seconds` after
-    they were written: those left by earlier processes now, the rest by Gradio's clean-up and by
-    the periodic sweep that `ServeOptions.launch_kwargs` adds to the server."""
+    they were written."""
     folders = app_folders()
     use_upload_folder(folders)  # before any component is built: each reads Gradio's upload folder
     sweep(folders, keep_seconds)  # nothing of this Blocks exists yet, so only leftovers can be old
     every = int(sweep_interval(keep_seconds))
     with gr.Blocks(title=TITLE, delete_cache=(every, keep_seconds)) as demo:
-        session = gr.State({})  # per browser session: the cancel switch of its running task
+        session = gr.State({})  # per browser session: the cancel switch of its running task, its cache salt
+        registry = gr.State(Registry())
+        loaded = gr.State({})
         _header(workbench)
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=320):
+        with gr.Row(equal_height=False, elem_id="main-row"):
+            with gr.Column(scale=1, min_width=300, elem_id="documents-column"):
                 files = _uploads()
-                password = gr.Textbox(
-                    label="PDF password (only for encrypted PDFs)",
-                    value="",
-                    type="password",
-                    max_lines=1,
-                    elem_id="password",
-                )
+                password = gr.Textbox(label=label("uploads.password"), value="", type="password", max_lines=1,
+                                      elem_id="password")  # fmt: skip
                 cards = (gr.HTML(EMPTY_CARDS, elem_id="document-cards"), gr.JSON(visible=False))
-            with gr.Column(scale=2, min_width=420):
+            with gr.Column(scale=2, min_width=360, elem_id="task-column"):
                 settings = _settings_panel()
-                tab = TabContext(workbench, files, settings, session, keep_seconds, password)
-                with gr.Tabs():
-                    summarize_tab(tab)
-                    ask_tab(tab)
-                    extract_tab(tab)
-                    classify_tab(tab)
-                    custom_tab(tab)
-        _wire_cards(tab, cards)
+                tab = TabContext(workbench, files, loaded, settings, session, registry, keep_seconds, password)
+                with gr.Tabs(elem_id="task-tabs"):
+                    areas = [summarize_tab(tab)]
+                    ask_area, thread, notice = ask_tab(tab)
+                    areas += [ask_area, extract_tab(tab), classify_tab(tab), custom_tab(tab)]
+            with gr.Column(scale=2, min_width=320, elem_id="viewer-column", visible=False) as viewer_column:
+                viewer = _viewer(tab, viewer_column)
+        # Outside the viewer's column, which is not on the page while it is hidden.
+        bridge = gr.HTML("", js_on_load=PAGE_SCRIPT, elem_id="cite-bridge", visible="hidden")
+        _wire_viewer(tab, viewer, bridge)
+        _wire_cards(tab, cards, areas, thread, notice, viewer)
+        api_endpoints(workbench, session)
+        _info_endpoint(tab, cards)
         _export_endpoint(keep_seconds)
     _keep_built_files(demo)
     return demo
@@ -103,16 +98,13 @@ def build_ui(workbench: Workbench, keep_seconds: int = DEFAULT_KEEP_SECONDS) -> 
 
 def _keep_built_files(demo: gr.Blocks) -> None:
     """Keep the files copied into the cache while the page was built (the example documents) for as
-    long as it runs. gr.Examples copies them as temporary files, not into `keep_in_cache`, so
-    Gradio's own clean-up would delete them after `keep_seconds` and the examples would stop
-    loading; the app's sweep spares `keep_in_cache` too."""
+    long as it runs (gr.Examples copies them as temporary files, which Gradio would delete)."""
     for block in demo.blocks.values():
         block.keep_in_cache.update(block.temp_files)
 
 
 def _export_endpoint(keep_seconds: int) -> None:
-    """The `export` API endpoint: a task's JSON details in, its Markdown and JSON files out (the
-    page's Export buttons do the same for the result on screen)."""
+    """The `export` API endpoint: a task's JSON details in, its Markdown and JSON files out."""
     details = gr.JSON(visible=False)
     markdown_file, json_file = gr.File(visible=False), gr.File(visible=False)
 
@@ -125,82 +117,162 @@ def _export_endpoint(keep_seconds: int) -> None:
 
 
 def _header(workbench: Workbench) -> None:
-    gr.Markdown(
-        f"# {TITLE}\nSummarize long documents, ask questions with page citations, extract fields, classify, "
-        "or run your own instruction. Upload files on the left (or pick an example), then choose a task."
-    )
+    gr.Markdown(f"# {TITLE}", elem_id="title")
+    gr.Markdown(label("app.intro"), elem_id="intro")
     if workbench.engine is None:
-        gr.Markdown(
-            f"**Generation is unavailable:** {untrusted.plain(workbench.unavailable_reason or '')}  \n"
-            "The document tools below still work."
-            + ("  \nEach request tries the model server again." if workbench.reconnect else ""),
-            elem_id="demo-warning",
-            **MARKDOWN_OPTIONS,
-        )
+        gr.Markdown(label("app.reconnecting" if workbench.reconnect else "app.unavailable"), elem_id="demo-warning")
+        with gr.Accordion(label("app.operator"), open=False, elem_id="operator-note"):
+            gr.Markdown(untrusted.plain(workbench.unavailable_reason or "no model is loaded"), **MARKDOWN_OPTIONS)
     elif workbench.demo_model:
-        gr.Markdown(f"**Demo model.** {DEMO_NOTE} Start with a real model to get real answers.", elem_id="demo-warning")
-    gr.Markdown(f"Model: {untrusted.plain(workbench.model_status)}", elem_id="status-line", **MARKDOWN_OPTIONS)
+        gr.Markdown(label("app.demo_model"), elem_id="demo-warning")
+    gr.Markdown(f"{untrusted.plain(workbench.model_status)}", elem_id="status-line", **MARKDOWN_OPTIONS)
 
 
 def _uploads() -> gr.File:
-    files = gr.File(
-        label="Documents (PDF, DOCX, HTML, TXT, Markdown)",
-        file_count="multiple",
-        file_types=list(SUPPORTED_SUFFIXES),
-        type="filepath",
-        elem_id="documents",
-    )
+    files = gr.File(label=label("uploads.label"), file_count="multiple", file_types=list(SUPPORTED_SUFFIXES),
+                    type="filepath", elem_id="documents", height=140)  # fmt: skip
     examples = example_documents()
     if examples:
-        gr.Examples(
-            examples=[[[str(path)]] for path in examples],
-            example_labels=[path.name for path in examples],
-            inputs=[files],
-            label="Try an example (written for this project)",
-        )
+        gr.Examples(examples=[[[str(path)]] for path in examples], example_labels=[path.name for path in examples],
+                    inputs=[files], label=label("uploads.examples"))  # fmt: skip
     return files
 
 
 def _settings_panel() -> Settings:
-    with gr.Row():
-        language = gr.Dropdown(LANGUAGE_CHOICES, value="auto", label="Output language", scale=2)
-        with gr.Accordion("Advanced", open=False):
+    with gr.Row(elem_id="settings-row"):
+        language = gr.Dropdown(LANGUAGE_CHOICES, value="auto", label=label("settings.language"), scale=2,
+                               elem_id="output-language")  # fmt: skip
+        with gr.Accordion(label("settings.advanced"), open=False):
             # Number fields without minimum, maximum or precision: Gradio then hands an API caller's
-            # value to the handler as sent, which checks it and names the setting in its message
-            # (make_options). A gr.Slider, or bounds, fail on a string inside Gradio, before any
-            # handler, and the caller gets no message; a Slider subclass makes Gradio write a .pyi
-            # file next to this module at import.
-            max_new_tokens = gr.Number(value=512, step=1, label=f"Max new tokens (1 to {MAX_NEW_TOKENS_LIMIT:,})")
-            temperature = gr.Number(value=0.0, step=0.05, label="Temperature (0 = greedy, up to 2)")
-            strategy = gr.Dropdown(list(STRATEGY_CHOICES), value="auto", label="Strategy for long documents")
-            budget = gr.Number(value=0, step=1, label="Context budget in tokens (0 = the default)")
+            # value to the handler as sent, which checks it and names the setting in its message.
+            max_new_tokens = gr.Number(value=512, step=1, label=label("settings.max_new_tokens"))
+            temperature = gr.Number(value=0.0, step=0.05, label=label("settings.temperature"))
+            strategy = gr.Dropdown(list(STRATEGY_CHOICES), value="auto", label=label("settings.strategy"))
+            budget = gr.Number(value=0, step=1, label=label("settings.budget"))
     return Settings(language, max_new_tokens, temperature, strategy, budget)
 
 
-def _wire_cards(tab: TabContext, cards: tuple[gr.HTML, gr.JSON]) -> None:
+@dataclasses.dataclass
+class Viewer:
+    column: gr.Column
+    page: gr.HTML
+    state: gr.State
+    previous: gr.Button
+    following: gr.Button
+    close: gr.Button
+
+
+def _viewer(tab: TabContext, column: gr.Column) -> Viewer:
+    """The viewer: the page with the passage lit, and page turning."""
+    gr.Markdown(label("viewer.title"), elem_id="viewer-title")
+    with gr.Row():
+        previous = gr.Button(label("viewer.previous"), size="sm", elem_id="viewer-previous")
+        following = gr.Button(label("viewer.next"), size="sm", elem_id="viewer-next")
+        close = gr.Button(label("viewer.close"), size="sm", elem_id="viewer-close")
+    page = gr.HTML("", elem_id="viewer", elem_classes="viewer")
+    return Viewer(column, page, gr.State(None), previous, following, close)
+
+
+def _wire_viewer(tab: TabContext, viewer: Viewer, bridge: gr.HTML) -> None:
+    """A click the page script reports through the hidden `bridge` opens the viewer there."""
+    workbench = tab.workbench
+    page, state, column = viewer.page, viewer.state, viewer.column
+
+    def opened(reference, registry, password, session, request: gr.Request = None):
+        html, shown = open_reference(workbench, registry, reference or "", password or None, session_salt(session),
+                                     browser_language(request))  # fmt: skip
+        return html, shown, gr.Column(visible=True)
+
+    def turned(step: int):
+        def turn(shown, registry, password, session, request: gr.Request = None):
+            return turn_page(workbench, registry, shown, step, password or None, session_salt(session),
+                             browser_language(request))  # fmt: skip
+
+        return turn
+
+    scroll = (
+        "() => document.querySelector('#viewer .viewer-mark.selected, #viewer mark')?.scrollIntoView({block: 'center'})"
+    )
+    inputs = [tab.registry, tab.password, tab.session]
+    bridge.click(opened, inputs=[bridge, *inputs], outputs=[page, state, column], api_visibility="private",
+                 show_progress="minimal").then(None, js=scroll)  # fmt: skip
+    viewer.previous.click(turned(-1), inputs=[state, *inputs], outputs=[page, state], api_visibility="private")
+    viewer.following.click(turned(1), inputs=[state, *inputs], outputs=[page, state], api_visibility="private")
+    viewer.close.click(lambda: gr.Column(visible=False), outputs=[column], queue=False, api_visibility="private")
+
+
+def _info(tab: TabContext):
     workbench = tab.workbench
 
-    def info(
-        documents: list[str] | None,
-        strategy: str = "auto",
-        context_budget: float = 0,
-        password: str = "",
-        max_new_tokens: float = 512,
-        language: str = "auto",
-        session: dict | None = None,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's documented way to get a progress bar)
-    ):
-        """Describe documents: one card each (pages, language, tokens against the budget) and what
-        every task will do with them under these settings (the same plan the task makes), with the
-        expected wait. Scanned pages are read by OCR, with progress. Returns (HTML, JSON)."""
-        options = make_options(workbench, None, language, max_new_tokens, 0.0, strategy, context_budget)
-        options = dataclasses.replace(options, cache_salt=session_salt(session))  # the tasks reuse its OCR
-        report = lambda text: progress(None, desc=text)  # noqa: E731
-        return describe_documents(workbench, documents, options, password or None, report)
+    def info(documents: list[str] | None, strategy: str = "auto", context_budget: float = 0, password: str = "",
+             max_new_tokens: float = 512, language: str = "auto", session: dict | None = None,
+             progress: gr.Progress = gr.Progress()):  # noqa: B008  # fmt: skip
+        """Describe documents: one card each (pages, language, tokens against the budget) or an
+        error chip for a file that cannot be read, and what every task will do with them under
+        these settings, with the expected wait. Scanned pages are read by OCR, with progress.
+        Returns (HTML, JSON)."""
+        html, data, _usable = _describe(workbench, documents, strategy, context_budget, password, max_new_tokens,
+                                        language, session, progress)  # fmt: skip
+        return html, data
 
+    return info
+
+
+def _describe(workbench, documents, strategy, context_budget, password, max_new_tokens, language, session, progress):
+    options = make_options(workbench, None, language, max_new_tokens, 0.0, strategy, context_budget)
+    options = dataclasses.replace(options, cache_salt=session_salt(session))  # the tasks reuse its OCR
+    report = lambda message: progress(None, desc=message)  # noqa: E731
+    return describe_documents(workbench, documents, options, password or None, report)
+
+
+def _info_endpoint(tab: TabContext, cards: tuple[gr.HTML, gr.JSON]) -> None:
+    trigger = gr.Button(visible=False)
     settings = tab.settings
     inputs = [tab.files, settings.strategy, settings.budget, tab.password, settings.max_new_tokens, settings.language,
               tab.session]  # fmt: skip
-    tab.files.change(info, inputs=inputs, outputs=list(cards), api_name="info")
+    trigger.click(_info(tab), inputs=inputs, outputs=list(cards), api_name="info")
+
+
+def _wire_cards(tab: TabContext, cards: tuple[gr.HTML, gr.JSON], areas: list[ResultArea], thread: gr.Chatbot,
+                notice: gr.HTML, viewer: Viewer) -> None:  # fmt: skip
+    """New documents: fresh cards (each file its card or its error chip); the results, exports,
+    the Ask thread (with a notice) and the viewer of the earlier documents are cleared."""
+    workbench = tab.workbench
+    settings = tab.settings
+    inputs = [tab.files, settings.strategy, settings.budget, tab.password, settings.max_new_tokens, settings.language,
+              tab.session]  # fmt: skip
+
+    def describe(documents, strategy, context_budget, password, max_new_tokens, language, session,
+                 progress: gr.Progress = gr.Progress()):  # noqa: B008  # fmt: skip
+        html, data, usable = _describe(workbench, documents, strategy, context_budget, password, max_new_tokens,
+                                       language, session, progress)  # fmt: skip
+        return html, data, {"files": list(documents or []), "usable": usable}
+
+    outputs = [*cards, tab.loaded]
+    tab.files.change(describe, inputs=inputs, outputs=outputs, api_visibility="private")
     for control in (settings.strategy, settings.budget, tab.password, settings.max_new_tokens, settings.language):
-        control.change(info, inputs=inputs, outputs=list(cards), api_visibility="private")
+        control.change(describe, inputs=inputs, outputs=outputs, api_visibility="private")
+
+    cleared = [component for area in areas for component in area.cleared if component is not thread]
+
+    def clear(history, registry, request: gr.Request = None):
+        empty_thread, message, registry = cleared_thread(registry, bool(history), browser_language(request))
+        blank = []
+        for area in areas:
+            for component in area.cleared:
+                if component is thread:
+                    continue
+                if isinstance(component, gr.DownloadButton):
+                    blank.append(gr.DownloadButton(value=None, interactive=False))
+                elif isinstance(component, (gr.JSON, gr.Label, gr.Code)):
+                    blank.append(None)
+                else:
+                    blank.append("")
+        empty_view = message_html(text("viewer.empty", browser_language(request)))
+        return [empty_thread, message, registry, *blank, empty_view, None, gr.Column(visible=False)]
+
+    outputs = [thread, notice, tab.registry, *cleared, viewer.page, viewer.state, viewer.column]
+    tab.files.change(clear, inputs=[thread, tab.registry], outputs=outputs, queue=False, api_visibility="private")
+
+
+__all__ = ["CSS", "build_ui", "exports", "launch_options"]

@@ -18,13 +18,13 @@ def serving(engine, auth: str | None = None, keep_minutes: float = 60) -> Iterat
     port; yield the Blocks (its `local_url` is the address); close it afterwards. Set
     GRADIO_TEMP_DIR first (monkeypatch) to keep its files in a folder of the test's own."""
     from app.launch import serve_options
-    from app.ui import CSS, build_ui
+    from app.ui import build_ui, launch_options
     from tasks.workbench import Workbench
 
     options = serve_options("127.0.0.1", free_port(), False, auth, 50, 16, keep_minutes)
     demo = build_ui(Workbench(engine, model_status="tiny-random (test)", demo_model=True), options.keep_seconds)
     demo.queue(**options.queue_kwargs())
-    demo.launch(**options.launch_kwargs(), prevent_thread_lock=True, quiet=True, css=CSS)
+    demo.launch(**options.launch_kwargs(), prevent_thread_lock=True, quiet=True, **launch_options())
     try:
         yield demo
     finally:

@@ -23,7 +23,7 @@ CITIES = ("Berlin", "Lisbon", "Oslo", "Vienna", "Dublin", "Prague", "Madrid", "W
 @pytest.fixture(scope="module")
 def server(tiny_engine, tmp_path_factory):
     from app.launch import serve_options
-    from app.ui import CSS, build_ui
+    from app.ui import build_ui, launch_options
     from tasks.workbench import Workbench
 
     with pytest.MonkeyPatch.context() as patch:
@@ -34,7 +34,7 @@ def server(tiny_engine, tmp_path_factory):
         workbench = Workbench(tiny_engine, model_status="tiny-random (test)", demo_model=True)
         demo = build_ui(workbench, options.keep_seconds)
         demo.queue(**options.queue_kwargs())
-        demo.launch(**options.launch_kwargs(), prevent_thread_lock=True, quiet=True, css=CSS)
+        demo.launch(**options.launch_kwargs(), prevent_thread_lock=True, quiet=True, **launch_options())
         yield demo
         demo.close()
 

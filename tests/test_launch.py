@@ -119,7 +119,7 @@ def test_a_port_taken_after_the_check_is_still_one_error_line(app_main, capsys, 
 @pytest.fixture
 def launched(tiny_engine, tmp_path, monkeypatch):
     """Launch the real UI with given serve options; closes it afterwards."""
-    from app.ui import CSS, build_ui
+    from app.ui import build_ui, launch_options
     from tasks.workbench import Workbench
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # its files in a folder of its own
@@ -130,7 +130,7 @@ def launched(tiny_engine, tmp_path, monkeypatch):
                                options.get("queue", 16))  # fmt: skip
         demo = build_ui(Workbench(tiny_engine, model_status="tiny-random (test)", demo_model=True))
         demo.queue(**served.queue_kwargs())
-        demo.launch(**served.launch_kwargs(), prevent_thread_lock=True, quiet=True, css=CSS)
+        demo.launch(**served.launch_kwargs(), prevent_thread_lock=True, quiet=True, **launch_options())
         demos.append(demo)
         return demo.local_url
 

@@ -20,12 +20,12 @@ def report(tmp_path_factory):
 @pytest.fixture(scope="module")
 def served(tiny_engine):
     """The UI of a tiny-random workbench, launched in this process."""
-    from app.ui import CSS, build_ui
+    from app.ui import build_ui, launch_options
     from tasks.workbench import Workbench
 
     demo = build_ui(Workbench(tiny_engine, model_status="tiny-random (test)", demo_model=True))
     demo.queue(default_concurrency_limit=1)
-    demo.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True, css=CSS)
+    demo.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True, **launch_options())
     yield Client(demo.local_url, verbose=False)
     demo.close()
 

@@ -1,0 +1,87 @@
+"""One task run as the page follows it: the text so far, the progress (bar, times, steps), the
+map-reduce parts finished so far and, at the end, the result or the error that stopped it. The
+tabs and the Ask thread turn these frames into their widgets; the error stays on the page, next
+to the task that caused it, instead of only in a toast that vanishes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from app import untrusted
+from app.progress import RunProgress
+from app.results import FINISH_NAMES, ResultView, status_line
+from app.streaming import paced
+from tasks.errors import UserError
+from tasks.events import Event, PartDone, TaskResult, TextDelta
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Frame:
+    """Where a run stands: `details` is the result's JSON once it is done; `error` a message."""
+
+    text: str = ""
+    progress: str = ""
+    parts: list[PartDone] = field(default_factory=list)
+    details: dict[str, Any] | None = None
+    error: str | None = None
+    operator_note: str | None = None  # details of an error meant for whoever runs the server
+
+    @property
+    def finished(self) -> bool:
+        return self.details is not None or self.error is not None
+
+
+def follow(start: Callable[[], Iterator[Event]], language: str, cancel=None, every: float = 1.0) -> Iterator[Frame]:
+    """Run the task that `start()` begins and yield a Frame after each event (and every `every`
+    seconds while it is quiet); the last frame has the details or the error."""
+    progress, frame = RunProgress(language), Frame()
+    try:
+        for event in paced(start, every, cancel):
+            progress.on(event)
+            if isinstance(event, TextDelta):
+                frame.text += event.text
+            elif isinstance(event, PartDone):
+                frame.parts.append(event)
+            elif isinstance(event, TaskResult):
+                frame.details, frame.text = event.to_json(), event.text
+                view = ResultView.from_json(frame.details)
+                stopped = view.finish_reason in ("cancelled", "time_limit")
+                progress.end("stopped" if stopped else "done", _finish_words(view))
+            frame.progress = progress.html()
+            yield frame
+    except UserError as exc:
+        frame.error = str(exc)
+        frame.operator_note = _operator_note(exc)
+    except Exception as exc:  # a bug must not leave the page waiting: said here, logged in full
+        logger.exception("task failed")
+        frame.error = f"Something went wrong: {type(exc).__name__}: {exc}"
+    if frame.error is not None:
+        progress.end("failed", frame.error if frame.operator_note is None else _plain_sentence(frame.error))
+        frame.progress = progress.html()
+        yield frame
+
+
+def _finish_words(view: ResultView) -> str:
+    if view.finish_reason == "stop":
+        return status_line(view).removeprefix("Done (finished) · ")
+    return f"{FINISH_NAMES.get(view.finish_reason, view.finish_reason)} · " + status_line(view).split(" · ", 1)[1]
+
+
+def _operator_note(exc: UserError) -> str | None:
+    """Errors about the model or the server carry details for the operator (flags, host names)."""
+    message = str(exc)
+    return message if message.startswith("generation is unavailable") else None
+
+
+def _plain_sentence(_message: str) -> str:
+    return "no language model is available right now; please try again later"
+
+
+def shown_markdown(text: str) -> str:
+    """Model text as Markdown that cannot load anything (app.untrusted)."""
+    return untrusted.markdown(text)

@@ -1,0 +1,162 @@
+"""The document viewer beside an answer: the cited page with the passage lit.
+
+A PDF page is rendered by PDFium (as an image inside the page's HTML, a `data:` address: nothing
+is fetched from elsewhere) with the citation's rectangles drawn over it, as shares of the page so
+they fit any size. A page of a text, Markdown, Word or HTML file is shown as its text with the
+cited sentence marked. Previous and next page turn the same file. What a click may open is only
+what this session's own results cite (`Registry`): a browser cannot ask for another file.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from dataclasses import asdict, dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from app.i18n import text
+from app.sources_view import places
+from tasks.errors import UserError
+from tasks.positions import pdf_page_count, render_pdf_page
+from tasks.workbench import Workbench
+
+VIEW_DPI = 100
+MAX_TEXT_SHOWN = 30_000  # characters of a text page around the mark
+
+
+@dataclass
+class Shown:
+    """What the viewer shows: which result (scope), file and page, and which citation is lit."""
+
+    scope: str
+    document: str
+    page: int
+    pages: int = 0
+    selected: int | None = None
+
+
+@dataclass
+class Registry:
+    """A session's results that the viewer may open: per scope (`ask-3`, `custom`), the result's
+    citations and places, and the files they came from (by document name)."""
+
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    questions: list[str] = field(default_factory=list)  # the Ask thread's questions as written (for retry)
+
+    def remember(self, scope: str, details: dict[str, Any], files: dict[str, str]) -> None:
+        self.results[scope] = {"citations": details.get("citations") or [], "places": places(details),
+                               "files": files}  # fmt: skip
+
+    def forget(self) -> None:
+        self.results.clear()
+        self.questions.clear()
+
+
+def open_reference(workbench: Workbench, registry: Registry, reference: str, password: str | None,
+                   salt: str | None, language: str) -> tuple[str, dict | None]:  # fmt: skip
+    """Open what a click names (`<scope>:c:<number>` a citation, `<scope>:p:<index>` a place):
+    returns the viewer's HTML and its state (None when there is nothing to show)."""
+    scope, _, rest = reference.partition(":")
+    kind, _, index = rest.partition(":")
+    index = index.split("@")[0]  # the page script adds a click stamp, so a second click is an event too
+    result = registry.results.get(scope)
+    if result is None or not index.isdigit():
+        return message_html(text("viewer.empty", language)), None
+    if kind == "c":
+        cited = next((c for c in result["citations"] if c["number"] == int(index)), None)
+        if cited is None:
+            return message_html(text("viewer.empty", language)), None
+        shown = Shown(scope, cited["document"], cited["page"], selected=cited["number"])
+    elif kind == "p" and int(index) < len(result["places"]):
+        document, page = result["places"][int(index)]
+        shown = Shown(scope, document, page)
+    else:
+        return message_html(text("viewer.empty", language)), None
+    return show(workbench, registry, shown, password, salt, language)
+
+
+def turn_page(workbench: Workbench, registry: Registry, state: dict | None, step: int, password: str | None,
+              salt: str | None, language: str) -> tuple[str, dict | None]:  # fmt: skip
+    if not state:
+        return message_html(text("viewer.empty", language)), None
+    shown = Shown(**state)
+    shown.page = min(max(1, shown.page + step), shown.pages or shown.page)
+    shown.selected = None
+    return show(workbench, registry, shown, password, salt, language)
+
+
+def show(workbench: Workbench, registry: Registry, shown: Shown, password: str | None, salt: str | None,
+         language: str) -> tuple[str, dict | None]:  # fmt: skip
+    result = registry.results.get(shown.scope)
+    path = (result or {}).get("files", {}).get(shown.document)
+    if path is None:
+        return message_html(text("viewer.empty", language)), None
+    marks = [c for c in result["citations"] if c["document"] == shown.document and c["page"] == shown.page]
+    try:
+        if Path(path).suffix.lower() == ".pdf":
+            shown.pages = pdf_page_count(Path(path), password)
+            body = _pdf_page_html(Path(path), shown, marks, password)
+        else:
+            body = _text_page_html(workbench, path, shown, marks, password, salt)
+    except UserError as exc:
+        return message_html(str(exc)), asdict(shown)
+    heading = text("viewer.page", language, page=shown.page, pages=shown.pages or "?")
+    return (f'<div class="viewer-page" dir="auto"><div class="viewer-head"><b>{escape(shown.document)}</b> · '
+            f"{escape(heading)}</div>{body}</div>"), asdict(shown)  # fmt: skip
+
+
+def message_html(message: str) -> str:
+    return f'<div class="viewer-empty" dir="auto">{escape(message)}</div>'
+
+
+def _pdf_page_html(path: Path, shown: Shown, marks: list[dict[str, Any]], password: str | None) -> str:
+    image = render_pdf_page(path, shown.page, VIEW_DPI, password)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    source = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    boxes = []
+    for citation in marks:
+        lit = " selected" if citation["number"] == shown.selected else ""
+        for x0, y0, x1, y1 in citation.get("rects") or []:
+            style = (
+                f"left:{x0 * 100:.3f}%;top:{y0 * 100:.3f}%;width:{(x1 - x0) * 100:.3f}%;height:{(y1 - y0) * 100:.3f}%"
+            )
+            boxes.append(f'<div class="viewer-mark{lit}" data-number="{citation["number"]}" style="{style}" '
+                         f'title="[{citation["number"]}] {escape(citation["text"])}"></div>')  # fmt: skip
+    alt = f"{shown.document}, page {shown.page}"
+    return (f'<div class="viewer-sheet"><img class="viewer-image" src="{source}" alt="{escape(alt)}" '
+            f'width="{image.width}" height="{image.height}">{"".join(boxes)}</div>')  # fmt: skip
+
+
+def _text_page_html(workbench: Workbench, path: str, shown: Shown, marks: list[dict[str, Any]],
+                    password: str | None, salt: str | None) -> str:  # fmt: skip
+    document = workbench.read([path], password, cache_salt=salt)[0]
+    shown.pages = len(document.pages)
+    page = next((p for p in document.pages if p.number == shown.page), None)
+    page_text = page.text if page is not None else ""
+    spans = sorted(span for citation in marks if (span := _find(page_text, citation["text"])) is not None)
+    start = max(0, spans[0][0] - MAX_TEXT_SHOWN // 2) if spans else 0
+    end = min(len(page_text), start + MAX_TEXT_SHOWN)
+    pieces, cursor = [], start
+    for low, high in spans:
+        if low < cursor or high > end:
+            continue
+        pieces += [
+            escape(page_text[cursor:low]),
+            f'<mark class="viewer-text-mark">{escape(page_text[low:high])}</mark>',
+        ]
+        cursor = high
+    pieces.append(escape(page_text[cursor:end]))
+    return f'<div class="viewer-text">{"".join(pieces)}</div>'
+
+
+def _find(page_text: str, evidence: str) -> tuple[int, int] | None:
+    """Where `evidence` (the page's sentence, whitespace collapsed) stands in the page text."""
+    words = evidence.replace("…", " ").split()
+    if not words:
+        return None
+    match = re.search(r"\s+".join(re.escape(word) for word in words[:60]), page_text)
+    return (match.start(), match.end()) if match else None
