@@ -19,12 +19,18 @@ from app.inputs import file_list, make_options, user_errors
 from app.results import ResultView
 from app.streaming import stream_outputs
 from app.untrusted import MARKDOWN_OPTIONS
+from tasks.budget import STRATEGY_CHOICES
+from tasks.documents import SUPPORTED_SUFFIXES
 from tasks.events import Progress
 from tasks.extract import spec_from_fields, spec_from_schema
+from tasks.language import LANGUAGES
 from tasks.options import TaskOptions
 from tasks.workbench import Workbench
 
 SETTING_DEFAULTS = ("auto", 512, 0.0, "auto", 0)  # language, max new tokens, temperature, strategy, budget
+LANGUAGE_CHOICES = [("Auto", "auto")] + [
+    (f"{native} ({english})" if native != english else english, code) for code, (english, native) in LANGUAGES.items()
+]
 
 
 def stop_task(session: dict) -> None:
@@ -36,11 +42,17 @@ def stop_task(session: dict) -> None:
 
 def api_endpoints(workbench: Workbench, session: gr.State) -> None:
     """Every task's endpoint, on hidden components (nothing on the page triggers them)."""
-    documents = gr.File(file_count="multiple", type="filepath", visible=False)
-    texts = [gr.Textbox(visible=False) for _ in range(2)]
-    settings = [gr.Textbox(visible=False), gr.Number(visible=False), gr.Number(visible=False),
-                gr.Textbox(visible=False), gr.Number(visible=False)]  # fmt: skip
-    password = gr.Textbox(visible=False)
+    # The same components, with the same defaults, as the page's own inputs: the API's parameters
+    # (their types, choices and which are optional) are what they were when these were the page's.
+    documents = gr.File(file_count="multiple", file_types=list(SUPPORTED_SUFFIXES), type="filepath", visible=False)
+    texts = [gr.Textbox(visible=False), gr.Code(language="json", value="", visible=False)]
+    language, max_new_tokens, temperature, strategy, budget = SETTING_DEFAULTS
+    settings = [gr.Dropdown(LANGUAGE_CHOICES, value=language, visible=False),
+                gr.Number(value=max_new_tokens, step=1, visible=False),
+                gr.Number(value=temperature, step=0.05, visible=False),
+                gr.Dropdown(list(STRATEGY_CHOICES), value=strategy, visible=False),
+                gr.Number(value=budget, step=1, visible=False)]  # fmt: skip
+    password = gr.Textbox(value="", type="password", visible=False)
     outputs = [gr.Markdown(visible=False, **MARKDOWN_OPTIONS) for _ in range(3)] + [gr.JSON(visible=False)]
     label = gr.Label(visible=False)
     handlers = _handlers(workbench)

@@ -15,13 +15,13 @@ from pathlib import Path
 import gradio as gr
 
 from app import untrusted
-from app.api import api_endpoints
+from app.api import LANGUAGE_CHOICES, api_endpoints
 from app.cards import EMPTY_CARDS, describe_documents
 from app.chat import ask_tab, cleared_thread
 from app.exports import export_files
 from app.files import app_folders, sweep, sweep_interval, use_upload_folder
 from app.i18n import browser_language, label, text, translations
-from app.inputs import make_options, session_salt
+from app.inputs import make_options, session_salt, user_errors
 from app.launch import DEFAULT_KEEP_MINUTES
 from app.tabs import (
     ResultArea,
@@ -38,7 +38,7 @@ from app.untrusted import MARKDOWN_OPTIONS
 from app.viewer import Registry, message_html, open_reference, turn_page
 from tasks.budget import STRATEGY_CHOICES
 from tasks.documents import SUPPORTED_SUFFIXES
-from tasks.language import LANGUAGES
+from tasks.errors import UserError
 from tasks.options import MAX_NEW_TOKENS_LIMIT  # noqa: F401  (the label states it: app/locales)
 from tasks.workbench import Workbench
 
@@ -46,9 +46,6 @@ TITLE = "Granite Long-Doc"
 ASSETS = Path(__file__).resolve().parent / "assets"
 CSS = (ASSETS / "page.css").read_text(encoding="utf-8")
 PAGE_SCRIPT = (ASSETS / "page.js").read_text(encoding="utf-8")
-LANGUAGE_CHOICES = [("Auto", "auto")] + [
-    (f"{native} ({english})" if native != english else english, code) for code, (english, native) in LANGUAGES.items()
-]
 DEFAULT_KEEP_SECONDS = int(DEFAULT_KEEP_MINUTES * 60)
 
 
@@ -69,6 +66,7 @@ def build_ui(workbench: Workbench, keep_seconds: int = DEFAULT_KEEP_SECONDS) -> 
         session = gr.State({})  # per browser session: the cancel switch of its running task, its cache salt
         registry = gr.State(Registry())
         loaded = gr.State({})
+        api_endpoints(workbench, session)  # first: the page's own events must not take their names
         _header(workbench)
         with gr.Row(equal_height=False, elem_id="main-row"):
             with gr.Column(scale=1, min_width=300, elem_id="documents-column"):
@@ -89,7 +87,6 @@ def build_ui(workbench: Workbench, keep_seconds: int = DEFAULT_KEEP_SECONDS) -> 
         bridge = gr.HTML("", js_on_load=PAGE_SCRIPT, elem_id="cite-bridge", visible="hidden")
         _wire_viewer(tab, viewer, bridge)
         _wire_cards(tab, cards, areas, thread, notice, viewer)
-        api_endpoints(workbench, session)
         _info_endpoint(tab, cards)
         _export_endpoint(keep_seconds)
     _keep_built_files(demo)
@@ -210,9 +207,17 @@ def _info(tab: TabContext):
         """Describe documents: one card each (pages, language, tokens against the budget) or an
         error chip for a file that cannot be read, and what every task will do with them under
         these settings, with the expected wait. Scanned pages are read by OCR, with progress.
-        Returns (HTML, JSON)."""
-        html, data, _usable = _describe(workbench, documents, strategy, context_budget, password, max_new_tokens,
-                                        language, session, progress)  # fmt: skip
+        Returns (HTML, JSON; files that could not be read under "errors"); when none could be
+        read, their reason is the error."""
+        html, data, usable = _describe(workbench, documents, strategy, context_budget, password, max_new_tokens,
+                                       language, session, progress)  # fmt: skip
+        errors = data.get("errors") or []
+        if errors and not usable:  # nothing to describe: the caller gets the reason as an error
+            message = (
+                errors[0]["message"] if len(errors) == 1 else "; ".join(f"{e['file']}: {e['message']}" for e in errors)
+            )
+            with user_errors():
+                raise UserError(message)
         return html, data
 
     return info

@@ -211,7 +211,8 @@ def test_document_cards_escape_file_names(tiny_workbench, tmp_path):
 
     hostile = tmp_path / "<img src=x onerror=alert(1)>.txt"
     hostile.write_text("The Berlin office opened in March.", encoding="utf-8")
-    html, data = describe_documents(tiny_workbench, [str(hostile)], tiny_workbench.options())
+    html, data, usable = describe_documents(tiny_workbench, [str(hostile)], tiny_workbench.options())
+    assert usable == [str(hostile)]
     assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;.txt" in html
     assert data["documents"][0]["name"] == hostile.name
 

@@ -121,10 +121,14 @@ def test_no_document_answer_history_source_or_error_makes_chromium_fetch_anythin
             elif run == "custom":
                 page.get_by_label("Your instruction").fill("List the figures.")
             page.locator(f"#{run}-run").click()
-            expect(page.locator(f"#{run}-steps")).to_contain_text("Done", timeout=60_000)
-            expect(page.locator(f"#{run}-output")).to_contain_text("see the chart ![chart]")
-        expect(page.locator("#ask-history")).to_contain_text('What does <img src="')
-        expect(page.locator("#custom-sources")).to_contain_text("Quarterly report")  # a passage, as written
+            expect(page.locator(f"#{run}-progress")).to_contain_text("Done", timeout=60_000)
+            shown = page.locator("#ask-thread .bot-row").last if run == "ask" else page.locator(f"#{run}-output")
+            expect(shown).to_contain_text("see the chart ![chart]")
+        expect(page.locator("#ask-thread .user-row").last).to_contain_text('What does <img src="')
+        citation = page.locator("#custom-sources .src-cite").first  # a sentence of the document, as written
+        expect(citation).to_be_visible()
+        citation.click()  # and the viewer shows its page's text, as written
+        expect(page.locator("#viewer mark").first).to_be_visible(timeout=30_000)
         page.get_by_role("tab", name="Extract").click()
         page.get_by_text("…or a JSON schema of an object").click()
         page.locator("#extract-schema .cm-content").fill(hostile_schema)
