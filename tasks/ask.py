@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 
+from tasks.citations import cite
 from tasks.documents import Document
 from tasks.errors import InvalidRequest
 from tasks.events import Event
@@ -30,7 +31,8 @@ def answer_with_sources(
 ) -> Iterator[Event]:
     """Answer `request` (the template's `field`: a question, an instruction) from the whole
     documents, or from the passages that best match it when they are over the budget; the last
-    event is the TaskResult with the request, the sources and the verified quotes."""
+    event is the TaskResult with the request, the sources, the verified quotes and the numbered
+    citations of the answer's sentences."""
     options.validate()
     options = options.started()
     started = time.perf_counter()
@@ -43,8 +45,10 @@ def answer_with_sources(
     text = answer.text.strip()
     retrieved = context.strategy == "retrieval"
     passages = context.chunks if retrieved else related_passages(documents, f"{request} {text}", engine)
+    quotes = verify_quotes(text, documents)
     yield make_result(task, text, context, documents, engine, answer.last, started, language, request=request,
-                      sources=source_list(passages, documents), quotes=verify_quotes(text, documents))  # fmt: skip
+                      sources=source_list(passages, documents), quotes=quotes,
+                      citations=cite(text, request, passages, documents, quotes))  # fmt: skip
 
 
 def one_line(request: str | None, name: str, empty_message: str) -> str:

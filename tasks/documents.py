@@ -61,6 +61,8 @@ class Document:
     pages: tuple[Page, ...]
     meta: dict = field(default_factory=dict, compare=False)
     path: Path | None = field(default=None, compare=False, repr=False)  # the file, to show its pages again
+    # An encrypted PDF's password, to open the file again for a page or a highlight; never in meta or JSON.
+    password: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def ocr_pages(self) -> list[int]:
@@ -104,7 +106,7 @@ def load_document(
     )
     meta["language"] = detect_language("\n".join(texts))
     meta["empty_pages"] = [page.number for page in pages if not page.text.strip()]
-    return Document(name=name, pages=pages, meta=meta, path=path.resolve())
+    return Document(name=name, pages=pages, meta=meta, path=path.resolve(), password=password or None)
 
 
 def display_name(raw: str) -> str:

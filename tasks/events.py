@@ -14,6 +14,7 @@ class Progress:
     message: str
     step: int | None = None
     total: int | None = None
+    expected_seconds: float | None = None  # the whole work this step starts, at the measured speeds
 
     @property
     def fraction(self) -> float | None:
@@ -25,6 +26,17 @@ class Progress:
 @dataclass(frozen=True)
 class TextDelta:
     text: str
+
+
+@dataclass(frozen=True)
+class PartDone:
+    """One section of a map-reduce summary is summarized: shown while the rest is read."""
+
+    number: int  # 1-based, of `total`
+    total: int
+    document: str
+    pages: tuple[int, ...]  # 1-based, in order
+    text: str  # the section's summary
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,21 @@ class Quote(TypedDict):
     document: str | None
     page: int | None
     ocr: bool  # found on a page read by OCR
+
+
+class Citation(TypedDict):
+    """A numbered marker in an answer, tied to a sentence of evidence on one page."""
+
+    number: int  # 1-based, in order of first appearance in the answer; reused evidence keeps its number
+    document: str
+    page: int  # 1-based
+    text: str  # the evidence: the quoted span, or a sentence as the page has it (whitespace collapsed)
+    kind: str  # "quote" (a verified quote), "match" (the sentence an answer sentence restates),
+    # "passage" (no answer sentence matched: the best sentence of the top passage)
+    anchor: int  # where the marker goes in the answer: after the sentence it supports
+    source: int | None  # index into the result's sources of the passage it came from
+    ocr: bool  # the page was read by OCR
+    rects: list[list[float]]  # [x0, y0, x1, y1] shares of the shown PDF page, one per line; [] if none
 
 
 class Section(TypedDict):
@@ -102,6 +129,7 @@ class TaskResult:
     request: str | None = None  # the question (ask) or instruction (custom)
     sources: list[Source] | None = None  # None: the task has no sources (summarize, classify)
     quotes: list[Quote] | None = None
+    citations: list[Citation] | None = None  # numbered evidence for the answer's sentences
     sections: list[Section] | None = None  # map-reduce summaries
     labels: list[LabelScore] | None = None  # classification, most likely first
     extraction: Extraction | None = None
@@ -126,11 +154,12 @@ class TaskResult:
             data["notes"] = list(self.notes)
         if self.request is not None:
             data[REQUEST_KEYS[self.task]] = self.request
-        optional = {"sources": self.sources, "quotes": self.quotes, "sections": self.sections, "labels": self.labels}
+        optional = {"sources": self.sources, "quotes": self.quotes, "citations": self.citations,
+                    "sections": self.sections, "labels": self.labels}  # fmt: skip
         data |= {key: value for key, value in optional.items() if value is not None}
         if self.extraction is not None:
             data |= {key: value for key, value in asdict(self.extraction).items() if value is not None or key == "data"}
         return data
 
 
-Event = Progress | TextDelta | TaskResult
+Event = Progress | TextDelta | PartDone | TaskResult

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from tasks.events import Event, Progress, Section
+from tasks.events import Event, PartDone, Progress, Section
 from tasks.interfaces import TextEngine
 from tasks.options import TaskOptions
-from tasks.pipeline import Context, Generated, stream_answer
+from tasks.pipeline import Context, Generated, engine_errors, stream_answer
 from tasks.planning import MAP_MARGIN, Plan, map_prompt, page_range
 from tasks.prompts import Template
 
@@ -30,12 +30,17 @@ class Partial:
 
 
 def map_reduce(plan: Plan, template: Template, options: TaskOptions, engine: TextEngine, name: str) -> Iterator[Event]:
-    """Summarize the plan's sections one by one, then merge; returns (Generated, sections as JSON)."""
+    """Summarize the plan's sections one by one (each summary is yielded as a PartDone as soon as
+    it is finished), then merge; returns (Generated, sections as JSON). The first part's Progress
+    carries the whole plan's expected seconds, so a progress bar can show the time left."""
     partials: list[Partial] = []
     total = len(plan.sections)
+    with engine_errors():  # measured already (the plan's time was checked with it): not measured again
+        expected = plan.expected_seconds(engine.throughput())
     for number, section in enumerate(plan.sections, start=1):
         pages = page_range(section)
-        yield Progress(f"Summarizing part {number} of {total} ({section[0].document}, pages {pages})", number, total)
+        message = f"Summarizing part {number} of {total} ({section[0].document}, pages {pages})"
+        yield Progress(message, number, total, expected_seconds=expected if number == 1 else None)
         context = Context("map-reduce", plan.budget, prompt=map_prompt(section, template))
         answer = yield from stream_answer(engine, context, options, template.stop, max_new_tokens=plan.map_tokens,
                                           show_text=False)  # fmt: skip
@@ -44,6 +49,7 @@ def map_reduce(plan: Plan, template: Template, options: TaskOptions, engine: Tex
         label = template.fill("part_label", number=number, pages=pages)
         pages_covered = tuple(p for c in section for p in c.pages)
         partials.append(Partial(label, section[0].document, pages_covered, answer.text.strip()))
+        yield PartDone(number, total, section[0].document, tuple(sorted(set(pages_covered))), partials[-1].text)
     final = yield from _reduce(partials, template, plan.budget, plan.map_tokens, options, engine, name)
     return final, _as_json(partials)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -51,8 +52,13 @@ class TaskOptions:
         return dataclasses.replace(self, deadline=time.monotonic() + self.time_limit)
 
 
+# The comma of every keyboard the product serves: ASCII, Japanese and Chinese (、，), Arabic (،).
+_COMMAS = re.compile("[,\u3001\uff0c\u060c]")
+
+
 def comma_list(items: str | Sequence[str]) -> list[str]:
     """'invoice, contract,,invoice' or a list -> the unique, non-empty items in order, each with
-    its runs of whitespace (line breaks too) as single spaces."""
-    parts = items.split(",") if isinstance(items, str) else items
+    its runs of whitespace (line breaks too) as single spaces. Japanese, Chinese and Arabic commas
+    separate items too."""
+    parts = _COMMAS.split(items) if isinstance(items, str) else items
     return list(dict.fromkeys(" ".join(str(part).split()) for part in parts if str(part).strip()))

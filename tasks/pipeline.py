@@ -13,6 +13,7 @@ from tasks.chunking import CHUNK_HEADER_TOKENS, DEFAULT_CHUNK_TOKENS, chunk_docu
 from tasks.documents import Document
 from tasks.errors import BudgetError, CapacityError, InvalidRequest, ModelUnavailable
 from tasks.events import (
+    Citation,
     DocumentSummary,
     Event,
     Extraction,
@@ -123,8 +124,9 @@ def stream_answer(
     parts: list[str] = []
     notes: set[str] = set()
     with engine_errors():  # the speed is measured by a generation when it is not known yet
-        wait = describe_wait(estimate_seconds(prompt_tokens, answer_tokens, engine.throughput()))
-        yield Progress(f"Reading {prompt_tokens:,} tokens ({context.strategy}); expected wait: {wait}")
+        seconds = estimate_seconds(prompt_tokens, answer_tokens, engine.throughput())
+        message = f"Reading {prompt_tokens:,} tokens ({context.strategy}); expected wait: {describe_wait(seconds)}"
+        yield Progress(message, expected_seconds=seconds)
         stream = engine.stream(
             context.prompt,
             prefix=context.prefix,
@@ -177,6 +179,7 @@ def make_result(
     request: str | None = None,
     sources: list[Source] | None = None,
     quotes: list[Quote] | None = None,
+    citations: list[Citation] | None = None,
     sections: list[Section] | None = None,
     labels: list[LabelScore] | None = None,
     extraction: Extraction | None = None,
@@ -213,6 +216,7 @@ def make_result(
         request=request,
         sources=sources,
         quotes=quotes,
+        citations=citations,
         sections=sections,
         labels=labels,
         extraction=extraction,

@@ -60,8 +60,10 @@ class Highlight:
 
 def highlight(document: Document, page_number: int, span: str, password: str | None = None) -> Highlight | None:
     """The rectangles that cover `span` (a quote or a passage of the page's text) on page
-    `page_number` (1-based) of a PDF `document`; None when the span is not on that page."""
+    `page_number` (1-based) of a PDF `document`; None when the span is not on that page. The
+    document's own password (the one it was read with) opens it again when none is given."""
     page = _page(document, page_number)
+    password = password or document.password
     words = page.words if page.words is not None else text_layer_words(_source(document), page_number, password)
     found = find_span(words.words, span)
     if found is None:
@@ -75,8 +77,25 @@ def render_page(document: Document, page_number: int, dpi: float = 110, password
     """Page `page_number` (1-based) of a PDF `document` as an image (PDFium renders it), at `dpi`,
     or smaller where that would be more than MAX_RENDER_PIXELS."""
     _page(document, page_number)
-    with _opened_page(_source(document), password, page_number, document.name) as page:
+    with _opened_page(_source(document), password or document.password, page_number, document.name) as page:
         return image_of(page, dpi)
+
+
+def render_pdf_page(path: Path, page_number: int, dpi: float = 110, password: str | None = None) -> Image:
+    """Page `page_number` (1-based) of the PDF at `path` as an image, without reading the document
+    again (the viewer shows any page of a file it has); DocumentError for a page it does not have."""
+    with _opened_page(path, password, page_number, path.name) as page:
+        return image_of(page, dpi)
+
+
+def pdf_page_count(path: Path, password: str | None = None) -> int:
+    """How many pages the PDF at `path` has (DocumentError when it cannot be opened)."""
+    with pdfium.LOCK:
+        pdf = open_pdf(path, password)
+        try:
+            return len(pdf)
+        finally:
+            pdf.close()
 
 
 def image_of(page, dpi: float, grayscale: bool = False) -> Image:
@@ -95,6 +114,8 @@ def _opened_page(path: Path, password: str | None, page_number: int, name: str) 
     with pdfium.LOCK:
         pdf = open_pdf(path, password)
         try:
+            if not 1 <= page_number <= len(pdf):  # PDFium would take page 0 as the last one
+                raise DocumentError(f"{name}: there is no page {page_number} (it has {len(pdf)})")
             page = pdf[page_number - 1]
             try:
                 yield page

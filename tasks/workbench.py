@@ -128,15 +128,24 @@ class Workbench:
         if len(paths) > MAX_DOCUMENTS:
             raise InvalidRequest(f"load at most {MAX_DOCUMENTS} documents at a time")
         documents: list[Document] = []
+        for path, name in zip(paths, self.document_names(paths), strict=True):
+            cache = self.ocr_cache if cache_salt is not None else None
+            ocr = OcrRequest(progress=progress, cache=cache, cache_salt=cache_salt, cancel=cancel)
+            documents.append(load_document(path, name, password=password, ocr=ocr))
+        return documents
+
+    @staticmethod
+    def document_names(paths: Sequence[str | Path]) -> list[str]:
+        """The names `read` gives the documents at `paths`, in order: each file's display name,
+        numbered from the second file of the same name ("a.pdf", "a.pdf (2)"). The UI maps a
+        citation's document back to its file with these."""
+        names: list[str] = []
         seen: dict[str, int] = {}
         for path in paths:
             name = display_name(Path(path).name)
             seen[name] = seen.get(name, 0) + 1
-            unique = name if seen[name] == 1 else f"{name} ({seen[name]})"
-            cache = self.ocr_cache if cache_salt is not None else None
-            ocr = OcrRequest(progress=progress, cache=cache, cache_salt=cache_salt, cancel=cancel)
-            documents.append(load_document(path, unique, password=password, ocr=ocr))
-        return documents
+            names.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+        return names
 
     def card(self, documents: Sequence[Document], options: TaskOptions | None = None) -> DocumentCard:
         """Describe `documents` (together) against the budget, with each task's plan: the very
