@@ -18,8 +18,8 @@ import gradio as gr
 
 from app import untrusted
 from app.i18n import browser_language, label, text
+from app.panels import EXAMPLES_DIR, ResultArea, TabContext, example_documents, exports, file_names, frames, wire_run
 from app.sources_view import sources_html
-from app.tabs import EXAMPLES_DIR, ResultArea, TabContext, example_documents, exports, file_names, frames, wire_run
 from app.untrusted import MARKDOWN_OPTIONS
 
 EXAMPLE_QUESTIONS = ("When did the Munich office open?", "What was the revenue in 2025, and how did it change?")

@@ -23,17 +23,8 @@ from app.files import app_folders, sweep, sweep_interval, use_upload_folder
 from app.i18n import browser_language, label, text, translations
 from app.inputs import make_options, session_salt, user_errors
 from app.launch import DEFAULT_KEEP_MINUTES
-from app.tabs import (
-    ResultArea,
-    Settings,
-    TabContext,
-    classify_tab,
-    custom_tab,
-    example_documents,
-    exports,
-    extract_tab,
-    summarize_tab,
-)
+from app.panels import ResultArea, Settings, TabContext, example_documents, exports
+from app.tabs import classify_tab, custom_tab, extract_tab, summarize_tab
 from app.untrusted import MARKDOWN_OPTIONS
 from app.viewer import Registry, message_html, open_reference, turn_page
 from tasks.budget import STRATEGY_CHOICES

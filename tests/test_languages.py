@@ -78,3 +78,9 @@ def test_default_output_language_is_the_documents_and_lang_overrides_it(fake_eng
     assert fake_engine.prompts[-1].rstrip().endswith(CUES["de"])
     assert list(summarize([german], TaskOptions(language="ja"), fake_engine))[-1].language == "ja"
     assert fake_engine.prompts[-1].rstrip().endswith(CUES["ja"])
+
+
+def test_fields_and_labels_are_split_at_every_languages_comma():
+    from tasks.options import comma_list
+
+    assert comma_list("請求書、契約書，報告書، invoice, invoice") == ["請求書", "契約書", "報告書", "invoice"]

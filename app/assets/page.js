@@ -69,6 +69,13 @@
     // (Gradio writes dir="ltr" on its text boxes: replaced.)
     document.querySelectorAll('textarea:not([dir="auto"]), input[type="text"]:not([dir="auto"]), .message .md:not([dir="auto"])')
       .forEach((node) => node.setAttribute('dir', 'auto'));
+    // Result areas are named regions (a screen reader can jump to "Sources", "Summary" ...).
+    document.querySelectorAll('[id$="-output"]:not([role]), #ask-thread:not([role]), [id$="-sources"]:not([role])')
+      .forEach((node) => {
+        const named = node.querySelector('label, [data-testid="block-label"]') || node.closest('.block');
+        node.setAttribute('role', 'region');
+        node.setAttribute('aria-label', ((named && named.textContent) || node.id).trim().slice(0, 60));
+      });
     const upload = document.querySelector('#documents input[type="file"]:not([aria-label])');
     if (upload) upload.setAttribute('aria-label', document.querySelector('#documents label')?.textContent || 'Documents');
   }
