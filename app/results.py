@@ -44,7 +44,7 @@ REQUEST_NAMES = {"question": "Question", "prompt": "Instruction"}  # the request
 
 # A place in the documents (a retrieved passage, a map-reduce section), a quote found in them, a
 # quote or an extracted value that is in none of them, an extracted value cut off at the limit.
-SourceKind = Literal["source", "section", "found", "missing", "capped"]
+SourceKind = Literal["cited", "source", "section", "found", "missing", "capped"]
 _MARKS = {"found": "✓ ", "missing": "✗ ", "capped": "⚠ "}
 
 
@@ -107,7 +107,13 @@ class ResultView:
 
 
 def _source_lines(details: dict[str, Any]) -> list[SourceLine]:
-    lines = [SourceLine("source", source["label"], source["text"]) for source in details.get("sources") or []]
+    lines, numbers = [], set()
+    for citation in details.get("citations") or []:  # the sentences the answer's markers [n] stand for
+        if citation["number"] not in numbers:
+            numbers.add(citation["number"])
+            place = f"[{citation['number']}] {citation['document']}, page {citation['page']}"
+            lines.append(SourceLine("cited", place + (OCR_MARK if citation.get("ocr") else ""), citation["text"]))
+    lines += [SourceLine("source", source["label"], source["text"]) for source in details.get("sources") or []]
     for quote in details.get("quotes") or []:
         found = f"Quote found in {quote['document']}, page {quote['page']}" + (OCR_MARK if quote.get("ocr") else "")
         missing = "Not found in the documents, so not a quote"
@@ -156,7 +162,9 @@ def sources_text(view: ResultView) -> list[str]:
     the documents by name and pages, checks with the text they checked."""
     lines = []
     for line in view.sources:
-        if line.kind in ("source", "section"):
+        if line.kind == "cited":
+            lines.append(f'{line.heading}: "{" ".join((line.passage or "").split())}"')
+        elif line.kind in ("source", "section"):
             lines.append(f"[{line.kind}: {line.heading}]")
         elif line.passage is not None:
             lines.append(f'[{line.heading}: "{" ".join(line.passage.split())}"]')
@@ -170,7 +178,7 @@ def sources_markdown(view: ResultView) -> str:
     plain = untrusted.plain
     entries = []
     for line in view.sources:
-        if line.kind in ("source", "section"):
+        if line.kind in ("cited", "source", "section"):
             entries.append(f"**{plain(line.heading)}**  \n{_blockquote(line.passage)}")
         elif line.kind == "found":
             entries.append(f"{_MARKS['found']}{plain(line.heading)}:  \n{_blockquote(line.passage)}")

@@ -24,6 +24,8 @@ from tasks.positions import pdf_page_count, render_pdf_page
 from tasks.workbench import Workbench
 
 VIEW_DPI = 100
+MAX_VIEW_SIDE = 1600  # pixels: a poster-sized page is drawn smaller, so the page stays light
+MAX_RESULTS = 200  # results a session's viewer can open (the oldest answers' citations go first)
 MAX_TEXT_SHOWN = 30_000  # characters of a text page around the mark
 
 
@@ -47,8 +49,11 @@ class Registry:
     questions: list[str] = field(default_factory=list)  # the Ask thread's questions as written (for retry)
 
     def remember(self, scope: str, details: dict[str, Any], files: dict[str, str]) -> None:
+        self.results.pop(scope, None)  # (re)inserted last: the oldest results go first
         self.results[scope] = {"citations": details.get("citations") or [], "places": places(details),
                                "files": files}  # fmt: skip
+        while len(self.results) > MAX_RESULTS:  # bounded, however long a session's conversation
+            del self.results[next(iter(self.results))]
 
     def forget(self) -> None:
         self.results.clear()
@@ -113,7 +118,7 @@ def message_html(message: str) -> str:
 
 
 def _pdf_page_html(path: Path, shown: Shown, marks: list[dict[str, Any]], password: str | None) -> str:
-    image = render_pdf_page(path, shown.page, VIEW_DPI, password)
+    image = render_pdf_page(path, shown.page, VIEW_DPI, password, max_side=MAX_VIEW_SIDE)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
     source = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

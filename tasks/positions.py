@@ -81,10 +81,17 @@ def render_page(document: Document, page_number: int, dpi: float = 110, password
         return image_of(page, dpi)
 
 
-def render_pdf_page(path: Path, page_number: int, dpi: float = 110, password: str | None = None) -> Image:
+def render_pdf_page(
+    path: Path, page_number: int, dpi: float = 110, password: str | None = None, max_side: int | None = None
+) -> Image:
     """Page `page_number` (1-based) of the PDF at `path` as an image, without reading the document
-    again (the viewer shows any page of a file it has); DocumentError for a page it does not have."""
+    again (the viewer shows any page of a file it has); DocumentError for a page it does not have.
+    With `max_side`, a page larger than that many pixels at `dpi` is drawn smaller (a poster-sized
+    page is not rendered at full size to be shown in a column)."""
     with _opened_page(path, password, page_number, path.name) as page:
+        if max_side is not None:
+            longest = max(page.get_size()) / 72  # inches
+            dpi = min(dpi, max_side / max(longest, 1e-6))
         return image_of(page, dpi)
 
 

@@ -71,3 +71,22 @@ def test_a_classification_shows_its_labels_in_every_form():
     assert body_text(view) == " 75.00%  report\n 25.00%  <b>invoice</b>\n"
     assert "```\n 75.00%  report\n 25.00%  <b>invoice</b>\n```" in result_markdown(view)  # as code: nothing live
     assert view.labels == [("report", 0.75), ("<b>invoice</b>", 0.25)]
+
+
+def test_numbered_citations_come_first_in_the_cli_lines_and_the_export():
+    from app.results import ResultView, result_markdown, sources_text
+
+    citation = {"number": 1, "document": "report.pdf", "page": 2, "text": "The Berlin\noffice opened.", "ocr": True}
+    details = {
+        "task": "ask",
+        "text": "It opened in 2024.",
+        "citations": [citation, {**citation, "anchor": 3}],  # one sentence cited twice: listed once
+        "sources": [{"label": "report.pdf, page 2", "text": "# Offices\nThe Berlin office opened."}],
+    }
+    view = ResultView.from_json(details)
+    assert sources_text(view) == [
+        '[1] report.pdf, page 2, read by OCR: "The Berlin office opened."',
+        "[source: report.pdf, page 2]",
+    ]
+    exported = result_markdown(view)
+    assert exported.count("\\[1\\] report.pdf, page 2") == 1 and "\\# Offices" in exported

@@ -187,3 +187,27 @@ def test_a_bad_file_gets_an_error_chip_and_the_good_one_its_card(tiny_workbench,
     assert usable == [str(report)]
     assert html.count('class="doc-card"') == 1 and html.count('class="doc-chip error"') == 1
     assert data["errors"][0]["file"] == "broken.pdf" and data["documents"][0]["name"] == "report.pdf"
+
+
+def test_a_poster_sized_page_is_drawn_small_for_the_viewer(tmp_path):
+    from fpdf import FPDF
+
+    from app.viewer import MAX_VIEW_SIDE
+    from tasks.positions import render_pdf_page
+
+    pdf = FPDF(format=(3000, 2000))  # millimetres: 118 x 79 inches, 11,800 pixels wide at 100 dpi
+    pdf.add_page()
+    poster = tmp_path / "poster.pdf"
+    pdf.output(str(poster))
+    image = render_pdf_page(poster, 1, 100, max_side=MAX_VIEW_SIDE)
+    assert max(image.size) <= MAX_VIEW_SIDE and min(image.size) > 1000
+
+
+def test_the_viewer_remembers_a_bounded_number_of_results():
+    from app.viewer import MAX_RESULTS
+
+    registry = Registry()
+    for turn in range(MAX_RESULTS + 5):
+        registry.remember(f"ask-{turn}", {"citations": []}, {})
+    assert len(registry.results) == MAX_RESULTS and "ask-0" not in registry.results
+    assert f"ask-{MAX_RESULTS + 4}" in registry.results
