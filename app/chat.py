@@ -23,7 +23,13 @@ from app.sources_view import sources_html
 from app.untrusted import MARKDOWN_OPTIONS
 
 EXAMPLE_QUESTIONS = ("When did the Munich office open?", "What was the revenue in 2025, and how did it change?")
-_MODEL_MARKER = re.compile(r"\[(?=\d{1,2}\])")  # the model's own "[1]": not one of our markers
+# Our markers end with a word joiner (U+2060, invisible); the page script makes buttons of those
+# alone. So the model's text loses every word joiner, every "[" before a digit gets an invisible
+# space, and every character reference (`&#91;`, `&#8288;`) is shown as written, not decoded: no
+# way of writing "[1]" + U+2060 in an answer survives to the page.
+MARKER_END = "\u2060"
+_MODEL_BRACKET = re.compile(r"\[(?=\d)")
+_CHARACTER_REFERENCE = re.compile(r"&(?=#?\w+;)")
 
 
 def ask_tab(tab: TabContext) -> tuple[ResultArea, gr.Chatbot, gr.HTML]:
@@ -157,14 +163,15 @@ def answer_markdown(answer: str, citations: list[dict[str, Any]] | None) -> str:
         by_anchor.setdefault(min(max(0, int(citation["anchor"])), len(answer)), []).append(citation["number"])
     for anchor in sorted(by_anchor):
         pieces.append(_safe(answer[cursor:anchor]))
-        pieces.append("".join(f"\u00a0[{number}]\u200b" for number in sorted(set(by_anchor[anchor]))))
+        pieces.append("".join(f"\u00a0[{number}]{MARKER_END}" for number in sorted(set(by_anchor[anchor]))))
         cursor = anchor
     pieces.append(_safe(answer[cursor:]))
     return "".join(pieces)
 
 
 def _safe(text: str) -> str:
-    return untrusted.markdown(_MODEL_MARKER.sub("[" + untrusted.ZERO_WIDTH_SPACE, text))
+    text = _CHARACTER_REFERENCE.sub("&amp;", text.replace(MARKER_END, ""))
+    return untrusted.markdown(_MODEL_BRACKET.sub("[" + untrusted.ZERO_WIDTH_SPACE, text))
 
 
 def cleared_thread(registry, had_thread: bool, language: str) -> tuple:

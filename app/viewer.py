@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from html import escape
 from pathlib import Path
@@ -26,6 +27,7 @@ from tasks.workbench import Workbench
 VIEW_DPI = 100
 MAX_VIEW_SIDE = 1600  # pixels: a poster-sized page is drawn smaller, so the page stays light
 MAX_RESULTS = 200  # results a session's viewer can open (the oldest answers' citations go first)
+MAX_PAGES_SHOWN = 6  # drawn pages a session keeps (a PDF page image is up to ~2 MB of HTML)
 MAX_TEXT_SHOWN = 30_000  # characters of a text page around the mark
 
 
@@ -47,6 +49,9 @@ class Registry:
 
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     questions: list[str] = field(default_factory=list)  # the Ask thread's questions as written (for retry)
+    # The last pages shown (their HTML and page count): clicking the same citation again, or
+    # turning back, does not draw a heavy PDF page or read a long text file once more.
+    pages_shown: dict[tuple, tuple[str, int]] = field(default_factory=dict)
 
     def remember(self, scope: str, details: dict[str, Any], files: dict[str, str]) -> None:
         self.results.pop(scope, None)  # (re)inserted last: the oldest results go first
@@ -58,6 +63,15 @@ class Registry:
     def forget(self) -> None:
         self.results.clear()
         self.questions.clear()
+        self.pages_shown.clear()
+
+    def page_shown(self, key: tuple, draw: Callable[[], tuple[str, int]]) -> tuple[str, int]:
+        """The page's HTML and page count, drawn once for the last MAX_PAGES_SHOWN keys."""
+        if key not in self.pages_shown:
+            self.pages_shown[key] = draw()
+            while len(self.pages_shown) > MAX_PAGES_SHOWN:
+                del self.pages_shown[next(iter(self.pages_shown))]
+        return self.pages_shown[key]
 
 
 def open_reference(workbench: Workbench, registry: Registry, reference: str, password: str | None,
@@ -68,7 +82,7 @@ def open_reference(workbench: Workbench, registry: Registry, reference: str, pas
     kind, _, index = rest.partition(":")
     index = index.split("@")[0]  # the page script adds a click stamp, so a second click is an event too
     result = registry.results.get(scope)
-    if result is None or not index.isdigit():
+    if result is None or not re.fullmatch(r"[0-9]{1,4}", index):
         return message_html(text("viewer.empty", language)), None
     if kind == "c":
         cited = next((c for c in result["citations"] if c["number"] == int(index)), None)
@@ -100,12 +114,16 @@ def show(workbench: Workbench, registry: Registry, shown: Shown, password: str |
     if path is None:
         return message_html(text("viewer.empty", language)), None
     marks = [c for c in result["citations"] if c["document"] == shown.document and c["page"] == shown.page]
-    try:
+
+    def draw() -> tuple[str, int]:
         if Path(path).suffix.lower() == ".pdf":
             shown.pages = pdf_page_count(Path(path), password)
-            body = _pdf_page_html(Path(path), shown, marks, password)
-        else:
-            body = _text_page_html(workbench, path, shown, marks, password, salt)
+            return _pdf_page_html(Path(path), shown, marks, password), shown.pages
+        return _text_page_html(workbench, path, shown, marks, password, salt), shown.pages
+
+    key = (path, shown.page, shown.selected, tuple((c["number"], c["text"]) for c in marks))
+    try:
+        body, shown.pages = registry.page_shown(key, draw)
     except UserError as exc:
         return message_html(str(exc)), asdict(shown)
     heading = text("viewer.page", language, page=shown.page, pages=shown.pages or "?")

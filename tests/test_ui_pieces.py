@@ -3,6 +3,7 @@ the interface's languages, the paced event stream and the per-file cards."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from types import SimpleNamespace
@@ -68,8 +69,18 @@ def test_answers_get_markers_at_their_anchors_and_the_models_own_brackets_are_no
     citations = [{"number": 1, "anchor": 30}, {"number": 2, "anchor": len(answer)}, {"number": 3, "anchor": 30}]
     shown = answer_markdown(answer, citations)
     assert "2024 [\u200b1]" in shown  # the model's "[1]" cannot become a button
-    assert ".\u00a0[1]\u200b\u00a0[3]\u200b" in shown and shown.endswith("\u00a0[2]\u200b")
+    assert ".\u00a0[1]\u2060\u00a0[3]\u2060" in shown and shown.endswith("\u00a0[2]\u2060")
     assert "<img" not in shown and "](" not in shown
+
+
+@pytest.mark.parametrize(
+    "forged", ["[1]\u2060", "[1\\]\u2060", "&#91;1]&#8288;", "&lsqb;1&rsqb;&NoBreak;", "\\[1\\]&#x2060;"]
+)
+def test_no_way_of_writing_a_marker_in_an_answer_survives(forged):
+    from markdown_it import MarkdownIt
+
+    rendered = MarkdownIt("commonmark").render(answer_markdown(f"Invented claim {forged}.", []))
+    assert re.search(r"\[\d{1,2}\]\u2060", rendered) is None, rendered
 
 
 def test_sources_are_plain_text_grouped_by_file_and_page():
@@ -211,3 +222,17 @@ def test_the_viewer_remembers_a_bounded_number_of_results():
         registry.remember(f"ask-{turn}", {"citations": []}, {})
     assert len(registry.results) == MAX_RESULTS and "ask-0" not in registry.results
     assert f"ask-{MAX_RESULTS + 4}" in registry.results
+
+
+def test_a_page_shown_again_is_not_drawn_again(tiny_workbench, cited_report, monkeypatch):
+    import app.viewer
+
+    drawn = []
+    original = app.viewer.render_pdf_page
+    monkeypatch.setattr(app.viewer, "render_pdf_page", lambda *args, **kw: drawn.append(args) or original(*args, **kw))
+    for _ in range(3):
+        open_reference(tiny_workbench, cited_report, "ask-0:c:1@1", None, "salt", "en")
+    assert len(drawn) == 1
+    for reference in ("ask-0:c:²", "ask-0:p:" + "9" * 5000):
+        _html, shown = open_reference(tiny_workbench, cited_report, reference, None, "salt", "en")
+        assert shown is None

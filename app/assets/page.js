@@ -4,7 +4,7 @@
 (() => {
   if (window.graniteLongDoc) return;
   window.graniteLongDoc = true;
-  const MARKER = /\[(\d{1,2})\]/g;
+  const MARKER = /\[(\d{1,2})\]\u2060/g;  // the server's markers only: they end with a word joiner
   const ANSWERS = [
     // [where, the scope of the result each answer belongs to]
     ['#ask-thread .bot-row', (node, index) => `ask-${index}`],
@@ -32,8 +32,8 @@
     }
   });
 
-  // Inline markers [1] in answers become buttons (the model's own brackets carry an invisible
-  // space, so only the server's markers match).
+  // Inline markers [1] in answers become buttons (app/chat.py: nothing the model writes can
+  // end with the word joiner that only the server's markers have).
   function upgradeMarkers(container, scope) {
     const walker = document.createTreeWalker(container, NodeFilter.SHOW_TEXT);
     const found = [];
