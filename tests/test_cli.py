@@ -192,4 +192,4 @@ def test_python_app_py_without_arguments_serves_the_web_ui(tiny_checkpoint):
     the UI says so and serves the document tools."""
     with app_py_serving(bare=True) as url, urllib.request.urlopen(url + "config", timeout=30) as response:
         config = response.read().decode()
-    assert "Generation is unavailable" in config and "(not loaded)" in config
+    assert "app.unavailable" in config and "(not loaded)" in config  # the sentence, translated in the browser

@@ -255,7 +255,7 @@ def test_the_web_ui_still_starts_with_a_damaged_folder(folder):
             assert response.status == 200
             config = response.read().decode()
     shown = json.dumps(plain(str(damaged)))[1:-1]  # the header shows the reason as plain text
-    assert "Generation is unavailable" in config and shown in config
+    assert "app.unavailable" in config and shown in config  # a plain sentence; the reason for the operator
 
 
 def test_a_cli_task_with_a_damaged_folder_is_one_error_line(folder, tmp_path, capsys):
