@@ -46,6 +46,10 @@ def ask_tab(tab: TabContext) -> tuple[ResultArea, gr.Chatbot, gr.HTML]:
             stop = gr.Button(
                 label("run.stop"), variant="stop", scale=1, min_width=90, elem_id="ask-stop", visible=False
             )
+        examples = example_documents()
+        if examples and examples[0].parent == EXAMPLES_DIR and examples[0].suffix.lower() == ".pdf":
+            gr.Examples(examples=[[[str(examples[0])], q] for q in EXAMPLE_QUESTIONS], inputs=[tab.files, question],
+                        example_labels=list(EXAMPLE_QUESTIONS), label=label("ask.examples"))  # fmt: skip
         progress = gr.HTML("", elem_id="ask-progress", elem_classes="run-panel")
         with gr.Accordion(label("output.sources"), open=True):
             sources = gr.HTML("", elem_id="ask-sources")
@@ -57,10 +61,6 @@ def ask_tab(tab: TabContext) -> tuple[ResultArea, gr.Chatbot, gr.HTML]:
             clear = gr.Button(label("ask.clear"), size="sm", elem_id="ask-clear")
         with gr.Accordion(label("output.details"), open=False):
             details = gr.JSON(label="Result")
-        examples = example_documents()
-        if examples and examples[0].parent == EXAMPLES_DIR and examples[0].suffix.lower() == ".pdf":
-            gr.Examples(examples=[[[str(examples[0])], q] for q in EXAMPLE_QUESTIONS], inputs=[tab.files, question],
-                        example_labels=list(EXAMPLE_QUESTIONS), label=label("ask.examples"))  # fmt: skip
     area = ResultArea("ask", thread, progress, sources, details, export_markdown, export_json)
     _wire(tab, question, run, stop, area, notice)
     clear.click(_cleared, inputs=[tab.registry], outputs=[thread, notice, *area.cleared[1:], tab.registry],

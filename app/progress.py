@@ -29,6 +29,7 @@ class RunProgress:
         self.steps: list[list] = []  # [name, done]
         self.expected_end: float | None = None  # when the task should be done, by the measured speeds
         self.parts: tuple[int, int] | None = None  # (parts done, parts in all) of a map-reduce summary
+        self.headline = ""  # the step that names where the task is (a part, not that part's generation)
         self.outcome: Outcome = "running"
         self.message = ""
 
@@ -36,6 +37,8 @@ class RunProgress:
         """Take one event of the task (None: nothing new, only the clock moved)."""
         if isinstance(event, Progress):
             self._start(event.message)
+            if self.parts is None or event.total or not event.expected_seconds:  # not one part's generation
+                self.headline = event.message
             if event.expected_seconds:
                 whole = event.step is not None and event.step == 1 and event.total
                 # A map-reduce plan's first part carries the whole plan's time; a generation its own.
@@ -46,6 +49,9 @@ class RunProgress:
         elif isinstance(event, PartDone):
             self._finish_current()
             self.parts = (event.number, event.total)
+            # The parts so far say how long the rest takes better than the estimate made before them.
+            projected = self.started + (self.clock() - self.started) * (event.total + 1) / event.number
+            self.expected_end = max(self.expected_end or projected, projected)
         elif isinstance(event, TextDelta):
             self._start("Writing")
         elif isinstance(event, TaskResult):
@@ -71,6 +77,8 @@ class RunProgress:
         percent = round(self.fraction() * 100)
         elapsed = text("progress.elapsed", self.language, time=_duration(self.clock() - self.started))
         figures = [f"{percent}%", elapsed]
+        if self.parts and self.outcome == "running":
+            figures.insert(1, f"{self.parts[0]} / {self.parts[1]}")
         if self.outcome == "running" and self.expected_end is not None:
             left = self.expected_end - self.clock()
             key = "progress.left" if left > 0 else "progress.longer"
@@ -90,7 +98,7 @@ class RunProgress:
         names = {"done": "progress.done", "stopped": "progress.stopped", "failed": "progress.failed"}
         if self.outcome in names:
             return text(names[self.outcome], self.language) + (f": {self.message}" if self.message else "")
-        return self.steps[-1][0] if self.steps else text("progress.starting", self.language)
+        return self.headline or text("progress.starting", self.language)
 
     @staticmethod
     def _step_html(name: str, done: bool) -> str:

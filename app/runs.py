@@ -67,9 +67,11 @@ def follow(start: Callable[[], Iterator[Event]], language: str, cancel=None, eve
 
 
 def _finish_words(view: ResultView) -> str:
-    if view.finish_reason == "stop":
-        return status_line(view).removeprefix("Done (finished) · ")
-    return f"{FINISH_NAMES.get(view.finish_reason, view.finish_reason)} · " + status_line(view).split(" · ", 1)[1]
+    """The status line after "Done:" or "Stopped:" (how it ended is said once)."""
+    rest = status_line(view).split(" · ", 1)[1]
+    if view.finish_reason in ("stop", "cancelled"):
+        return rest
+    return f"{FINISH_NAMES.get(view.finish_reason, view.finish_reason)} · {rest}"
 
 
 def _operator_note(exc: UserError) -> str | None:

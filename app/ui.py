@@ -153,7 +153,7 @@ class Viewer:
 def _viewer(tab: TabContext, column: gr.Column) -> Viewer:
     """The viewer: the page with the passage lit, and page turning."""
     gr.Markdown(label("viewer.title"), elem_id="viewer-title")
-    with gr.Row():
+    with gr.Row(elem_id="viewer-nav"):
         previous = gr.Button(label("viewer.previous"), size="sm", elem_id="viewer-previous")
         following = gr.Button(label("viewer.next"), size="sm", elem_id="viewer-next")
         close = gr.Button(label("viewer.close"), size="sm", elem_id="viewer-close")

@@ -24,8 +24,8 @@ from tasks.errors import UserError
 from tasks.positions import pdf_page_count, render_pdf_page
 from tasks.workbench import Workbench
 
-VIEW_DPI = 100
-MAX_VIEW_SIDE = 1600  # pixels: a poster-sized page is drawn smaller, so the page stays light
+VIEW_DPI = 150  # sharp when zoomed in to twice the column's width
+MAX_VIEW_SIDE = 2000  # pixels: a poster-sized page is drawn smaller, so the page stays light
 MAX_RESULTS = 200  # results a session's viewer can open (the oldest answers' citations go first)
 MAX_PAGES_SHOWN = 6  # drawn pages a session keeps (a PDF page image is up to ~2 MB of HTML)
 MAX_TEXT_SHOWN = 30_000  # characters of a text page around the mark
@@ -127,8 +127,15 @@ def show(workbench: Workbench, registry: Registry, shown: Shown, password: str |
     except UserError as exc:
         return message_html(str(exc)), asdict(shown)
     heading = text("viewer.page", language, page=shown.page, pages=shown.pages or "?")
+    selected = next((c for c in marks if c["number"] == shown.selected), None)
+    quote = "" if selected is None else _quote_html(selected)
     return (f'<div class="viewer-page" dir="auto"><div class="viewer-head"><b>{escape(shown.document)}</b> · '
-            f"{escape(heading)}</div>{body}</div>"), asdict(shown)  # fmt: skip
+            f"{escape(heading)}</div>{quote}{body}</div>"), asdict(shown)  # fmt: skip
+
+
+def _quote_html(citation: dict[str, Any]) -> str:
+    """The cited sentence in the page's own words, legible whatever the page image's size."""
+    return f'<blockquote class="viewer-quote" dir="auto">[{citation["number"]}] {escape(citation["text"])}</blockquote>'
 
 
 def message_html(message: str) -> str:
@@ -150,8 +157,9 @@ def _pdf_page_html(path: Path, shown: Shown, marks: list[dict[str, Any]], passwo
             boxes.append(f'<div class="viewer-mark{lit}" data-number="{citation["number"]}" style="{style}" '
                          f'title="[{citation["number"]}] {escape(citation["text"])}"></div>')  # fmt: skip
     alt = f"{shown.document}, page {shown.page}"
-    return (f'<div class="viewer-sheet"><img class="viewer-image" src="{source}" alt="{escape(alt)}" '
-            f'width="{image.width}" height="{image.height}">{"".join(boxes)}</div>')  # fmt: skip
+    return (f'<div class="viewer-scroll"><div class="viewer-sheet" title="Click to zoom">'
+            f'<img class="viewer-image" src="{source}" alt="{escape(alt)}" width="{image.width}" '
+            f'height="{image.height}">{"".join(boxes)}</div></div>')  # fmt: skip
 
 
 def _text_page_html(workbench: Workbench, path: str, shown: Shown, marks: list[dict[str, Any]],

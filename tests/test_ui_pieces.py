@@ -56,6 +56,18 @@ def test_progress_of_a_map_reduce_summary_counts_parts_done_and_keeps_the_whole_
     assert "25%" in html  # one part of three, plus the merge
     assert "about 1 min 30 s left" in html
     assert "✓</span> Reading 500 tokens" in html and "▶</span> Summarizing part 2 of 3" in html
+    assert "1 / 3" in html
+
+
+def test_a_map_reduce_summary_slower_than_estimated_projects_from_its_parts():
+    clock = StoppedClock()
+    progress = RunProgress("en", clock)
+    progress.on(Progress("Summarizing part 1 of 3", 1, 3, expected_seconds=20))
+    progress.on(Progress("Reading 500 tokens", expected_seconds=5))
+    assert 'class="run-headline">Summarizing part 1 of 3<' in progress.html()  # not the part's generation
+    clock.now += 30
+    progress.on(PartDone(1, 3, "a.pdf", (1,), "Part one."))  # 30 s a part: four steps, 120 s in all
+    assert "about 1 min 30 s left" in progress.html()
 
 
 def test_progress_speaks_the_browsers_language():

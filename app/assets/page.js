@@ -20,6 +20,19 @@
     trigger('click');
   }, true);
 
+  // A click on the page image zooms it to twice the column's width (and back).
+  document.addEventListener('click', (event) => {
+    const sheet = event.target.closest('#viewer .viewer-sheet');
+    if (sheet) sheet.classList.toggle('zoomed');
+  });
+
+  // Escape closes the viewer.
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape') return;
+    const close = document.querySelector('#viewer-close');
+    if (close && close.offsetParent !== null) close.click();
+  });
+
   // Enter on a marker or source works like a click (they are buttons).
   // Ctrl+Enter (Cmd+Enter) runs the task of the tab the cursor is in.
   document.addEventListener('keydown', (event) => {
@@ -52,7 +65,7 @@
         button.className = 'cite';
         button.textContent = `[${number}]`;
         button.setAttribute('data-cite', `${scope}:c:${number}`);
-        button.setAttribute('aria-label', `${number}`);
+        button.setAttribute('aria-label', `[${number}]: ${document.querySelector('#viewer-title')?.textContent || 'source'}`);
         pieces.append(button);
         last = offset + match.length;
       });
