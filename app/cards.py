@@ -7,11 +7,8 @@ import dataclasses
 from collections.abc import Callable
 from html import escape
 
+from app.i18n import strategy_name, tables, text
 from app.inputs import file_list, user_errors
-from app.results import (
-    STRATEGY_NAMES,
-    TASK_NAMES,
-)
 from tasks.errors import InvalidRequest, UserError
 from tasks.options import TaskOptions
 from tasks.workbench import MAX_DOCUMENTS, DocumentCard, Workbench
@@ -23,6 +20,7 @@ def describe_documents(
     options: TaskOptions,
     password: str | None = None,
     progress: Callable[[str], None] | None = None,
+    language: str = "en",
 ) -> tuple[str, dict, list[str]]:
     """One card per document (name, pages, language, tokens, a gauge of its tokens against the
     budget) and, for several, a card for them together; each with the strategy every task will
@@ -31,7 +29,7 @@ def describe_documents(
     session: the tasks then find them in the workbench's cache. Returns (HTML, JSON, the paths
     that loaded)."""
     if not documents:
-        return EMPTY_CARDS, {}, []
+        return empty_cards(language), {}, []
     with user_errors():
         paths = file_list(documents)
         if len(paths) > MAX_DOCUMENTS:
@@ -52,10 +50,10 @@ def describe_documents(
     with user_errors():
         cards = [workbench.card([document], options) for document in loaded]
         together = workbench.card(loaded, options) if len(loaded) > 1 else cards[0]
-    html = "".join(_card_html(card) for card in cards) + chips
+    html = "".join(_card_html(card, language) for card in cards) + chips
     if len(loaded) > 1:
-        html += _card_html(together, title=f"All {len(loaded)} documents together")
-    html += _strategies_html(together)
+        html += _card_html(together, language, title=text("cards.together", language, count=len(loaded)))
+    html += _strategies_html(together, language)
     data = {**together.to_json(), "documents": [card.to_json() for card in cards]}
     if errors:
         data["errors"] = errors
@@ -67,21 +65,28 @@ def _error_chip(error: dict[str, str]) -> str:
             f'<span class="doc-note">{escape(error["message"])}</span></div>')  # fmt: skip
 
 
-EMPTY_CARDS = (
-    '<div class="doc-cards empty">No documents yet. Upload PDF, DOCX, HTML, TXT or Markdown files, '
-    "or try an example.</div>"
-)
+def empty_cards(language: str = "en") -> str:
+    return f'<div class="doc-cards empty" dir="auto">{escape(text("uploads.none", language))}</div>'
 
 
-def _card_html(card: DocumentCard, title: str | None = None) -> str:
-    pages = f"{card.pages:,} page{'s' if card.pages != 1 else ''}"
-    tokens = "tokens: unknown" if card.tokens is None else f"{card.tokens:,} tokens"
-    facts = f"{pages} · {card.characters:,} characters · language: {card.language or 'unknown'} · {tokens}"
+EMPTY_CARDS = empty_cards()
+
+
+def _card_html(card: DocumentCard, language: str, title: str | None = None) -> str:
+    pages = (
+        text("cards.one_page", language) if card.pages == 1 else text("cards.pages", language, count=f"{card.pages:,}")
+    )
+    tokens = (text("cards.tokens_unknown", language) if card.tokens is None
+              else text("cards.tokens", language, count=f"{card.tokens:,}"))  # fmt: skip
+    facts = [pages, text("cards.characters", language, count=f"{card.characters:,}"),
+             text("cards.language", language, language=card.language or "?"), tokens]  # fmt: skip
     if card.ocr_pages:
-        facts += f" · {card.ocr_pages:,} page{'s' if card.ocr_pages != 1 else ''} read by OCR"
+        count = text("cards.one_page", language) if card.ocr_pages == 1 else text(
+            "cards.pages", language, count=f"{card.ocr_pages:,}")  # fmt: skip
+        facts.append(text("cards.ocr_pages", language, count=count))
     return (
-        f'<div class="doc-card"><div class="doc-name">{escape(title or card.name)}</div>'
-        f'<div class="doc-facts">{escape(facts)}</div>{_gauge_html(card)}'
+        f'<div class="doc-card" dir="auto"><div class="doc-name">{escape(title or card.name)}</div>'
+        f'<div class="doc-facts">{escape(" · ".join(facts))}</div>{_gauge_html(card)}'
         f'<div class="doc-note">{escape(card.note)}</div></div>'
     )
 
@@ -92,27 +97,33 @@ def _gauge_html(card: DocumentCard) -> str:
     share = card.tokens / card.budget
     state = "fits" if share <= 1 else "over"
     width = min(100.0, share * 100)
-    label = f"{card.tokens:,} / {card.budget:,} tokens of the context budget ({share:.0%})"
+    label = f"{card.tokens:,} / {card.budget:,} ({share:.0%})"
     return (
         f'<div class="gauge {state}" role="meter" aria-valuenow="{card.tokens}" aria-valuemax="{card.budget}" '
         f'title="{escape(label)}"><div class="gauge-fill" style="width:{width:.1f}%"></div></div>'
     )  # the card's note under it says the same in words
 
 
-def _strategies_html(card: DocumentCard) -> str:
+def _strategies_html(card: DocumentCard, language: str) -> str:
     if not card.strategies and not card.refused:
         return ""
-    rows = "".join(f"<li><b>{escape(TASK_NAMES.get(task, task))}</b>: {escape(_plan_text(card, task))}</li>"
-                   for task in [*card.strategies, *card.refused])  # fmt: skip
-    wait = f'<div class="doc-note">Expected wait for a summary: {escape(card.expected_wait or "unknown")}</div>'
-    return f'<div class="doc-card strategies"><div class="doc-name">Each task will use</div><ul>{rows}</ul>{wait}</div>'
+    rows = "".join(
+        f"<li><b>{escape(_task_name(task, language))}</b>: {escape(_plan_text(card, task, language))}</li>"
+        for task in [*card.strategies, *card.refused]
+    )
+    wait = text("cards.wait", language, wait=card.expected_wait or "?")
+    return (f'<div class="doc-card strategies" dir="auto"><div class="doc-name">{escape(text("cards.plan", language))}'
+            f'</div><ul>{rows}</ul><div class="doc-note">{escape(wait)}</div></div>')  # fmt: skip
 
 
-def _plan_text(card: DocumentCard, task: str) -> str:
+def _plan_text(card: DocumentCard, task: str, language: str) -> str:
     """What the card says `task` will do: its strategy (and parts), or why it would be refused."""
     if task in card.refused:
-        return f"refused with these settings: {card.refused[task]}"
+        return text("cards.refused", language, reason=card.refused[task])
+    name = strategy_name(card.strategies[task], language)
     parts = card.parts[task]
-    return STRATEGY_NAMES.get(card.strategies[task], card.strategies[task]) + (
-        f", in {parts} parts" if parts > 1 else ""
-    )
+    return text("cards.parts", language, strategy=name, count=parts) if parts > 1 else name
+
+
+def _task_name(task: str, language: str) -> str:
+    return text(f"tab.{task}", language) if f"tab.{task}" in tables()["en"] else task

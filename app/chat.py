@@ -28,6 +28,7 @@ EXAMPLE_QUESTIONS = ("When did the Munich office open?", "What was the revenue i
 # space, and every character reference (`&#91;`, `&#8288;`) is shown as written, not decoded: no
 # way of writing "[1]" + U+2060 in an answer survives to the page.
 MARKER_END = "\u2060"
+MAX_EXPORTED_ANSWERS = 200  # a thread's export holds its last answers, as many as the viewer keeps
 _MODEL_BRACKET = re.compile(r"\[(?=\d)")
 _CHARACTER_REFERENCE = re.compile(r"&(?=#?\w+;)")
 
@@ -105,9 +106,10 @@ def _wire(tab: TabContext, question: gr.Textbox, run: gr.Button, stop: gr.Button
             sources = ""
             if frame.details:
                 registry.remember(f"ask-{turn}", frame.details, file_names(workbench, paths))
+                registry.answers = [*registry.answers[:turn], frame.details][-MAX_EXPORTED_ANSWERS:]
                 sources = sources_html(frame.details, f"ask-{turn}", browser_language(request))
-            yield ("", history, frame.progress, sources, frame.details, *exports(frame.details, tab.keep_seconds),
-                   registry, "")  # fmt: skip
+            files = exports(frame.details, tab.keep_seconds, registry.answers if frame.details else None)
+            yield "", history, frame.progress, sources, frame.details, *files, registry, ""
 
     def retry(
         documents,

@@ -15,6 +15,7 @@ import gradio as gr
 from app.files import app_folders, remove_stale
 from app.results import (
     ResultView,
+    conversation_markdown,
     json_text,
     result_markdown,
 )
@@ -22,10 +23,13 @@ from app.results import (
 EXPORT_PREFIX = "export-"  # one folder per export, inside the app's exports folder (app.files)
 
 
-def export_files(details: dict[str, Any] | None, keep_seconds: float | None = None) -> tuple[str, str]:
+def export_files(
+    details: dict[str, Any] | None, keep_seconds: float | None = None, conversation: list[dict[str, Any]] | None = None
+) -> tuple[str, str]:
     """Write a finished result as Markdown and as JSON into a fresh private folder inside the app's
-    exports folder; return both paths. Exports older than `keep_seconds` are deleted first (Gradio
-    serves its own copy)."""
+    exports folder; return both paths. With a `conversation` (the results of an Ask thread, the
+    last one `details`), the Markdown holds all of it. Exports older than `keep_seconds` are
+    deleted first (Gradio serves its own copy)."""
     if not details or "task" not in details:
         raise gr.Error("run a task first: there is nothing to export yet", print_exception=False)
     if keep_seconds is not None:
@@ -35,7 +39,10 @@ def export_files(details: dict[str, Any] | None, keep_seconds: float | None = No
     stem = _file_stem(f"{view.task}-{view.document}")
     markdown_path, json_path = folder / f"{stem}.md", folder / f"{stem}.json"
     try:
-        markdown_path.write_text(result_markdown(view), encoding="utf-8")
+        markdown = (
+            conversation_markdown([ResultView.from_json(turn) for turn in conversation]) if conversation else None
+        )
+        markdown_path.write_text(markdown or result_markdown(view), encoding="utf-8")
         json_path.write_text(json_text(details) + "\n", encoding="utf-8")
     except OSError as exc:
         shutil.rmtree(folder, ignore_errors=True)  # no half-written export left to fill the disk further

@@ -53,7 +53,7 @@ def label(key: str) -> gr.i18n.I18nData:
     return gr.i18n.I18nData(key)
 
 
-def text(key: str, language: str = "en", **values: object) -> str:
+def text(key: str, language: str = "en", /, **values: object) -> str:
     """A string for HTML that the server writes, in `language` (English where it has none)."""
     table = tables().get(language) or tables()["en"]
     return table[key].format(**values) if values else table[key]
@@ -78,3 +78,9 @@ def browser_language(request: gr.Request | None) -> str:
 
 def direction(language: str) -> str:
     return "rtl" if language in RIGHT_TO_LEFT else "ltr"
+
+
+def strategy_name(strategy: str | None, language: str = "en") -> str:
+    """A task strategy (`full`, `map-reduce`, `retrieval`) in words."""
+    key = f"strategy.{strategy}"
+    return text(key, language) if key in tables()["en"] else str(strategy)

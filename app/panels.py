@@ -136,10 +136,12 @@ def file_names(workbench: Workbench, paths: list[str]) -> dict[str, str]:
     return dict(zip(workbench.document_names(paths), paths, strict=True))
 
 
-def exports(details: dict | None, keep_seconds: int) -> tuple:
+def exports(details: dict | None, keep_seconds: int, conversation: list[dict] | None = None) -> tuple:
+    """The export buttons for a finished result (disabled before there is one); with a
+    `conversation` (the Ask thread's results), the Markdown holds every question and answer."""
     if not details or "task" not in details:
         return gr.DownloadButton(value=None, interactive=False), gr.DownloadButton(value=None, interactive=False)
-    markdown_path, json_path = export_files(details, keep_seconds)
+    markdown_path, json_path = export_files(details, keep_seconds, conversation)
     return gr.DownloadButton(value=markdown_path, interactive=True), gr.DownloadButton(
         value=json_path, interactive=True
     )

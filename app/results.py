@@ -213,3 +213,19 @@ def result_markdown(view: ResultView) -> str:
         f"- {plain(status_line(view))}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def conversation_markdown(views: list[ResultView]) -> str:
+    """An Ask thread as one Markdown document: each question with its answer and sources, in order
+    (each result's own heading one level down), then the run of the last."""
+    if not views:
+        return ""
+    plain = untrusted.plain
+    lines = [f"# {plain(TASK_NAMES.get(views[-1].task, views[-1].task))}: {plain(views[-1].document)}", ""]
+    for number, view in enumerate(views, start=1):
+        question = plain(view.request[1]) if view.request else ""
+        lines += [f"## {number}. {question}", "", untrusted.markdown(view.text), "", "### Sources", ""]
+        lines += [sources_markdown(view), ""]
+    lines += ["## Run of the last answer", "", f"- model: {plain(views[-1].model or 'unknown')}",
+              f"- {plain(status_line(views[-1]))}"]  # fmt: skip
+    return "\n".join(lines) + "\n"

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app import untrusted
+from app.i18n import strategy_name, tables, text
 from app.progress import RunProgress
-from app.results import FINISH_NAMES, ResultView, status_line
+from app.results import ResultView
 from app.streaming import paced
 from tasks.errors import UserError
 from tasks.events import Event, PartDone, TaskResult, TextDelta
@@ -51,7 +52,7 @@ def follow(start: Callable[[], Iterator[Event]], language: str, cancel=None, eve
                 frame.details, frame.text = event.to_json(), event.text
                 view = ResultView.from_json(frame.details)
                 stopped = view.finish_reason in ("cancelled", "time_limit")
-                progress.end("stopped" if stopped else "done", _finish_words(view))
+                progress.end("stopped" if stopped else "done", _finish_words(view, language))
             frame.progress = progress.html()
             yield frame
     except UserError as exc:
@@ -66,12 +67,20 @@ def follow(start: Callable[[], Iterator[Event]], language: str, cancel=None, eve
         yield frame
 
 
-def _finish_words(view: ResultView) -> str:
-    """The status line after "Done:" or "Stopped:" (how it ended is said once)."""
-    rest = status_line(view).split(" · ", 1)[1]
-    if view.finish_reason in ("stop", "cancelled"):
-        return rest
-    return f"{FINISH_NAMES.get(view.finish_reason, view.finish_reason)} · {rest}"
+def _finish_words(view: ResultView, language: str) -> str:
+    """The status line after "Done:" or "Stopped:" (how it ended is said once), in `language`:
+    how it ended, the strategy, the tokens read (cached) and written, the seconds."""
+    words = []
+    if view.finish_reason not in ("stop", "cancelled"):
+        key = f"status.{view.finish_reason}"
+        words.append(text(key, language) if key in tables()["en"] else str(view.finish_reason))
+    read = text("status.prompt_tokens", language, count=f"{view.prompt_tokens:,}")
+    if view.cached_tokens:
+        read += f" ({text('status.cached', language, count=f'{view.cached_tokens:,}')})"
+    written = text("status.new_tokens", language, count=f"{view.generated_tokens:,}")
+    words += [text("status.strategy", language, strategy=strategy_name(view.strategy, language)), read, written]
+    words.append(f"{view.seconds:.1f} s")
+    return " · ".join(words)
 
 
 def _operator_note(exc: UserError) -> str | None:

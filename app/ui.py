@@ -16,7 +16,7 @@ import gradio as gr
 
 from app import untrusted
 from app.api import LANGUAGE_CHOICES, api_endpoints
-from app.cards import EMPTY_CARDS, describe_documents
+from app.cards import EMPTY_CARDS, describe_documents, empty_cards
 from app.chat import ask_tab, cleared_thread
 from app.exports import export_files
 from app.files import app_folders, sweep, sweep_interval, use_upload_folder
@@ -78,10 +78,16 @@ def build_ui(workbench: Workbench, keep_seconds: int = DEFAULT_KEEP_SECONDS) -> 
         bridge = gr.HTML("", js_on_load=PAGE_SCRIPT, elem_id="cite-bridge", visible="hidden")
         _wire_viewer(tab, viewer, bridge)
         _wire_cards(tab, cards, areas, thread, notice, viewer)
+        demo.load(_empty_cards, outputs=[cards[0]], queue=False, api_visibility="private")
         _info_endpoint(tab, cards)
         _export_endpoint(keep_seconds)
     _keep_built_files(demo)
     return demo
+
+
+def _empty_cards(request: gr.Request):
+    """The "no documents yet" card in the browser's language, as the page opens."""
+    return empty_cards(browser_language(request))
 
 
 def _keep_built_files(demo: gr.Blocks) -> None:
@@ -201,7 +207,7 @@ def _info(tab: TabContext):
         Returns (HTML, JSON; files that could not be read under "errors"); when none could be
         read, their reason is the error."""
         html, data, usable = _describe(workbench, documents, strategy, context_budget, password, max_new_tokens,
-                                       language, session, progress)  # fmt: skip
+                                       language, session, progress, None)  # fmt: skip
         errors = data.get("errors") or []
         if errors and not usable:  # nothing to describe: the caller gets the reason as an error
             message = (
@@ -214,11 +220,12 @@ def _info(tab: TabContext):
     return info
 
 
-def _describe(workbench, documents, strategy, context_budget, password, max_new_tokens, language, session, progress):
+def _describe(workbench, documents, strategy, context_budget, password, max_new_tokens, language, session, progress,
+              request):  # fmt: skip
     options = make_options(workbench, None, language, max_new_tokens, 0.0, strategy, context_budget)
     options = dataclasses.replace(options, cache_salt=session_salt(session))  # the tasks reuse its OCR
     report = lambda message: progress(None, desc=message)  # noqa: E731
-    return describe_documents(workbench, documents, options, password or None, report)
+    return describe_documents(workbench, documents, options, password or None, report, browser_language(request))
 
 
 def _info_endpoint(tab: TabContext, cards: tuple[gr.HTML, gr.JSON]) -> None:
@@ -239,9 +246,9 @@ def _wire_cards(tab: TabContext, cards: tuple[gr.HTML, gr.JSON], areas: list[Res
               tab.session]  # fmt: skip
 
     def describe(documents, strategy, context_budget, password, max_new_tokens, language, session,
-                 progress: gr.Progress = gr.Progress()):  # noqa: B008  # fmt: skip
+                 request: gr.Request, progress: gr.Progress = gr.Progress()):  # noqa: B008  # fmt: skip
         html, data, usable = _describe(workbench, documents, strategy, context_budget, password, max_new_tokens,
-                                       language, session, progress)  # fmt: skip
+                                       language, session, progress, request)  # fmt: skip
         return html, data, {"files": list(documents or []), "usable": usable}
 
     outputs = [*cards, tab.loaded]

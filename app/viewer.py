@@ -49,6 +49,7 @@ class Registry:
 
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     questions: list[str] = field(default_factory=list)  # the Ask thread's questions as written (for retry)
+    answers: list[dict[str, Any]] = field(default_factory=list)  # the Ask thread's results (its export)
     # The last pages shown (their HTML and page count): clicking the same citation again, or
     # turning back, does not draw a heavy PDF page or read a long text file once more.
     pages_shown: dict[tuple, tuple[str, int]] = field(default_factory=dict)
@@ -63,6 +64,7 @@ class Registry:
     def forget(self) -> None:
         self.results.clear()
         self.questions.clear()
+        self.answers.clear()
         self.pages_shown.clear()
 
     def page_shown(self, key: tuple, draw: Callable[[], tuple[str, int]]) -> tuple[str, int]:

@@ -125,6 +125,10 @@ def test_ask_is_a_conversation_with_citations_that_open_the_page(browser, app_ur
     exported = tmp_path / "export.json"
     download_info.value.save_as(exported)
     assert json.loads(exported.read_text(encoding="utf-8"))["question"] == "And the Munich office?"
+    with page.expect_download(timeout=30_000) as download_info:
+        page.locator("#ask-export-md").click()
+    conversation = Path(download_info.value.path()).read_text(encoding="utf-8")
+    assert "## 1. When did the Berlin office open?" in conversation and "## 2. And the Munich office?" in conversation
     page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)
 
 

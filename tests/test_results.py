@@ -90,3 +90,19 @@ def test_numbered_citations_come_first_in_the_cli_lines_and_the_export():
     ]
     exported = result_markdown(view)
     assert exported.count("\\[1\\] report.pdf, page 2") == 1 and "\\# Offices" in exported
+
+
+def test_a_conversation_is_exported_question_by_question():
+    from app.results import ResultView, conversation_markdown
+
+    turns = [
+        {"task": "ask", "text": f"Answer {n}.", "question": f"# Question {n}?", "document": {"name": "a.pdf"},
+         "citations": [{"number": 1, "document": "a.pdf", "page": n, "text": f"Evidence {n}."}]}
+        for n in (1, 2)
+    ]  # fmt: skip
+    exported = conversation_markdown([ResultView.from_json(turn) for turn in turns])
+    assert exported.startswith("# Ask: a.pdf\n")
+    assert (
+        exported.index("## 1. \\# Question 1?") < exported.index("Answer 1.") < exported.index("## 2. \\# Question 2?")
+    )
+    assert "\\[1\\] a.pdf, page 2" in exported and exported.count("### Sources") == 2
