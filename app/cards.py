@@ -9,6 +9,7 @@ from html import escape
 
 from app.i18n import strategy_name, tables, text
 from app.inputs import file_list, user_errors
+from app.steps import wait_words
 from tasks.errors import InvalidRequest, UserError
 from tasks.options import TaskOptions
 from tasks.workbench import MAX_DOCUMENTS, DocumentCard, Workbench
@@ -111,7 +112,7 @@ def _strategies_html(card: DocumentCard, language: str) -> str:
         f"<li><b>{escape(_task_name(task, language))}</b>: {escape(_plan_text(card, task, language))}</li>"
         for task in [*card.strategies, *card.refused]
     )
-    wait = text("cards.wait", language, wait=card.expected_wait or "?")
+    wait = text("cards.wait", language, wait=wait_words(card.expected_wait or "?", language))
     return (f'<div class="doc-card strategies" dir="auto"><div class="doc-name">{escape(text("cards.plan", language))}'
             f'</div><ul>{rows}</ul><div class="doc-note">{escape(wait)}</div></div>')  # fmt: skip
 

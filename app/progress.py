@@ -12,6 +12,7 @@ from html import escape
 from typing import Literal
 
 from app.i18n import text
+from app.steps import step_name
 from tasks.events import Event, PartDone, Progress, TaskResult, TextDelta
 
 Outcome = Literal["running", "done", "stopped", "failed"]
@@ -36,9 +37,10 @@ class RunProgress:
     def on(self, event: Event | None) -> None:
         """Take one event of the task (None: nothing new, only the clock moved)."""
         if isinstance(event, Progress):
-            self._start(event.message)
+            name = step_name(event.message, self.language)
+            self._start(name)
             if self.parts is None or event.total or not event.expected_seconds:  # not one part's generation
-                self.headline = event.message
+                self.headline = name
             if event.expected_seconds:
                 whole = event.step is not None and event.step == 1 and event.total
                 # A map-reduce plan's first part carries the whole plan's time; a generation its own.
@@ -53,7 +55,7 @@ class RunProgress:
             projected = self.started + (self.clock() - self.started) * (event.total + 1) / event.number
             self.expected_end = max(self.expected_end or projected, projected)
         elif isinstance(event, TextDelta):
-            self._start("Writing")
+            self._start(text("step.writing", self.language))
         elif isinstance(event, TaskResult):
             self._finish_current()
 

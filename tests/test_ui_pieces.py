@@ -248,3 +248,40 @@ def test_a_page_shown_again_is_not_drawn_again(tiny_workbench, cited_report, mon
     for reference in ("ask-0:c:²", "ask-0:p:" + "9" * 5000):
         _html, shown = open_reference(tiny_workbench, cited_report, reference, None, "salt", "en")
         assert shown is None
+
+
+def test_every_step_the_tasks_report_is_one_the_page_translates(tiny_workbench, pdfs):
+    from app.steps import known, step_name
+    from tasks.extract import spec_from_fields
+
+    pages = [
+        f"Chapter {n}. The harbour office {n} logged {n * 7} shipments. " + "Each was weighed. " * 40 for n in range(6)
+    ]
+    long = pdfs.make("harbour.pdf", pages)
+    options = tiny_workbench.options(context_budget=700, max_new_tokens=16)
+    runs = [
+        tiny_workbench.summarize([long], options),
+        tiny_workbench.ask([long], "How many shipments?", options),
+        tiny_workbench.extract([long], spec_from_fields("office, shipments"), options),
+        tiny_workbench.classify([long], "report, letter", options),
+        tiny_workbench.custom([long], "List the offices.", options),
+    ]
+    steps = {message for run in runs for message in _steps_until_the_end(run)}
+    assert any(step.startswith("Summarizing part") for step in steps)  # the map-reduce steps are among them
+    assert {step for step in steps if not known(step)} == set()
+    assert step_name("Summarizing part 2 of 9 (a.pdf, pages 3-4)", "de") != "Summarizing part 2 of 9 (a.pdf, pages 3-4)"
+    assert step_name("Something new", "de") == "Something new"  # an unknown step is shown as written
+
+
+def _steps_until_the_end(run) -> list[str]:
+    """The Progress messages of a task, up to its result or its error (a JSON cut off at 16 tokens)."""
+    from tasks.errors import UserError
+
+    steps = []
+    try:
+        for event in run:
+            if isinstance(event, Progress):
+                steps.append(event.message)
+    except UserError:
+        pass
+    return steps
