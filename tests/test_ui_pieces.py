@@ -255,10 +255,10 @@ def test_every_step_the_tasks_report_is_one_the_page_translates(tiny_workbench, 
     from tasks.extract import spec_from_fields
 
     pages = [
-        f"Chapter {n}. The harbour office {n} logged {n * 7} shipments. " + "Each was weighed. " * 40 for n in range(6)
+        f"Chapter {n}. The harbour office {n} logged {n * 7} shipments. " + "Each was weighed. " * 30 for n in range(3)
     ]
     long = pdfs.make("harbour.pdf", pages)
-    options = tiny_workbench.options(context_budget=700, max_new_tokens=16)
+    options = tiny_workbench.options(context_budget=700, max_new_tokens=8)
     runs = [
         tiny_workbench.summarize([long], options),
         tiny_workbench.ask([long], "How many shipments?", options),
