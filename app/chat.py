@@ -17,8 +17,18 @@ from typing import Any
 import gradio as gr
 
 from app import untrusted
-from app.i18n import browser_language, label, text
-from app.panels import EXAMPLES_DIR, ResultArea, TabContext, example_documents, exports, file_names, frames, wire_run
+from app.i18n import label, text
+from app.panels import (
+    EXAMPLES_DIR,
+    ResultArea,
+    TabContext,
+    example_documents,
+    exports,
+    file_names,
+    frames,
+    page_language,
+    wire_run,
+)
 from app.sources_view import sources_html
 from app.untrusted import MARKDOWN_OPTIONS
 
@@ -73,22 +83,9 @@ def _wire(tab: TabContext, question: gr.Textbox, run: gr.Button, stop: gr.Button
           notice: gr.HTML) -> None:  # fmt: skip
     workbench = tab.workbench
 
-    def ask(
-        documents,
-        loaded,
-        asked,
-        history,
-        language,
-        max_new_tokens,
-        temperature,
-        strategy,
-        budget,
-        password,
-        session,
-        registry,
-        request: gr.Request,
-    ):
-        settings = (language, max_new_tokens, temperature, strategy, budget)
+    def ask(documents, loaded, asked, history, *values):
+        """Add `asked` to the thread and stream its answer (inputs: tab.task_inputs(question, thread))."""
+        *settings, password, session, registry = values
         history = list(history or [])
         if not (asked or "").strip():  # nothing to send: the box keeps what it has
             yield asked, history, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), registry, ""
@@ -98,7 +95,7 @@ def _wire(tab: TabContext, question: gr.Textbox, run: gr.Button, stop: gr.Button
         history += [{"role": "user", "content": untrusted.plain(asked)}, {"role": "assistant", "content": "…"}]
         yield "", history, "", "", None, *exports(None, 0), registry, ""
         start = lambda paths, options: workbench.ask(paths, asked, options, password=password or None)  # noqa: E731
-        for frame, paths in frames(tab, documents, loaded, settings, session, request, start):
+        for frame, paths in frames(tab, documents, loaded, tuple(settings), session, start):
             citations = (frame.details or {}).get("citations")
             history[-1] = {"role": "assistant", "content": answer_markdown(frame.text, citations) or "…"}
             if frame.error:
@@ -107,52 +104,25 @@ def _wire(tab: TabContext, question: gr.Textbox, run: gr.Button, stop: gr.Button
             if frame.details:
                 registry.remember(f"ask-{turn}", frame.details, file_names(workbench, paths))
                 registry.answers = [*registry.answers[:turn], frame.details][-MAX_EXPORTED_ANSWERS:]
-                sources = sources_html(frame.details, f"ask-{turn}", browser_language(request))
+                sources = sources_html(frame.details, f"ask-{turn}", page_language(session))
             files = exports(frame.details, tab.keep_seconds, registry.answers if frame.details else None)
             yield "", history, frame.progress, sources, frame.details, *files, registry, ""
 
-    def retry(
-        documents,
-        loaded,
-        history,
-        language,
-        max_new_tokens,
-        temperature,
-        strategy,
-        budget,
-        password,
-        session,
-        registry,
-        request: gr.Request,
-    ):
-        """Ask the last question again (its answer is replaced)."""
+    def retry(documents, loaded, history, *values):
+        """Ask the last question again, in place of its answer (inputs as ask's, without the box)."""
+        registry = values[-1]
         history = list(history or [])
         while history and history[-1]["role"] == "assistant":
             history.pop()
         if history:
             history.pop()  # the question: ask() adds it again
         asked = registry.questions[-1] if registry.questions else ""
-        yield from ask(
-            documents,
-            loaded,
-            asked,
-            history,
-            language,
-            max_new_tokens,
-            temperature,
-            strategy,
-            budget,
-            password,
-            session,
-            registry,
-            request,
-        )
+        yield from ask(documents, loaded, asked, history, *values)
 
     outputs = [question, area.output, area.progress, area.sources, area.details, area.export_markdown,
                area.export_json, tab.registry, notice]  # fmt: skip
-    inputs = tab.task_inputs(question, area.output)
-    wire_run(tab, run, stop, ask, inputs, outputs, triggers=(question.submit,))
-    inputs = [tab.files, tab.loaded, area.output, *tab.settings.inputs, tab.password, tab.session, tab.registry]
+    wire_run(tab, run, stop, ask, tab.task_inputs(question, area.output), outputs, triggers=(question.submit,))
+    inputs = tab.task_inputs(area.output)
     wire_run(tab, run, stop, retry, inputs, outputs, triggers=(area.output.retry,), by_run=False)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from app.gpu import on_spaces_gpu
 from app.i18n import browser_language, label
 from app.inputs import file_list, make_options
 from app.runs import Frame, follow
+from app.sources_view import sources_html
 from app.untrusted import MARKDOWN_OPTIONS
 from tasks.documents import SUPPORTED_SUFFIXES
 from tasks.errors import UserError
@@ -171,11 +173,21 @@ def _idle():
     return gr.Button(visible=True), gr.Button(visible=False)
 
 
-def frames(tab: TabContext, documents, loaded, settings: tuple, session: dict | None, request: gr.Request | None,
+def page_language(session: dict | None) -> str:
+    """The language the page's server-written text is in: the browser's, noted as the page opened."""
+    return (session or {}).get("language", "en")
+
+
+def remember_language(session: dict, request: gr.Request) -> dict:
+    session["language"] = browser_language(request)
+    return session
+
+
+def frames(tab: TabContext, documents, loaded, settings: tuple, session: dict | None,
            start: Callable) -> Iterator[tuple[Frame, list[str]]]:  # fmt: skip
     """The frames of one run of `start(paths, options)` (its inputs checked first: a bad setting
     or no documents is the first frame's error), with the files it ran on."""
-    language = browser_language(request)
+    language = page_language(session)
     try:
         paths = task_paths(documents, loaded)
         options = make_options(tab.workbench, session, *settings)
@@ -187,6 +199,27 @@ def frames(tab: TabContext, documents, loaded, settings: tuple, session: dict | 
 
 
 def _error_html(message: str) -> str:
-    from html import escape
-
     return f'<div class="run-progress failed" role="alert" dir="auto">{escape(message)}</div>'
+
+
+Shape = Callable[[Frame, str, tuple, Any], tuple]  # (frame, sources HTML, export buttons, registry) -> outputs
+
+
+def task_handler(tab: TabContext, scope: str | None, begin: Callable, shape: Shape) -> Callable:
+    """A tab's event handler: its inputs are `tab.task_inputs(*own)`; `begin(own, paths, options,
+    password)` starts the task; `shape` makes the tab's outputs of each frame. A finished result
+    is remembered under `scope` (what its sources may open in the viewer)."""
+    workbench = tab.workbench
+
+    def handler(documents, loaded, *values):
+        *own, language, max_new_tokens, temperature, strategy, budget, password, session, registry = values
+        settings = (language, max_new_tokens, temperature, strategy, budget)
+        start = lambda paths, options: begin(own, paths, options, password or None)  # noqa: E731
+        for frame, paths in frames(tab, documents, loaded, settings, session, start):
+            sources = ""
+            if frame.details and scope:
+                registry.remember(scope, frame.details, file_names(workbench, paths))
+                sources = sources_html(frame.details, scope, page_language(session))
+            yield shape(frame, sources, exports(frame.details, tab.keep_seconds), registry)
+
+    return handler

@@ -7,21 +7,10 @@ import gradio as gr
 
 from app import untrusted
 from app.chat import answer_markdown
-from app.i18n import browser_language, label
-from app.panels import (
-    ResultArea,
-    TabContext,
-    answer_box,
-    exports,
-    file_names,
-    frames,
-    result_area,
-    run_and_stop,
-    wire_run,
-)
+from app.i18n import label
+from app.panels import ResultArea, TabContext, answer_box, result_area, run_and_stop, task_handler, wire_run
 from app.results import ResultView
 from app.runs import Frame
-from app.sources_view import sources_html
 from tasks.extract import spec_from_fields, spec_from_schema
 
 
@@ -31,33 +20,19 @@ def summarize_tab(tab: TabContext) -> ResultArea:
         run, stop = run_and_stop(tab, "run.summarize", "summarize")
         area = result_area("summarize", answer_box("output.summary", "summarize", min_height=160))
 
-    def summarize(
-        documents,
-        loaded,
-        language,
-        max_new_tokens,
-        temperature,
-        strategy,
-        budget,
-        password,
-        session,
-        registry,
-        request: gr.Request,
-    ):
-        settings = (language, max_new_tokens, temperature, strategy, budget)
-        start = lambda paths, options: workbench.summarize(paths, options, password=password or None)  # noqa: E731
-        for frame, paths in frames(tab, documents, loaded, settings, session, request, start):
-            sources = ""
-            if frame.details:
-                registry.remember("summarize", frame.details, file_names(workbench, paths))
-                sources = sources_html(frame.details, "summarize", browser_language(request))
-            files = exports(frame.details, tab.keep_seconds)
-            yield summary_markdown(frame), frame.progress, sources, frame.details, *files, registry
+    def begin(_own, paths, options, password):
+        return workbench.summarize(paths, options, password=password)
 
-    outputs = [area.output, area.progress, area.sources, area.details, area.export_markdown, area.export_json,
-               tab.registry]  # fmt: skip
-    wire_run(tab, run, stop, summarize, tab.task_inputs(), outputs)
+    def shape(frame, sources, files, registry):
+        return summary_markdown(frame), frame.progress, sources, frame.details, *files, registry
+
+    wire_run(tab, run, stop, task_handler(tab, "summarize", begin, shape), tab.task_inputs(), _outputs(tab, area))
     return area
+
+
+def _outputs(tab: TabContext, area: ResultArea) -> list:
+    return [area.output, area.progress, area.sources, area.details, area.export_markdown, area.export_json,
+            tab.registry]  # fmt: skip
 
 
 def summary_markdown(frame: Frame) -> str:
@@ -91,38 +66,16 @@ def extract_tab(tab: TabContext) -> ResultArea:
         output = gr.Code(language="json", label=label("output.extracted"), elem_id="extract-output", render=False)
         area = result_area("extract", output)
 
-    def extract(
-        documents,
-        loaded,
-        fields_text,
-        schema_text,
-        language,
-        max_new_tokens,
-        temperature,
-        strategy,
-        budget,
-        password,
-        session,
-        registry,
-        request: gr.Request,
-    ):
-        settings = (language, max_new_tokens, temperature, strategy, budget)
+    def begin(own, paths, options, password):
+        fields_text, schema_text = own
+        spec = spec_from_schema(schema_text) if (schema_text or "").strip() else spec_from_fields(fields_text or "")
+        return workbench.extract(paths, spec, options, password=password)
 
-        def start(paths, options):
-            spec = spec_from_schema(schema_text) if (schema_text or "").strip() else spec_from_fields(fields_text or "")
-            return workbench.extract(paths, spec, options, password=password or None)
+    def shape(frame, sources, files, registry):
+        return frame.text, frame.progress, sources, frame.details, *files, registry  # gr.Code: plain text
 
-        for frame, paths in frames(tab, documents, loaded, settings, session, request, start):
-            sources = ""
-            if frame.details:
-                registry.remember("extract", frame.details, file_names(workbench, paths))
-                sources = sources_html(frame.details, "extract", browser_language(request))
-            yield (frame.text, frame.progress, sources, frame.details, *exports(frame.details, tab.keep_seconds),
-                   registry)  # fmt: skip
-
-    outputs = [area.output, area.progress, area.sources, area.details, area.export_markdown, area.export_json,
-               tab.registry]  # fmt: skip
-    wire_run(tab, run, stop, extract, tab.task_inputs(fields, schema), outputs, triggers=(fields.submit,))
+    handler = task_handler(tab, "extract", begin, shape)
+    wire_run(tab, run, stop, handler, tab.task_inputs(fields, schema), _outputs(tab, area), triggers=(fields.submit,))
     return area
 
 
@@ -135,28 +88,16 @@ def classify_tab(tab: TabContext) -> ResultArea:
         output = gr.Label(label=label("output.label"), num_top_classes=10, elem_id="classify-output", render=False)
         area = result_area("classify", output, with_sources=False)
 
-    def classify(
-        documents,
-        loaded,
-        labels_text,
-        language,
-        max_new_tokens,
-        temperature,
-        strategy,
-        budget,
-        password,
-        session,
-        _registry,
-        request: gr.Request,
-    ):
-        settings = (language, max_new_tokens, temperature, strategy, budget)
-        start = lambda paths, options: workbench.classify(paths, labels_text, options, password=password or None)  # noqa: E731
-        for frame, _paths in frames(tab, documents, loaded, settings, session, request, start):
-            probabilities = dict(ResultView.from_json(frame.details).labels) if frame.details else None
-            yield probabilities or None, frame.progress, frame.details, *exports(frame.details, tab.keep_seconds)
+    def begin(own, paths, options, password):
+        return workbench.classify(paths, own[0], options, password=password)
+
+    def shape(frame, _sources, files, _registry):
+        probabilities = dict(ResultView.from_json(frame.details).labels) if frame.details else None
+        return probabilities or None, frame.progress, frame.details, *files
 
     outputs = [area.output, area.progress, area.details, area.export_markdown, area.export_json]
-    wire_run(tab, run, stop, classify, tab.task_inputs(labels), outputs, triggers=(labels.submit,))
+    handler = task_handler(tab, None, begin, shape)
+    wire_run(tab, run, stop, handler, tab.task_inputs(labels), outputs, triggers=(labels.submit,))
     return area
 
 
@@ -168,32 +109,13 @@ def custom_tab(tab: TabContext) -> ResultArea:
         run, stop = run_and_stop(tab, "run.custom", "custom")
         area = result_area("custom", answer_box("output.response", "custom"))
 
-    def custom(
-        documents,
-        loaded,
-        instruction_text,
-        language,
-        max_new_tokens,
-        temperature,
-        strategy,
-        budget,
-        password,
-        session,
-        registry,
-        request: gr.Request,
-    ):
-        settings = (language, max_new_tokens, temperature, strategy, budget)
-        start = lambda paths, options: workbench.custom(paths, instruction_text, options, password=password or None)  # noqa: E731
-        for frame, paths in frames(tab, documents, loaded, settings, session, request, start):
-            sources = ""
-            if frame.details:
-                registry.remember("custom", frame.details, file_names(workbench, paths))
-                sources = sources_html(frame.details, "custom", browser_language(request))
-            text = answer_markdown(frame.text, (frame.details or {}).get("citations"))
-            yield (text, frame.progress, sources, frame.details, *exports(frame.details, tab.keep_seconds),
-                   registry)  # fmt: skip
+    def begin(own, paths, options, password):
+        return workbench.custom(paths, own[0], options, password=password)
 
-    outputs = [area.output, area.progress, area.sources, area.details, area.export_markdown, area.export_json,
-               tab.registry]  # fmt: skip
-    wire_run(tab, run, stop, custom, tab.task_inputs(instruction), outputs)
+    def shape(frame, sources, files, registry):
+        text = answer_markdown(frame.text, (frame.details or {}).get("citations"))
+        return text, frame.progress, sources, frame.details, *files, registry
+
+    handler = task_handler(tab, "custom", begin, shape)
+    wire_run(tab, run, stop, handler, tab.task_inputs(instruction), _outputs(tab, area))
     return area

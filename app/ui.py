@@ -20,10 +20,10 @@ from app.cards import EMPTY_CARDS, describe_documents, empty_cards
 from app.chat import ask_tab, cleared_thread
 from app.exports import export_files
 from app.files import app_folders, sweep, sweep_interval, use_upload_folder
-from app.i18n import browser_language, label, text, translations
+from app.i18n import label, text, translations
 from app.inputs import make_options, session_salt, user_errors
 from app.launch import DEFAULT_KEEP_MINUTES
-from app.panels import ResultArea, Settings, TabContext, example_documents, exports
+from app.panels import ResultArea, Settings, TabContext, example_documents, exports, page_language, remember_language
 from app.tabs import classify_tab, custom_tab, extract_tab, summarize_tab
 from app.untrusted import MARKDOWN_OPTIONS
 from app.viewer import Registry, message_html, open_reference, turn_page
@@ -78,16 +78,18 @@ def build_ui(workbench: Workbench, keep_seconds: int = DEFAULT_KEEP_SECONDS) -> 
         bridge = gr.HTML("", js_on_load=PAGE_SCRIPT, elem_id="cite-bridge", visible="hidden")
         _wire_viewer(tab, viewer, bridge)
         _wire_cards(tab, cards, areas, thread, notice, viewer)
-        demo.load(_empty_cards, outputs=[cards[0]], queue=False, api_visibility="private")
+        demo.load(_opened_page, inputs=[session], outputs=[cards[0], session], queue=False, api_visibility="private")
         _info_endpoint(tab, cards)
         _export_endpoint(keep_seconds)
     _keep_built_files(demo)
     return demo
 
 
-def _empty_cards(request: gr.Request):
-    """The "no documents yet" card in the browser's language, as the page opens."""
-    return empty_cards(browser_language(request))
+def _opened_page(session: dict, request: gr.Request):
+    """As the page opens: note the browser's language in the session (what the server writes into
+    the page follows it) and say "no documents yet" in it."""
+    session = remember_language(session, request)
+    return empty_cards(page_language(session)), session
 
 
 def _keep_built_files(demo: gr.Blocks) -> None:
@@ -172,15 +174,15 @@ def _wire_viewer(tab: TabContext, viewer: Viewer, bridge: gr.HTML) -> None:
     workbench = tab.workbench
     page, state, column = viewer.page, viewer.state, viewer.column
 
-    def opened(reference, registry, password, session, request: gr.Request = None):
+    def opened(reference, registry, password, session):
         html, shown = open_reference(workbench, registry, reference or "", password or None, session_salt(session),
-                                     browser_language(request))  # fmt: skip
+                                     page_language(session))  # fmt: skip
         return html, shown, gr.Column(visible=True)
 
     def turned(step: int):
-        def turn(shown, registry, password, session, request: gr.Request = None):
+        def turn(shown, registry, password, session):
             return turn_page(workbench, registry, shown, step, password or None, session_salt(session),
-                             browser_language(request))  # fmt: skip
+                             page_language(session))  # fmt: skip
 
         return turn
 
@@ -207,7 +209,7 @@ def _info(tab: TabContext):
         Returns (HTML, JSON; files that could not be read under "errors"); when none could be
         read, their reason is the error."""
         html, data, usable = _describe(workbench, documents, strategy, context_budget, password, max_new_tokens,
-                                       language, session, progress, None)  # fmt: skip
+                                       language, session, progress)  # fmt: skip
         errors = data.get("errors") or []
         if errors and not usable:  # nothing to describe: the caller gets the reason as an error
             message = (
@@ -221,11 +223,11 @@ def _info(tab: TabContext):
 
 
 def _describe(workbench, documents, strategy, context_budget, password, max_new_tokens, language, session, progress,
-              request):  # fmt: skip
+              page: str = "en"):  # fmt: skip
     options = make_options(workbench, None, language, max_new_tokens, 0.0, strategy, context_budget)
     options = dataclasses.replace(options, cache_salt=session_salt(session))  # the tasks reuse its OCR
     report = lambda message: progress(None, desc=message)  # noqa: E731
-    return describe_documents(workbench, documents, options, password or None, report, browser_language(request))
+    return describe_documents(workbench, documents, options, password or None, report, page)
 
 
 def _info_endpoint(tab: TabContext, cards: tuple[gr.HTML, gr.JSON]) -> None:
@@ -246,9 +248,9 @@ def _wire_cards(tab: TabContext, cards: tuple[gr.HTML, gr.JSON], areas: list[Res
               tab.session]  # fmt: skip
 
     def describe(documents, strategy, context_budget, password, max_new_tokens, language, session,
-                 request: gr.Request, progress: gr.Progress = gr.Progress()):  # noqa: B008  # fmt: skip
+                 progress: gr.Progress = gr.Progress()):  # noqa: B008  # fmt: skip
         html, data, usable = _describe(workbench, documents, strategy, context_budget, password, max_new_tokens,
-                                       language, session, progress, request)  # fmt: skip
+                                       language, session, progress, page_language(session))  # fmt: skip
         return html, data, {"files": list(documents or []), "usable": usable}
 
     outputs = [*cards, tab.loaded]
@@ -258,8 +260,8 @@ def _wire_cards(tab: TabContext, cards: tuple[gr.HTML, gr.JSON], areas: list[Res
 
     cleared = [component for area in areas for component in area.cleared if component is not thread]
 
-    def clear(history, registry, request: gr.Request = None):
-        empty_thread, message, registry = cleared_thread(registry, bool(history), browser_language(request))
+    def clear(history, registry, session):
+        empty_thread, message, registry = cleared_thread(registry, bool(history), page_language(session))
         blank = []
         for area in areas:
             for component in area.cleared:
@@ -271,11 +273,12 @@ def _wire_cards(tab: TabContext, cards: tuple[gr.HTML, gr.JSON], areas: list[Res
                     blank.append(None)
                 else:
                     blank.append("")
-        empty_view = message_html(text("viewer.empty", browser_language(request)))
+        empty_view = message_html(text("viewer.empty", page_language(session)))
         return [empty_thread, message, registry, *blank, empty_view, None, gr.Column(visible=False)]
 
     outputs = [thread, notice, tab.registry, *cleared, viewer.page, viewer.state, viewer.column]
-    tab.files.change(clear, inputs=[thread, tab.registry], outputs=outputs, queue=False, api_visibility="private")
+    tab.files.change(clear, inputs=[thread, tab.registry, tab.session], outputs=outputs, queue=False,
+                     api_visibility="private")  # fmt: skip
 
 
 __all__ = ["CSS", "build_ui", "exports", "launch_options"]
