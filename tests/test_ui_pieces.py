@@ -17,14 +17,7 @@ from app.sources_view import sources_html
 from app.streaming import paced
 from app.viewer import Registry, open_reference, turn_page
 from tasks.events import PartDone, Progress, TextDelta
-
-
-class StoppedClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.test_signin import StoppedClock
 
 
 def test_progress_ticks_a_step_only_when_the_next_begins_and_counts_time_left():
