@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from html import escape
+from html import escape, unescape
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +192,8 @@ def frames(tab: TabContext, documents, loaded, settings: tuple, session: dict | 
         paths = task_paths(documents, loaded)
         options = make_options(tab.workbench, session, *settings)
     except (UserError, gr.Error) as exc:
-        yield Frame(error=str(exc), progress=_error_html(str(exc))), []
+        message = str(exc) if isinstance(exc, UserError) else unescape(exc.message)  # a toast's text is HTML
+        yield Frame(error=message, progress=_error_html(message)), []
         return
     for frame in follow(lambda: start(paths, options), language, options.cancel):
         yield frame, paths

@@ -278,3 +278,13 @@ def _steps_until_the_end(run) -> list[str]:
     except UserError:
         pass
     return steps
+
+
+def test_a_bad_setting_is_said_in_the_tabs_progress_panel_as_written(tiny_workbench, pdfs):
+    from app.panels import frames
+
+    tab = SimpleNamespace(workbench=tiny_workbench)
+    settings = ("auto", "<lots>", 0.0, "auto", 0)
+    [(frame, paths)] = list(frames(tab, [str(pdfs.report())], None, settings, {}, lambda paths, options: iter(())))
+    assert frame.error == "max new tokens must be a number, not '<lots>'" and paths == []
+    assert "&lt;lots&gt;" in frame.progress and "&amp;" not in frame.progress and 'role="alert"' in frame.progress
