@@ -17,7 +17,7 @@ _STEPS = [
     (r"Reading the documents", "step.reading"),
     (r"Writing", "step.writing"),
     (r"Reading (?P<tokens>[\d,]+) tokens \((?P<strategy>[\w-]+)\); expected wait: (?P<wait>.+)", "step.prompt"),
-    (r"Summarizing part (?P<number>\d+) of (?P<total>\d+) \((?P<document>.+), pages (?P<pages>[\d-]+)\)", "step.part"),
+    (r"Summarizing part (?P<number>\d+) of (?P<total>\d+) \((?P<document>.+), pages? (?P<pages>[\d-]+)\)", "step.part"),
     (r"Merging (?P<count>\d+) partial summaries", "step.merge"),
     (r"Merging partial summaries, level (?P<level>\d+): group (?P<number>\d+) of (?P<total>\d+)", "step.merge_group"),
     (r"(?P<count>\d+) partial summaries were longer than planned and were shortened to fit", "step.shortened"),

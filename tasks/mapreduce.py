@@ -39,7 +39,8 @@ def map_reduce(plan: Plan, template: Template, options: TaskOptions, engine: Tex
         expected = plan.expected_seconds(engine.throughput())
     for number, section in enumerate(plan.sections, start=1):
         pages = page_range(section)
-        message = f"Summarizing part {number} of {total} ({section[0].document}, pages {pages})"
+        where = f"pages {pages}" if "-" in pages else f"page {pages}"
+        message = f"Summarizing part {number} of {total} ({section[0].document}, {where})"
         yield Progress(message, number, total, expected_seconds=expected if number == 1 else None)
         context = Context("map-reduce", plan.budget, prompt=map_prompt(section, template))
         answer = yield from stream_answer(engine, context, options, template.stop, max_new_tokens=plan.map_tokens,
