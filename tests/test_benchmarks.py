@@ -17,6 +17,7 @@ SMOKE_TESTED = {
     "long_context.py": "test_long_context_runs_and_keeps_each_sessions_cache_apart",
     "reading.py": "test_reading_compares_the_old_and_new_pdf_readers",
     "serving.py": "test_serving_measures_the_in_process_backend",
+    "ui_latency.py": "test_ui_latency_times_a_first_question_and_a_follow_up_in_chromium",
 }
 # serving.py's vLLM backend runs on tests/test_vllm.py's server: test_the_serving_benchmark_measures_a_running_server
 
@@ -115,3 +116,15 @@ def test_reading_scores_real_pdfs_against_pdftotext(tmp_path, capsys):
     assert "| plain.pdf | 3 |" in out and "New recall below the old one on 0 of 1 PDFs" in out
     [row] = json.loads((tmp_path / "real.json").read_text())["real"]
     assert row["old"]["recall"] > 0.98 and row["new"]["recall"] > 0.98
+
+
+@pytest.mark.browser
+def test_ui_latency_times_a_first_question_and_a_follow_up_in_chromium(tiny_checkpoint, capsys):
+    from benchmarks.ui_latency import main
+    from tests.browser import chromium_executable
+
+    chromium_executable()  # skips (or fails where it is required) without Debian's chromium
+    assert main(["--model", "tiny-random", "--words", "300", "--json"]) == 0
+    report = last_json(capsys.readouterr().out)
+    assert report["first_question_first_token_s"] > 0 and report["follow_up_first_token_s"] > 0
+    assert "tokens" in report["document"] and report["machine"]["cores"] >= 1
