@@ -12,7 +12,7 @@ from app.inputs import file_list, user_errors
 from app.steps import wait_words
 from tasks.errors import InvalidRequest, UserError
 from tasks.options import TaskOptions
-from tasks.workbench import MAX_DOCUMENTS, DocumentCard, Workbench
+from tasks.workbench import MAX_DOCUMENTS, DocumentCard, Workbench, fit_note
 
 
 def describe_documents(
@@ -88,8 +88,27 @@ def _card_html(card: DocumentCard, language: str, title: str | None = None) -> s
     return (
         f'<div class="doc-card" dir="auto"><div class="doc-name">{escape(title or card.name)}</div>'
         f'<div class="doc-facts">{escape(" · ".join(facts))}</div>{_gauge_html(card)}'
-        f'<div class="doc-note">{escape(card.note)}</div></div>'
+        f'<div class="doc-note">{escape(_note(card, language))}</div></div>'
     )
+
+
+def _note(card: DocumentCard, language: str) -> str:
+    """The card's note, its first sentence (tokens against the budget) in `language`; what follows
+    it (requests that need room, how pages were read) as the planner wrote it."""
+    if card.tokens is None or not card.budget or card.fits is None:
+        return card.note
+    english = fit_note(card.tokens, card.budget, card.fits)
+    if language == "en" or not card.note.startswith(english):
+        return card.note
+    share = card.tokens / card.budget
+    values = {"tokens": f"{card.tokens:,}", "budget": f"{card.budget:,}", "share": f"{share:.0%}"}
+    if card.fits:
+        fit = text("cards.fits", language, **values)
+    elif share < 1:
+        fit = text("cards.near", language, **values)
+    else:
+        fit = text("cards.over", language, ratio=f"{share:.1f}", **values)
+    return fit + card.note[len(english) :]
 
 
 def _gauge_html(card: DocumentCard) -> str:

@@ -47,8 +47,8 @@ def _citations_html(citations: list[dict[str, Any]], scope: str, language: str) 
             ocr = any(citation.get("ocr") for citation in cited)
             note = f' <span class="src-ocr">({escape(text("sources.ocr", language))})</span>' if ocr else ""
             items = "".join(_citation_html(citation, scope, language) for citation in cited)
-            rows.append(f'<div class="src-page"><div class="src-page-label">{escape(_page_word(page))}{note}</div>'
-                        f"{items}</div>")  # fmt: skip
+            where = escape(_page_word(page, language))
+            rows.append(f'<div class="src-page"><div class="src-page-label">{where}{note}</div>{items}</div>')
         html.append(f'<div class="src-doc"><div class="src-doc-name">{escape(document)}</div>{"".join(rows)}</div>')
     return "".join(html)
 
@@ -58,7 +58,7 @@ def _citation_html(citation: dict[str, Any], scope: str, language: str) -> str:
     kind = text(_KINDS.get(citation.get("kind", ""), "sources.passage"), language)
     return (
         f'<button type="button" class="src-cite" data-cite="{scope}:c:{number}" '
-        f'aria-label="[{number}] {escape(citation["document"])}, {escape(_page_word(citation["page"]))}">'
+        f'aria-label="[{number}] {escape(citation["document"])}, {escape(_page_word(citation["page"], language))}">'
         f'<span class="src-num">[{number}]</span> <span class="src-text">{escape(citation["text"])}</span> '
         f'<span class="src-kind">{escape(kind)}</span></button>'
     )
@@ -83,7 +83,7 @@ def _also_read_html(details: dict[str, Any], scope: str, language: str) -> str:
         if place in cited or place in seen:
             continue
         seen.add(place)
-        label = f"{source['document']}, {_page_word(place[1])}" + (" (OCR)" if source.get("ocr") else "")
+        label = f"{source['document']}, {_page_word(place[1], language)}" + (" (OCR)" if source.get("ocr") else "")
         buttons.append(
             f'<button type="button" class="src-place" data-cite="{scope}:p:{index}">{escape(label)}</button>'
         )
@@ -102,7 +102,7 @@ def _sections_html(details: dict[str, Any], scope: str, language: str) -> str:
     items = []
     for index, section in enumerate(sections):
         pages = section["pages"]
-        where = f"{section['document']}, {_page_word(pages[0])}" + (f"-{pages[-1]}" * (pages[-1] != pages[0]))
+        where = f"{section['document']}, {_page_word(pages[0], language)}" + (f"-{pages[-1]}" * (pages[-1] != pages[0]))
         button = (
             f'<button type="button" class="src-place" data-cite="{scope}:p:{offset + index}">{escape(where)}</button>'
         )
@@ -111,5 +111,5 @@ def _sections_html(details: dict[str, Any], scope: str, language: str) -> str:
     return f'<details class="src-sections"><summary>{escape(title)}</summary><ol>{"".join(items)}</ol></details>'
 
 
-def _page_word(page: int) -> str:
-    return f"p. {page}"
+def _page_word(page: int, language: str = "en") -> str:
+    return text("sources.page", language, page=page)

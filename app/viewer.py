@@ -159,7 +159,8 @@ def _pdf_page_html(path: Path, shown: Shown, marks: list[dict[str, Any]], passwo
             boxes.append(f'<div class="viewer-mark{lit}" data-number="{citation["number"]}" style="{style}" '
                          f'title="[{citation["number"]}] {escape(citation["text"])}"></div>')  # fmt: skip
     alt = f"{shown.document}, page {shown.page}"
-    return (f'<div class="viewer-scroll"><div class="viewer-sheet" title="Click to zoom">'
+    sheet = '<div class="viewer-sheet" tabindex="0" role="button" aria-label="Zoom" title="Zoom">'
+    return (f'<div class="viewer-scroll">{sheet}'
             f'<img class="viewer-image" src="{source}" alt="{escape(alt)}" width="{image.width}" '
             f'height="{image.height}">{"".join(boxes)}</div></div>')  # fmt: skip
 

@@ -175,12 +175,23 @@ class Workbench:
         fits = tokens + self._summary_instruction_tokens(documents, options) + options.max_new_tokens <= budget
         wait = self._expected_wait(plans.get("summarize"), refusals.get("summarize"), options, name)
         note = (
-            _fit_note(tokens, budget, fits)
+            fit_note(tokens, budget, fits)
             + _request_room_note(plans, fits and options.strategy == "auto")
             + _reading_note(documents)
         )
         return DocumentCard(
-            name, pages, characters, language, tokens, budget, fits, strategies, parts, refused, wait, note,
+            name,
+            pages,
+            characters,
+            language,
+            tokens,
+            budget,
+            fits,
+            strategies,
+            parts,
+            refused,
+            wait,
+            note,
             _ocr_count(documents),
         )
 
@@ -299,14 +310,23 @@ class Workbench:
         return describe_wait(plan.expected_seconds(speeds))
 
 
-def _fit_note(tokens: int, budget: int, fits: bool) -> str:
+def fit_note(tokens: int, budget: int, fits: bool) -> str:
+    """How the document's tokens compare with the budget, and what the tasks do about it (the web
+    page says the same in its own language: app/locales, cards.fits / near / over)."""
     share = tokens / budget
     if fits:
         return f"{tokens:,} of {budget:,} tokens ({share:.0%} of the context budget): the whole document fits"
-    return (
-        f"{tokens:,} tokens, {share:.1f}x the context budget of {budget:,}: nothing is cut; summaries use "
-        "map-reduce over sections, questions, extraction and instructions use the best-matching passages"
-    )
+    if share < 1:  # the document alone would fit; with the instruction and the answer it does not
+        return (
+            f"{tokens:,} of {budget:,} tokens ({share:.0%} of the context budget): with the instruction and the "
+            f"answer it does not fit, so nothing is cut: {_OVER_BUDGET}"
+        )
+    return f"{tokens:,} tokens, {share:.1f}x the context budget of {budget:,}: nothing is cut; {_OVER_BUDGET}"
+
+
+_OVER_BUDGET = (
+    "summaries use map-reduce over sections, questions, extraction and instructions use the best-matching passages"
+)
 
 
 def _request_room_note(plans: dict[str, Plan], fits: bool) -> str:

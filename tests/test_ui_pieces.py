@@ -288,3 +288,15 @@ def test_a_bad_setting_is_said_in_the_tabs_progress_panel_as_written(tiny_workbe
     [(frame, paths)] = list(frames(tab, [str(pdfs.report())], None, settings, {}, lambda paths, options: iter(())))
     assert frame.error == "max new tokens must be a number, not '<lots>'" and paths == []
     assert "&lt;lots&gt;" in frame.progress and "&amp;" not in frame.progress and 'role="alert"' in frame.progress
+
+
+@pytest.mark.parametrize(("tokens", "budget", "fits"), [(300, 8192, True), (7900, 8192, False), (20000, 8192, False)])
+def test_the_cards_budget_sentence_is_the_planners_in_english_and_translated_otherwise(tokens, budget, fits):
+    from app.cards import _note
+    from tasks.workbench import DocumentCard, fit_note
+
+    note = fit_note(tokens, budget, fits) + ". report.pdf: page 2 read by OCR."
+    card = DocumentCard("report.pdf", 3, 900, "en", tokens, budget, fits, {}, {}, {}, None, note, 1)
+    assert _note(card, "en") == note
+    german = _note(card, "de")
+    assert german != note and german.endswith(". report.pdf: page 2 read by OCR.") and f"{tokens:,}" in german

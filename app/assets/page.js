@@ -12,23 +12,54 @@
   ];
 
   // A click on a citation marker, a source or a page: the server opens it in the viewer.
+  let opener = null;  // the marker or source that opened the viewer: closing it goes back there
   document.addEventListener('click', (event) => {
     const target = event.target.closest('[data-cite]');
     if (!target) return;
     event.preventDefault();
-    props.value = `${target.getAttribute('data-cite')}@${Date.now()}`;
+    opener = target.getAttribute('data-cite');
+    props.value = `${opener}@${Date.now()}`;
     trigger('click');
   }, true);
 
-  // A click on the page image zooms it to twice the column's width (and back).
+  function backToOpener() {
+    if (!opener) return;
+    setTimeout(() => {
+      const back = document.querySelector(`[data-cite="${CSS.escape(opener)}"]`);
+      if (back) {
+        back.scrollIntoView({ block: 'center' });
+        back.focus({ preventScroll: true });
+      }
+    }, 150);
+  }
+
+  // A click (or Enter) on the page image zooms it to twice the column's width, the lit passage in
+  // view; again, and back.
+  function zoom(sheet) {
+    sheet.classList.toggle('zoomed');
+    const lit = sheet.querySelector('.viewer-mark.selected');
+    if (lit && sheet.classList.contains('zoomed')) lit.scrollIntoView({ block: 'center', inline: 'center' });
+  }
   document.addEventListener('click', (event) => {
     const sheet = event.target.closest('#viewer .viewer-sheet');
-    if (sheet) sheet.classList.toggle('zoomed');
+    if (sheet) zoom(sheet);
+    if (event.target.closest('#viewer-close')) backToOpener();
   });
 
-  // Escape closes the viewer.
+  // Escape zooms out first, then closes the viewer (and goes back to what opened it).
   document.addEventListener('keydown', (event) => {
+    const sheet = event.target.closest && event.target.closest('#viewer .viewer-sheet');
+    if (sheet && (event.key === 'Enter' || event.key === ' ')) {
+      event.preventDefault();
+      zoom(sheet);
+      return;
+    }
     if (event.key !== 'Escape') return;
+    const zoomed = document.querySelector('#viewer .viewer-sheet.zoomed');
+    if (zoomed) {
+      zoomed.classList.remove('zoomed');
+      return;
+    }
     const close = document.querySelector('#viewer-close');
     if (close && close.offsetParent !== null) close.click();
   });
