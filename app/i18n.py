@@ -16,7 +16,6 @@ import gradio as gr
 
 LOCALES_DIR = Path(__file__).resolve().parent / "locales"
 LANGUAGES = ("en", "de", "es", "fr", "ja", "pt", "ar", "cs", "it", "ko", "nl", "zh")
-RIGHT_TO_LEFT = frozenset({"ar"})
 # Browsers say zh-CN, zh-TW, pt-BR ...: Gradio matches the full tag first, then its language.
 _ALIASES = {"zh": ("zh-CN", "zh-Hans")}
 
@@ -74,10 +73,6 @@ def browser_language(request: gr.Request | None) -> str:
         if code in LANGUAGES:
             return code
     return "en"
-
-
-def direction(language: str) -> str:
-    return "rtl" if language in RIGHT_TO_LEFT else "ltr"
 
 
 def strategy_name(strategy: str | None, language: str = "en") -> str:

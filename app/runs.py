@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from app import untrusted
 from app.i18n import strategy_name, tables, text
 from app.progress import RunProgress
 from app.results import ResultView
@@ -91,8 +90,3 @@ def _operator_note(exc: UserError) -> str | None:
 
 def _plain_sentence(_message: str) -> str:
     return "no language model is available right now; please try again later"
-
-
-def shown_markdown(text: str) -> str:
-    """Model text as Markdown that cannot load anything (app.untrusted)."""
-    return untrusted.markdown(text)
