@@ -2,8 +2,8 @@
 
 They make the products of a handful of rows (decode, a question on a cached document) stream
 the weights at the memory's speed; `model.kernels` and `model.moe` use them for fp32 on the CPU.
-The first call compiles them with the machine's C++ compiler (about half a minute, once: torch
-keeps the build under `TORCH_EXTENSIONS_DIR`, by default `~/.cache/torch_extensions`) for the
+The first call compiles them with the machine's C++ compiler (about half a minute, once: the build
+is kept under `TORCH_EXTENSIONS_DIR`, by default `~/.cache/torch_extensions`) for the
 instructions of the CPU it runs on. Where that is impossible (no compiler, an unsupported
 platform) or `GRANITE_LONGDOC_NATIVE=0` is set, `kernels()` returns None and the callers use
 oneDNN or torch's own products instead: slower, never wrong.
@@ -16,7 +16,9 @@ import hashlib
 import logging
 import os
 import platform
+import sys
 import threading
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -29,6 +31,10 @@ logger = logging.getLogger(__name__)
 SWITCH = "GRANITE_LONGDOC_NATIVE"
 SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
 MAX_ROWS = 16  # above this many rows oneDNN's blocked products are faster (benchmarks/generation.py)
+# torch marks a build in progress with a lock file and waits, for ever, while it exists. A process
+# killed while compiling (a restarted Space, a stopped test run) leaves it behind: every later
+# start would hang. A compile takes about half a minute; a lock older than this is left over.
+STALE_LOCK_SECONDS = 600
 _build_lock = threading.Lock()
 
 
@@ -67,12 +73,17 @@ def _build() -> ModuleType | None:
         logger.info("no native CPU kernels for %s; using oneDNN/torch products", platform.machine())
         return None
     try:
-        from torch.utils.cpp_extension import load
+        from torch.utils.cpp_extension import get_default_build_root, load
 
         logger.info("loading the native CPU kernels (the first time on a machine compiles them: about half a minute)")
+        name = f"granite_longdoc_cpu_{_machine_tag()}"
+        folder = Path(get_default_build_root()) / f"{name}_py{sys.version_info.major}{sys.version_info.minor}"
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_lock(folder)
         module = load(
-            name=f"granite_longdoc_cpu_{_machine_tag()}",
+            name=name,
             sources=[str(SOURCE)],
+            build_directory=str(folder),
             extra_cflags=["-O3", "-march=native", "-fopenmp"],
             extra_ldflags=["-fopenmp"],
             verbose=False,
@@ -82,6 +93,21 @@ def _build() -> ModuleType | None:
     except Exception as error:  # no compiler, no ninja, a failed self-check: fall back, say why once
         logger.warning("native CPU kernels unavailable (%s); using oneDNN/torch products", first_line(error))
         return None
+
+
+def remove_stale_lock(folder: Path, now: float | None = None) -> bool:
+    """Remove the build lock a killed compile left in `folder` (older than STALE_LOCK_SECONDS);
+    True when there was one."""
+    lock = folder / "lock"
+    try:
+        age = (time.time() if now is None else now) - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age < STALE_LOCK_SECONDS:
+        return False  # another process may be compiling right now: torch waits for it
+    logger.warning("removing a build lock left %.0f minutes ago by a compile that did not finish", age / 60)
+    lock.unlink(missing_ok=True)
+    return True
 
 
 def _machine_tag() -> str:

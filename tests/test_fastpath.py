@@ -51,6 +51,18 @@ def test_the_native_kernels_build_here():
     assert native.kernels() is not None
 
 
+def test_a_build_lock_left_by_a_killed_compile_is_removed_and_a_fresh_one_kept(tmp_path):
+    import os
+
+    lock = tmp_path / "lock"
+    lock.write_text("")
+    assert not native.remove_stale_lock(tmp_path) and lock.exists()  # a compile may be running now
+    then = lock.stat().st_mtime - native.STALE_LOCK_SECONDS - 1
+    os.utime(lock, (then, then))
+    assert native.remove_stale_lock(tmp_path) and not lock.exists()
+    assert not native.remove_stale_lock(tmp_path)  # no lock: nothing to do
+
+
 @pytest.mark.parametrize("rows", [1, 7, 16])
 def test_native_small_linear_matches_torch_on_real_sizes(rows):
     torch.manual_seed(rows)
