@@ -15,6 +15,8 @@ SMOKE_TESTED = {
     "generation.py": "test_generation_compares_stock_and_ours_and_int8",
     "gpu_check.py": "test_gpu_check_runs_every_part_on_the_cpu",
     "long_context.py": "test_long_context_runs_and_keeps_each_sessions_cache_apart",
+    "quality.py": "test_quality_runs_every_kind_of_item_and_the_baseline",
+    "quality_suite.py": "test_the_quality_suites_gold_answers_are_on_their_gold_pages",
     "reading.py": "test_reading_compares_the_old_and_new_pdf_readers",
     "serving.py": "test_serving_measures_the_in_process_backend",
     "ui_latency.py": "test_ui_latency_times_a_first_question_and_a_follow_up_in_chromium",
@@ -128,3 +130,30 @@ def test_ui_latency_times_a_first_question_and_a_follow_up_in_chromium(tiny_chec
     report = last_json(capsys.readouterr().out)
     assert report["first_question_first_token_s"] > 0 and report["follow_up_first_token_s"] > 0
     assert "tokens" in report["document"] and report["machine"]["cores"] >= 1
+
+
+def test_quality_runs_every_kind_of_item_and_the_baseline(tiny_checkpoint, capsys):
+    from benchmarks.quality import main
+
+    assert main(["--model", "tiny-random", "--size", "smoke", "--baseline", "--max-new-tokens", "16", "--json"]) == 0
+    report = last_json(capsys.readouterr().out)
+    scores = report["scores"]
+    assert scores["questions"]["items"] == scores["baseline"]["items"] == 1
+    assert scores["questions"]["gold_page_top3"] in (0.0, 1.0) and scores["questions"]["median_sources"] >= 1
+    assert scores["fields"]["valid_json"] in (0.0, 1.0) and scores["labels"]["label_accuracy"] in (0.0, 1.0)
+    assert 0.0 <= scores["summaries"]["coverage"] <= 1.0
+
+
+def test_the_quality_suites_gold_answers_are_on_their_gold_pages(tmp_path):
+    from benchmarks.quality import answer_scores, repetition
+    from benchmarks.quality_suite import build_suite
+    from tasks.documents import load_document
+
+    suite = build_suite(tmp_path, "full")
+    assert len(suite.questions) >= 12 and suite.fields and suite.labels and suite.summaries
+    for question in suite.questions:
+        document = load_document(suite.folder / question.document)
+        pages = [page.number for page in document.pages if question.answers[0].casefold() in page.text.casefold()]
+        assert pages and set(pages) <= set(question.pages), (question.question, pages)
+    assert answer_scores("It opened in 2019.", ("2019",)) == {"contains": True, "exact": False, "f1": 0.4}
+    assert repetition("It is about X. It is about X. It is about X. Then Y.")["most_repeats"] == 3
