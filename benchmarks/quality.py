@@ -37,7 +37,11 @@ from benchmarks.reading import machine
 from tasks.errors import UserError
 from tasks.events import TaskResult
 
-_INVENTED = re.compile(r"(?im)^\s*(question\s*\d*\s*:|please answer|answer the following|[a-d]\)\s)")
+# An answer that goes on into a question of its own: a later line asks something, or starts a
+# new "Question:" / "Q:" / "A:" block, an instruction to answer, or a multiple-choice option.
+INVENTED_QUESTION = re.compile(
+    r"(?im)\n.*\?\s*$|^\s*(question\s*\d*\s*:|q\s*:|a\s*:|please answer|answer the following|[a-d]\)\s)"
+)
 _SENTENCE = re.compile(r"(?<=[.!?。])\s+|\n+")
 
 
@@ -102,7 +106,7 @@ def ask(workbench, folder: Path, item: Question, options) -> dict[str, Any]:
         "gold_page_top3": any(page in item.pages for source in sources[:3] for page in source["pages"]),
         "sources": len(sources),
         "citation_precision": (sum(page in item.pages for page in cited) / len(cited)) if cited else None,
-        "invented_question": bool(_INVENTED.search(text)),
+        "invented_question": bool(INVENTED_QUESTION.search(text)),
         "empty": not text.strip(),
         "cut_off": bool(result) and result.finish_reason == "length",
         "prompt_tokens": (result.usage or {}).get("prompt_tokens", 0) if result else 0,
@@ -124,7 +128,7 @@ def plain_ask(workbench, folder: Path, item: Question, args) -> dict[str, Any]:
     text = engine.generate(prompt, max_new_tokens=args.max_new_tokens).text
     seconds = time.perf_counter() - started
     return {"kind": item.kind, "question": item.question, "answer": text, "cut_document": cut < len(document),
-            **answer_scores(text, item.answers), "invented_question": bool(_INVENTED.search(text)),
+            **answer_scores(text, item.answers), "invented_question": bool(INVENTED_QUESTION.search(text)),
             "empty": not text.strip(), "seconds": round(seconds, 2)}  # fmt: skip
 
 

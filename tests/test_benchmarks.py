@@ -145,7 +145,7 @@ def test_quality_runs_every_kind_of_item_and_the_baseline(tiny_checkpoint, capsy
 
 
 def test_the_quality_suites_gold_answers_are_on_their_gold_pages(tmp_path):
-    from benchmarks.quality import answer_scores, repetition
+    from benchmarks.quality import INVENTED_QUESTION, answer_scores, repetition
     from benchmarks.quality_suite import build_suite
     from tasks.documents import load_document
 
@@ -157,3 +157,8 @@ def test_the_quality_suites_gold_answers_are_on_their_gold_pages(tmp_path):
         assert pages and set(pages) <= set(question.pages), (question.question, pages)
     assert answer_scores("It opened in 2019.", ("2019",)) == {"contains": True, "exact": False, "f1": 0.4}
     assert repetition("It is about X. It is about X. It is about X. Then Y.")["most_repeats"] == 3
+    invented = ("2,750 kilograms\n\nWhat is the answer to this question?\n\nA:", "Paris.\nQuestion 2: and Rome?")
+    assert all(INVENTED_QUESTION.search(text) for text in invented)
+    assert not any(
+        INVENTED_QUESTION.search(text) for text in ("It opened in 2019.", "Is it Lisbon? No: Porto, in 2021.")
+    )
