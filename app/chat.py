@@ -24,12 +24,10 @@ from app.panels import (
     TabContext,
     example_documents,
     exports,
-    file_names,
     frames,
-    page_language,
+    remembered,
     wire_run,
 )
-from app.sources_view import sources_html
 from app.untrusted import MARKDOWN_OPTIONS
 
 EXAMPLE_QUESTIONS = ("When did the Munich office open?", "What was the revenue in 2025, and how did it change?")
@@ -100,11 +98,9 @@ def _wire(tab: TabContext, question: gr.Textbox, run: gr.Button, stop: gr.Button
             history[-1] = {"role": "assistant", "content": answer_markdown(frame.text, citations) or "…"}
             if frame.error:
                 history[-1]["content"] = "⚠ " + untrusted.plain(frame.error)
-            sources = ""
+            sources = remembered(tab, registry, f"ask-{turn}", frame, paths, session)
             if frame.details:
-                registry.remember(f"ask-{turn}", frame.details, file_names(workbench, paths))
                 registry.answers = [*registry.answers[:turn], frame.details][-MAX_EXPORTED_ANSWERS:]
-                sources = sources_html(frame.details, f"ask-{turn}", page_language(session))
             files = exports(frame.details, tab.keep_seconds, registry.answers if frame.details else None)
             yield "", history, frame.progress, sources, frame.details, *files, registry, ""
 

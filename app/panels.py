@@ -203,6 +203,15 @@ def _error_html(message: str) -> str:
     return f'<div class="run-progress failed" role="alert" dir="auto">{escape(message)}</div>'
 
 
+def remembered(tab: TabContext, registry, scope: str, frame: Frame, paths: list[str], session: dict | None) -> str:
+    """A finished result kept under `scope` (what its sources may open in the viewer); its
+    sources panel ("" before the result)."""
+    if not frame.details:
+        return ""
+    registry.remember(scope, frame.details, file_names(tab.workbench, paths))
+    return sources_html(frame.details, scope, page_language(session))
+
+
 Shape = Callable[[Frame, str, tuple, Any], tuple]  # (frame, sources HTML, export buttons, registry) -> outputs
 
 
@@ -210,17 +219,13 @@ def task_handler(tab: TabContext, scope: str | None, begin: Callable, shape: Sha
     """A tab's event handler: its inputs are `tab.task_inputs(*own)`; `begin(own, paths, options,
     password)` starts the task; `shape` makes the tab's outputs of each frame. A finished result
     is remembered under `scope` (what its sources may open in the viewer)."""
-    workbench = tab.workbench
 
     def handler(documents, loaded, *values):
         *own, language, max_new_tokens, temperature, strategy, budget, password, session, registry = values
         settings = (language, max_new_tokens, temperature, strategy, budget)
         start = lambda paths, options: begin(own, paths, options, password or None)  # noqa: E731
         for frame, paths in frames(tab, documents, loaded, settings, session, start):
-            sources = ""
-            if frame.details and scope:
-                registry.remember(scope, frame.details, file_names(workbench, paths))
-                sources = sources_html(frame.details, scope, page_language(session))
+            sources = remembered(tab, registry, scope, frame, paths, session) if scope else ""
             yield shape(frame, sources, exports(frame.details, tab.keep_seconds), registry)
 
     return handler

@@ -14,10 +14,11 @@ from app.i18n import strategy_name, tables, text
 from app.progress import RunProgress
 from app.results import ResultView
 from app.streaming import paced
-from tasks.errors import UserError
+from tasks.errors import ModelUnavailable, UserError
 from tasks.events import Event, PartDone, TaskResult, TextDelta
 
 logger = logging.getLogger(__name__)
+NO_MODEL = "no language model is available right now; please try again later"
 
 
 @dataclass
@@ -29,11 +30,6 @@ class Frame:
     parts: list[PartDone] = field(default_factory=list)
     details: dict[str, Any] | None = None
     error: str | None = None
-    operator_note: str | None = None  # details of an error meant for whoever runs the server
-
-    @property
-    def finished(self) -> bool:
-        return self.details is not None or self.error is not None
 
 
 def follow(start: Callable[[], Iterator[Event]], language: str, cancel=None, every: float = 1.0) -> Iterator[Frame]:
@@ -56,12 +52,13 @@ def follow(start: Callable[[], Iterator[Event]], language: str, cancel=None, eve
             yield frame
     except UserError as exc:
         frame.error = str(exc)
-        frame.operator_note = _operator_note(exc)
+        # The model's absence is said plainly in the panel; its reason (flags, host names) is the operator's.
+        shown = NO_MODEL if isinstance(exc, ModelUnavailable) else frame.error
     except Exception as exc:  # a bug must not leave the page waiting: said here, logged in full
         logger.exception("task failed")
-        frame.error = f"Something went wrong: {type(exc).__name__}: {exc}"
+        frame.error = shown = f"Something went wrong: {type(exc).__name__}: {exc}"
     if frame.error is not None:
-        progress.end("failed", frame.error if frame.operator_note is None else _plain_sentence(frame.error))
+        progress.end("failed", shown)
         frame.progress = progress.html()
         yield frame
 
@@ -80,13 +77,3 @@ def _finish_words(view: ResultView, language: str) -> str:
     words += [text("status.strategy", language, strategy=strategy_name(view.strategy, language)), read, written]
     words.append(f"{view.seconds:.1f} s")
     return " · ".join(words)
-
-
-def _operator_note(exc: UserError) -> str | None:
-    """Errors about the model or the server carry details for the operator (flags, host names)."""
-    message = str(exc)
-    return message if message.startswith("generation is unavailable") else None
-
-
-def _plain_sentence(_message: str) -> str:
-    return "no language model is available right now; please try again later"
