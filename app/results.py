@@ -39,6 +39,8 @@ FINISH_NAMES = {
     "length": "reached the token limit",
     "cancelled": "stopped",
     "time_limit": "stopped at the time limit",
+    "repetition": "stopped: the model began repeating itself",
+    "empty": "the model gave no answer",
 }
 REQUEST_NAMES = {"question": "Question", "prompt": "Instruction"}  # the request text a task was given
 

@@ -23,6 +23,8 @@ _STEPS = [
     (r"(?P<count>\d+) partial summaries were longer than planned and were shortened to fit", "step.shortened"),
     (r"The budget leaves room for a summary of (?P<tokens>[\d,]+) tokens at most", "step.room"),
     (r"Scoring (?P<count>\d+) labels \((?P<strategy>[\w-]+)\)", "step.scoring"),
+    (r"The model gave an empty answer; asking once more", "step.retry_empty"),
+    (r"Stopped: the model began repeating itself", "step.repetition"),
     (r"(?P<document>.+): OCR page (?P<number>[\d,]+) of (?P<total>[\d,]+)(?P<rest>.*)", "step.ocr"),
 ]
 _WAITS = [

@@ -29,13 +29,14 @@ import tempfile
 import time
 import unicodedata
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks.quality_suite import FieldItem, LabelItem, Question, SummaryItem, build_suite
 from benchmarks.reading import machine
 from tasks.errors import UserError
-from tasks.events import TaskResult
+from tasks.events import Progress, TaskResult
 
 # An answer that goes on into a question of its own: a later line asks something, or starts a
 # new "Question:" / "Q:" / "A:" block, an instruction to answer, or a multiple-choice option.
@@ -83,17 +84,48 @@ def _workbench(model: str, budget: int):
     return workbench
 
 
-def _run(events) -> tuple[TaskResult | None, str | None, float]:
-    started = time.perf_counter()
+@dataclass
+class Run:
+    result: TaskResult | None
+    error: str | None
+    seconds: float
+    expected_seconds: float | None  # the wait the task announced first (the progress bar's)
+
+    @property
+    def wait_ratio(self) -> float | None:
+        """How far the announced wait was off: announced / taken, or its inverse, whichever is
+        larger (2.0: twice or half as long as it took)."""
+        if not self.expected_seconds or not self.seconds:
+            return None
+        ratio = self.expected_seconds / self.seconds
+        return round(max(ratio, 1 / ratio), 2)
+
+
+def _run(events) -> Run:
+    started, expected = time.perf_counter(), None
     try:
-        result = next((event for event in events if isinstance(event, TaskResult)), None)
-        return result, None, time.perf_counter() - started
+        for event in events:
+            if isinstance(event, Progress) and event.expected_seconds and expected is None:
+                expected = event.expected_seconds
+            if isinstance(event, TaskResult):
+                return Run(event, None, time.perf_counter() - started, expected)
+        return Run(None, "no result", time.perf_counter() - started, expected)
     except UserError as exc:
-        return None, str(exc), time.perf_counter() - started
+        return Run(None, str(exc), time.perf_counter() - started, expected)
+
+
+def _finish(run: Run) -> dict[str, Any]:
+    """How the run ended, and whether an empty answer was passed off as a finished one."""
+    result = run.result
+    finish = result.finish_reason if result else None
+    empty = result is not None and not result.text.strip()
+    return {"finish": finish, "empty": empty, "empty_as_success": empty and finish == "stop",
+            "cut_off": finish == "length", "wait_ratio": run.wait_ratio}  # fmt: skip
 
 
 def ask(workbench, folder: Path, item: Question, options) -> dict[str, Any]:
-    result, error, seconds = _run(workbench.ask([folder / item.document], item.question, options))
+    run = _run(workbench.ask([folder / item.document], item.question, options))
+    result, error, seconds = run.result, run.error, run.seconds
     text = result.text if result else ""
     sources = (result.sources or []) if result else []
     cited = [citation["page"] for citation in (result.citations or [])] if result else []
@@ -107,8 +139,7 @@ def ask(workbench, folder: Path, item: Question, options) -> dict[str, Any]:
         "sources": len(sources),
         "citation_precision": (sum(page in item.pages for page in cited) / len(cited)) if cited else None,
         "invented_question": bool(INVENTED_QUESTION.search(text)),
-        "empty": not text.strip(),
-        "cut_off": bool(result) and result.finish_reason == "length",
+        **_finish(run),
         "prompt_tokens": (result.usage or {}).get("prompt_tokens", 0) if result else 0,
         "seconds": round(seconds, 2),
     }
@@ -144,7 +175,8 @@ def extract(workbench, folder: Path, item: FieldItem, options) -> dict[str, Any]
     from tasks.extract import spec_from_fields
 
     spec = spec_from_fields(", ".join(item.fields))
-    result, error, seconds = _run(workbench.extract([folder / item.document], spec, options))
+    run = _run(workbench.extract([folder / item.document], spec, options))
+    result, error, seconds = run.result, run.error, run.seconds
     data = result.extraction.data if result and result.extraction else None
     values = {name: (data or {}).get(name) for name in spec.schema["properties"]} if isinstance(data, dict) else {}
     right = [name for name, gold in item.gold.items() if _contains(str(_field(values, name) or ""), [gold])]
@@ -159,18 +191,22 @@ def _field(values: dict[str, Any], name: str) -> Any:
 
 
 def classify(workbench, folder: Path, item: LabelItem, options) -> dict[str, Any]:
-    result, error, seconds = _run(workbench.classify([folder / item.document], list(item.labels), options))
+    run = _run(workbench.classify([folder / item.document], list(item.labels), options))
+    result, error, seconds = run.result, run.error, run.seconds
     best = result.labels[0]["label"] if result and result.labels else None
     return {"document": item.document, "label": best, "gold": item.gold, "right": best == item.gold,
             "error": error, "seconds": round(seconds, 2)}  # fmt: skip
 
 
 def summarize(workbench, folder: Path, item: SummaryItem, options) -> dict[str, Any]:
-    result, error, seconds = _run(workbench.summarize([folder / item.document], options))
+    run = _run(workbench.summarize([folder / item.document], options))
+    result, error, seconds = run.result, run.error, run.seconds
     text = result.text if result else ""
     found = [fact for fact in item.facts if _normalize(fact) in _normalize(text)]
+    usage = (result.usage or {}) if result else {}
     return {"document": item.document, "summary": text, "error": error, "coverage": len(found) / len(item.facts),
-            **repetition(text), "empty": not text.strip(), "seconds": round(seconds, 2)}  # fmt: skip
+            **repetition(text), **_finish(run), "prompt_tokens": usage.get("prompt_tokens", 0),
+            "generated_tokens": usage.get("generated_tokens", 0), "seconds": round(seconds, 2)}  # fmt: skip
 
 
 def repetition(text: str) -> dict[str, Any]:
@@ -220,6 +256,9 @@ def scores(rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "median_sources": statistics.median([q["sources"] for q in questions]) if questions else None,
         "citation_precision": _mean(q["citation_precision"] for q in questions if q["citation_precision"] is not None),
         "errors": sum(q["error"] is not None for q in questions),
+        "empty_as_success": _share(q["empty_as_success"] for q in questions),
+        "cut_off": _share(q["cut_off"] for q in questions),
+        "worst_wait_ratio": max((q["wait_ratio"] for q in questions if q["wait_ratio"]), default=None),
     }
     summary["fields"] = {"field_accuracy": _mean(f["field_accuracy"] for f in rows["fields"]),
                          "valid_json": _share(f["valid_json"] for f in rows["fields"])}  # fmt: skip
@@ -228,6 +267,8 @@ def scores(rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "coverage": _mean(s["coverage"] for s in rows["summaries"]),
         "repeated_sentence_rate": _mean(s["repeated_sentence_rate"] for s in rows["summaries"]),
         "most_repeats": max((s["most_repeats"] for s in rows["summaries"]), default=0),
+        "empty_as_success": _share(s["empty_as_success"] for s in rows["summaries"]),
+        "worst_wait_ratio": max((s["wait_ratio"] for s in rows["summaries"] if s["wait_ratio"]), default=None),
         "seconds_per_item": _mean(s["seconds"] for s in rows["summaries"]),
     }
     if "baseline" in rows:

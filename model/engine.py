@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -53,7 +54,7 @@ from model.request_state import (
 )
 from model.sampling import end_of_text_ids, pick_token
 from model.textstream import IncrementalDecoder, StopStringFilter
-from model.tokens import count_tokens
+from model.tokens import chat_frame, count_tokens
 
 DEFAULT_PREFILL_CHUNK = 2048  # bounds peak memory; smaller chunks cost speed (README, "Measured limits")
 MIN_PREFILL_CHUNK = 256  # out-of-memory retries halve the chunk down to this, then give up
@@ -136,6 +137,11 @@ class Engine:
         if not self._speeds.measured():
             self.generate(CALIBRATION_PROMPT, max_new_tokens=8)
         return self._speeds.or_slow()
+
+    @cached_property
+    def chat_frame(self) -> tuple[str, str] | None:
+        """What the model's chat template puts around a user message (None: completion prompts)."""
+        return chat_frame(self.tokenizer)
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text))

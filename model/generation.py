@@ -7,7 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-FinishReason = Literal["stop", "length", "cancelled", "time_limit"]
+# "repetition" and "empty" are the tasks' verdicts on a finished generation (tasks/endings.py):
+# an engine itself ends with one of the first four.
+FinishReason = Literal["stop", "length", "cancelled", "time_limit", "repetition", "empty"]
 CALIBRATION_PROMPT = "The committee reviewed the budget and approved it. " * 12  # measures a first speed
 # Below this, sampling is greedy decoding anyway (the distribution is a point mass), while dividing
 # the logits by it overflows them to inf and the probabilities to nan.

@@ -23,6 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from model.errors import RequestRefused
@@ -38,7 +39,7 @@ from model.loader import load_tokenizer
 from model.openai_server import READ_SECONDS, OpenAIServer, ServerRefused, ServerUnavailable
 from model.request_state import Cancelled, RequestState
 from model.textstream import StopStringFilter
-from model.tokens import count_tokens
+from model.tokens import chat_frame, count_tokens
 
 _PREFIX_IDS_KEPT = 4  # tokenized documents kept, so follow-up questions do not tokenize them again
 
@@ -112,6 +113,11 @@ class OpenAIEngine:
 
     def memory_token_limit(self) -> int | None:
         return None  # the server manages its own KV cache memory
+
+    @cached_property
+    def chat_frame(self) -> tuple[str, str] | None:
+        """As Engine.chat_frame: prompts go out as token ids made here, so the frame is the same."""
+        return chat_frame(self.tokenizer)
 
     def throughput(self) -> tuple[float, float]:
         """(prefill, decode) tokens per second as measured through the server; a short request

@@ -65,3 +65,28 @@ def clean_cut(text: str, lowest: int, highest: int) -> int:
         if match.start() <= highest:
             cut = match.start()
     return cut
+
+
+_SLOT = "\u2063MESSAGE\u2063"  # stands for the user's message while the chat template is rendered
+
+
+def chat_frame(tokenizer: Any) -> tuple[str, str] | None:
+    """The text a model's chat template puts before and after one user message, the assistant's
+    turn opened: (before, after). None when the tokenizer has no chat template (a base model such
+    as Granite-3.1-1B-A400M-Base, which reads completion prompts) or a template that cannot frame
+    a lone user message. A leading BOS is left out: encoding adds it."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": _SLOT}], tokenize=False, add_generation_prompt=True
+        )
+    except Exception:  # a template of another shape (roles it insists on): use completion prompts
+        return None
+    if not isinstance(text, str) or text.count(_SLOT) != 1:
+        return None
+    before, after = text.split(_SLOT)
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and before.startswith(bos) and tokenizer.encode("x")[:1] == [tokenizer.bos_token_id]:
+        before = before[len(bos) :]
+    return before, after

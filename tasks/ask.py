@@ -14,7 +14,7 @@ from tasks.interfaces import TextEngine
 from tasks.options import TaskOptions
 from tasks.pipeline import make_result, plan_context, stream_answer
 from tasks.planning import output_language
-from tasks.prompts import load_template
+from tasks.prompts import engine_template
 from tasks.sources import related_passages, source_list, verify_quotes
 
 MAX_QUESTION_CHARS = 2000
@@ -37,11 +37,11 @@ def answer_with_sources(
     options = options.started()
     started = time.perf_counter()
     language = output_language(documents, options)
-    template = load_template(task, language)
+    template = engine_template(task, language, engine)
     instruction = template.fill("instruction", **{field: request})
     # The request is the retrieval query too: its words are the best guide to the passages it needs.
     context = plan_context(task, documents, instruction, request, options, engine)
-    answer = yield from stream_answer(engine, context, options, template.stop)
+    answer = yield from stream_answer(engine, context, options, template.stop, answers_request=task == "ask")
     text = answer.text.strip()
     retrieved = context.strategy == "retrieval"
     passages = context.chunks if retrieved else related_passages(documents, f"{request} {text}", engine)

@@ -17,7 +17,7 @@ from tasks.interfaces import TextEngine
 from tasks.options import TaskOptions, comma_list
 from tasks.pipeline import engine_errors, make_result, plan_context
 from tasks.planning import LABEL_TOKENS, output_language
-from tasks.prompts import load_template
+from tasks.prompts import engine_template, in_chat_frame
 
 MAX_LABELS = 50
 
@@ -40,7 +40,7 @@ def classify(
     options.validate()
     started = time.perf_counter()
     language = output_language(documents, options)
-    template = load_template("classify", language)
+    template = engine_template("classify", language, engine)
     instruction = template.fill("instruction", labels=", ".join(labels))
     longest = max(labels, key=lambda label: engine.count_tokens(" " + label))
     if engine.count_tokens(" " + longest) > LABEL_TOKENS:
@@ -48,8 +48,10 @@ def classify(
     context = plan_context("classify", documents, instruction, " ".join(labels), options, engine)
     yield Progress(f"Scoring {len(labels)} labels ({context.strategy})")
     with engine_errors():
-        continuations = [" " + label for label in labels]
-        scores = engine.score(context.prompt, continuations, prefix=context.prefix, cache_salt=options.cache_salt)
+        # In a chat the assistant's turn starts with the label; after a completion cue, a space does.
+        continuations = [label if engine.chat_frame else " " + label for label in labels]
+        prefix, prompt = in_chat_frame(engine.chat_frame, context.prefix, context.prompt)
+        scores = engine.score(prompt, continuations, prefix=prefix, cache_salt=options.cache_salt)
     ranked = sorted(zip(labels, scores, _softmax(scores), strict=True), key=lambda row: -row[1])
     table = [{"label": label, "probability": round(p, 6), "log_likelihood": round(s, 4)} for label, s, p in ranked]
     yield make_result("classify", ranked[0][0], context, documents, engine, None, started, language, labels=table)

@@ -25,7 +25,7 @@ from tasks.interfaces import TextEngine
 from tasks.options import TaskOptions, comma_list
 from tasks.pipeline import make_result, plan_context, stream_answer
 from tasks.planning import output_language
-from tasks.prompts import load_template
+from tasks.prompts import engine_template
 from tasks.sources import related_passages, source_list
 
 MAX_FIELDS = 40
@@ -161,7 +161,7 @@ def extract(
     options = options.started()
     started = time.perf_counter()
     language = output_language(documents, options)
-    template = load_template("extract", language)
+    template = engine_template("extract", language, engine)
     instruction = template.fill("instruction", fields=spec.field_list)
     query = spec.field_list.replace(",", " ")
     context = plan_context("extract", documents, instruction, query, options, engine)

@@ -55,6 +55,12 @@ class TextEngine(TokenCounter, Protocol):
         """How many tokens of KV cache fit in the device's free memory (None: not limiting)."""
         ...
 
+    @property
+    def chat_frame(self) -> tuple[str, str] | None:
+        """The model's chat template around one user message, (before, after) with the assistant's
+        turn opened; None for a model without one (a base model reads completion prompts)."""
+        ...
+
     def throughput(self) -> tuple[float, float]:
         """(prefill tokens/s, decode tokens/s) as measured on this engine."""
         ...

@@ -53,6 +53,7 @@ class OcrPage:
     words: PageWords
     confidence: float  # Tesseract's mean word confidence, 0-100
 
+
 class OcrCache:
     """The pages read by OCR, by (session, file content, page), the least recently used dropped
     beyond CACHE_CHARACTERS of text and boxes. Safe to share between threads."""

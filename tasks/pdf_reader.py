@@ -110,9 +110,7 @@ def check_structure(path: Path, name: str, password: str | None) -> int:
             f"{name}: refused: this PDF exceeds a safety limit of the PDF reader ({reason(exc)})"
         ) from exc
     except Exception as exc:  # a parser fed hostile bytes can fail in any way: the file is damaged
-        raise DocumentError(
-            f"{name}: could not read this PDF, it looks damaged or incomplete ({reason(exc)})"
-        ) from exc
+        raise DocumentError(f"{name}: could not read this PDF, it looks damaged or incomplete ({reason(exc)})") from exc
     return count
 
 

@@ -3,6 +3,8 @@ within the budget), streaming a generation, and building the result."""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 from tasks.budget import describe_wait, estimate_seconds
 from tasks.chunking import CHUNK_HEADER_TOKENS, DEFAULT_CHUNK_TOKENS, chunk_documents
 from tasks.documents import Document
+from tasks.endings import EndingGuard
 from tasks.errors import BudgetError, CapacityError, InvalidRequest, ModelUnavailable
 from tasks.events import (
     Citation,
@@ -36,7 +39,7 @@ from tasks.interfaces import (
 )
 from tasks.options import TaskOptions
 from tasks.planning import EXCERPT_HEADER_TOKENS, Plan, document_names, plan_task, require_request_room
-from tasks.prompts import render_chunks, render_documents
+from tasks.prompts import in_chat_frame, render_chunks, render_documents
 from tasks.retrieval import ScoredChunk, select
 
 
@@ -76,17 +79,20 @@ def plan_context(
     the whole documents as a cacheable prefix, or the excerpts that best match `query`; for
     `map-reduce`, the sections are in the plan and the summarize task reads them."""
     plan = plan_task(task, documents, options, engine, speeds=speeds)
-    require_request_room(plan, instruction, engine)
+    framing = "".join(engine.chat_frame or ())  # an instruct model's chat template takes room too
+    require_request_room(plan, instruction + framing, engine)  # the plan counted it as part of the instruction
     if plan.strategy == "full":
         prefix = render_documents(documents)
         return Context("full", plan.budget, prefix, instruction, document_tokens=plan.document_tokens, plan=plan)
     if plan.strategy == "map-reduce":
         return Context("map-reduce", plan.budget, document_tokens=plan.document_tokens, plan=plan)
     # The room the plan checked, and more when the request is shorter than the plan allowed for.
-    room = plan.budget - plan.answer_tokens - engine.count_tokens(instruction) - EXCERPT_HEADER_TOKENS
+    request_tokens = engine.count_tokens(instruction + framing)
+    room = plan.budget - plan.answer_tokens - request_tokens - EXCERPT_HEADER_TOKENS
     chunks = chunk_documents(documents, engine, max_tokens=min(DEFAULT_CHUNK_TOKENS, room // 2))
     chosen = select(chunks, query, room, overhead=CHUNK_HEADER_TOKENS)
-    chosen, prompt = fit_excerpts(chosen, instruction, plan.budget - plan.answer_tokens, engine)
+    limit = plan.budget - plan.answer_tokens - (request_tokens - engine.count_tokens(instruction))
+    chosen, prompt = fit_excerpts(chosen, instruction, limit, engine)
     return Context(
         "retrieval", plan.budget, prompt=prompt, chunks=chosen, document_tokens=plan.document_tokens, plan=plan
     )
@@ -115,25 +121,53 @@ def stream_answer(
     max_new_tokens: int | None = None,
     json_schema: dict | None = None,
     show_text: bool = True,
+    answers_request: bool = False,
 ) -> Iterator[Event]:
     """Generate from `context`, yielding progress (with the expected wait) and text deltas;
-    returns the whole text and the last engine chunk (`answer = yield from stream_answer(...)`)."""
+    returns the whole text and the last engine chunk (`answer = yield from stream_answer(...)`).
+
+    Text (not JSON) ends where the answer ends (tasks/endings.py): before an invented question
+    block (`answers_request`: before any later line that asks a question too) or a loop, which
+    finishes as "repetition". An empty answer is asked for once more, sampled; when it stays
+    empty it finishes as "empty", never as a success."""
+    answer = yield from _generate(engine, context, options, stop, max_new_tokens, json_schema, show_text,
+                                  answers_request, options.temperature)  # fmt: skip
+    if json_schema is not None or answer.text.strip() or answer.last is None:
+        return answer
+    if answer.last.finish_reason not in ("stop", "length"):
+        return answer
+    yield Progress(RETRY_NOTE)
+    retry = yield from _generate(engine, context, options, stop, max_new_tokens, None, show_text, answers_request,
+                                 max(options.temperature, RETRY_TEMPERATURE))  # fmt: skip
+    if retry.text.strip() or retry.last is None:
+        return retry
+    return Generated("", dataclasses.replace(retry.last, finish_reason="empty"))
+
+
+RETRY_NOTE = "The model gave an empty answer; asking once more"
+RETRY_TEMPERATURE = 0.7  # greedy decoding would give the same empty answer again
+
+
+def _generate(engine, context, options, stop, max_new_tokens, json_schema, show_text, answers_request, temperature):
     answer_tokens = max_new_tokens or options.max_new_tokens
     prompt_tokens = context.prompt_tokens(engine)
     last: GenerationChunk | None = None
     parts: list[str] = []
     notes: set[str] = set()
+    guard = EndingGuard(questions=answers_request) if json_schema is None else None
+    halt = Halt(options.cancel)
     with engine_errors():  # the speed is measured by a generation when it is not known yet
         seconds = estimate_seconds(prompt_tokens, answer_tokens, engine.throughput())
         message = f"Reading {prompt_tokens:,} tokens ({context.strategy}); expected wait: {describe_wait(seconds)}"
         yield Progress(message, expected_seconds=seconds)
+        prefix, prompt = in_chat_frame(engine.chat_frame, context.prefix, context.prompt)
         stream = engine.stream(
-            context.prompt,
-            prefix=context.prefix,
+            prompt,
+            prefix=prefix,
             max_new_tokens=answer_tokens,
             stop=stop,
-            temperature=options.temperature,
-            cancel=options.cancel,
+            temperature=temperature,
+            cancel=halt,
             deadline=options.started().deadline,
             json_schema=json_schema,
             cache_salt=options.cache_salt,
@@ -144,12 +178,50 @@ def stream_answer(
                     notes.add(note)
                     yield Progress(note)
             parts.append(last.text)
-            if last.text and show_text:
+            if halt.ended:  # the answer is over; the engine stops at its next token
+                continue
+            if guard is not None and guard.push(last.text):
+                halt.end()
+            elif last.text and show_text:
                 yield TextDelta(last.text)
     if last is not None and last.finish_reason == "time_limit":
         limit = f" of {options.time_limit:g} seconds" if options.time_limit else ""
         yield Progress(f"Stopped at the time limit{limit}")
-    return Generated("".join(parts), last)
+    if guard is None or last is None:
+        return Generated("".join(parts), last)
+    text = guard.finish()
+    if guard.reason == "repetition":
+        yield Progress(REPETITION_NOTE)
+        last = dataclasses.replace(last, finish_reason="repetition")
+    elif guard.reason is not None and last.finish_reason == "cancelled" and not halt.cancelled_by_user:
+        last = dataclasses.replace(last, finish_reason="stop")
+    return Generated(text, last)
+
+
+REPETITION_NOTE = "Stopped: the model began repeating itself"
+
+
+class Halt(threading.Event):
+    """The cancel event one generation runs with: set when the user cancels (their event) or when
+    the answer is over (`end`), so the engine stops at its next token either way."""
+
+    def __init__(self, user: threading.Event | None):
+        super().__init__()
+        self._user = user
+
+    def end(self) -> None:
+        self.set()
+
+    @property
+    def ended(self) -> bool:
+        return super().is_set()
+
+    @property
+    def cancelled_by_user(self) -> bool:
+        return self._user is not None and self._user.is_set()
+
+    def is_set(self) -> bool:
+        return super().is_set() or self.cancelled_by_user
 
 
 @contextmanager

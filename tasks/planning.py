@@ -30,7 +30,7 @@ from tasks.errors import BudgetError, InvalidRequest
 from tasks.interfaces import TextEngine, TokenCounter
 from tasks.language import LANGUAGES, check_language
 from tasks.options import TaskOptions
-from tasks.prompts import DEFAULT_LANGUAGE, Template, load_template, render_chunks, render_documents
+from tasks.prompts import DEFAULT_LANGUAGE, Template, engine_template, render_chunks, render_documents
 
 # The room each plan keeps for the request (a longer one is refused): an eighth of the budget,
 # at most REQUEST_TOKENS, so that small budgets keep most of their room for the documents.
@@ -120,11 +120,12 @@ def plan_task(
     which is refused (TooLongToRun) before the work of cutting its sections when even reading
     every token once would take longer than the time limit allows."""
     language = output_language(documents, options)
-    template = load_template(task, language)
+    template = engine_template(task, language, engine)
     budget = budget_for(engine, options)
     if document_tokens is None:
         document_tokens = engine.count_tokens(render_documents(documents))
-    instruction_tokens = engine.count_tokens(instruction_without_request(template))
+    # An instruct model's chat template takes room around the instruction too.
+    instruction_tokens = engine.count_tokens(instruction_without_request(template) + "".join(engine.chat_frame or ()))
     request_tokens = min(REQUEST_TOKENS, budget // REQUEST_SHARE) if task in REQUEST_NAMES else 0
     answer_tokens = LABEL_TOKENS if task == "classify" else options.max_new_tokens
     fit = Fit(document_tokens + instruction_tokens, answer_tokens, budget, request_tokens)

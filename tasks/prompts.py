@@ -8,6 +8,7 @@ and reused by every later request on them.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from tasks.chunking import Chunk
 from tasks.documents import Document
+from tasks.interfaces import TextEngine
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TASKS = ("summarize", "ask", "extract", "classify", "custom")
@@ -39,13 +41,23 @@ def template_languages(task: str) -> tuple[str, ...]:
 
 
 @cache
-def load_template(task: str, language: str = DEFAULT_LANGUAGE) -> Template:
-    """The template of `task` for output `language` (English when that language has none)."""
+def load_template(task: str, language: str = DEFAULT_LANGUAGE, chat: bool = False) -> Template:
+    """The template of `task` for output `language` (English when that language has none). `chat`:
+    for an instruct model, whose `chat_*` parts replace the parts of the same name."""
     tables = _tables(task)
     chosen = language if language in tables else DEFAULT_LANGUAGE
     table = dict(tables[chosen])
     stop = tuple(table.pop("stop", ()))
+    chat_parts = {name.removeprefix("chat_"): table.pop(name) for name in list(table) if name.startswith("chat_")}
+    if chat:
+        table |= chat_parts
     return Template(task, chosen, table, stop)
+
+
+def engine_template(task: str, language: str, engine: TextEngine) -> Template:
+    """The template of `task` in `language` for the prompts `engine`'s model reads: its chat
+    parts when it has a chat template (`engine.chat_frame`), its completion parts otherwise."""
+    return load_template(task, language, engine.chat_frame is not None)
 
 
 def _tables(task: str) -> dict:
@@ -80,3 +92,20 @@ def render_chunks(chunks: Sequence[Chunk]) -> str:
         body = "\n\n".join(parts)
         blocks.append(f"===== EXCERPTS FROM DOCUMENT: {name} =====\n{body}\n===== END OF EXCERPTS =====")
     return "\n\n".join(blocks) + "\n"
+
+
+# The answer cue a completion prompt ends with ("Answer:", "JSON:", "Summary of this part:"): in a
+# chat the assistant's turn is the cue, so the user's message ends before it.
+_CUE = re.compile(r"\n+[^\n]{1,40}[:：]\s*$")
+
+
+def in_chat_frame(frame: tuple[str, str] | None, prefix: str, prompt: str) -> tuple[str, str]:
+    """(prefix, prompt) as the model reads them. With a chat frame (an instruct model's chat
+    template) the documents open the user's message, so they stay the cacheable prefix, the request
+    closes it without its answer cue, and the assistant's turn follows. Without one (a base model)
+    they are completion prompts, as written."""
+    if frame is None:
+        return prefix, prompt
+    before, after = frame
+    prompt = _CUE.sub("", prompt) + after
+    return (before + prefix, prompt) if prefix else ("", before + prompt)

@@ -1,8 +1,13 @@
-"""Rank chunks for a query with BM25 (bm25s) and pick the best ones that fit a token budget.
+"""Rank chunks for a query with BM25 (bm25s) and pick the few that matter within a token budget.
 
 Words are lower-cased Unicode word runs; Chinese, Japanese and Korean text, which has no spaces,
-is indexed as overlapping character pairs, so those documents are searchable too. The chosen
-chunks go back in document order, so the model reads them as the document tells them.
+is indexed as overlapping character pairs, so those documents are searchable too. A query's
+function words do not count: bm25s's stop-word lists (English, German, French, Spanish,
+Portuguese, Italian, Dutch: a question may be asked in one language about a document in
+another), and, for every language, a word found in most passages of the document at hand (it
+tells none of them apart). The chosen chunks are the best few (TOP_K) that score at least
+SCORE_CUT of the best one, and go back in document order, so the model reads them as the
+document tells them.
 """
 
 from __future__ import annotations
@@ -13,12 +18,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import bm25s
+from bm25s import stopwords
 
 from tasks.chunking import Chunk
 
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import and logs every index build
 _WORD = re.compile(r"\w+", re.UNICODE)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
+
+
+STOP_WORDS = frozenset().union(*(getattr(stopwords, name) for name in (
+    "STOPWORDS_EN_PLUS", "STOPWORDS_GERMAN", "STOPWORDS_FRENCH", "STOPWORDS_SPANISH", "STOPWORDS_PORTUGUESE",
+    "STOPWORDS_ITALIAN", "STOPWORDS_DUTCH")))  # fmt: skip
+COMMON_SHARE = 0.5  # a query word in more than this share of the passages tells them apart from nothing...
+COMMON_MIN_CHUNKS = 4  # ...when there are enough passages to say so
+TOP_K = 4  # passages at most: a short answer rests on one or two, and every extra one is noise
+SCORE_CUT = 0.35  # a passage scoring under this share of the best one is left out
 
 
 @dataclass(frozen=True)
@@ -54,15 +69,29 @@ def _split_cjk(word: str) -> list[str]:
 
 
 def rank(chunks: Sequence[Chunk], query: str) -> list[ScoredChunk]:
-    """All chunks, best first (ties keep document order)."""
+    """All chunks, best first (ties keep document order), for the query's telling words."""
     if not chunks:
         return []
+    ids, vocabulary = _term_ids(chunks)
     index = bm25s.BM25()
-    index.index(_term_ids(chunks), show_progress=False)
-    query_terms = terms(query)
+    index.index((ids, vocabulary), show_progress=False)
+    query_terms = telling_terms(query, ids, vocabulary)
     scores = index.get_scores(query_terms) if query_terms else [0.0] * len(chunks)
     order = sorted(range(len(chunks)), key=lambda i: (-float(scores[i]), i))
     return [ScoredChunk(chunks[i], float(scores[i])) for i in order]
+
+
+def telling_terms(query: str, chunk_ids: list[list[int]], vocabulary: dict[str, int]) -> list[str]:
+    """The query's terms that can tell passages apart: no stop words, none found in most passages."""
+    found = [term for term in terms(query) if term not in STOP_WORDS and term in vocabulary]
+    if len(chunk_ids) < COMMON_MIN_CHUNKS or not found:
+        return found
+    wanted = {vocabulary[term] for term in found}
+    counts = dict.fromkeys(wanted, 0)
+    for ids in chunk_ids:
+        for term_id in wanted.intersection(ids):
+            counts[term_id] += 1
+    return [term for term in found if counts[vocabulary[term]] <= COMMON_SHARE * len(chunk_ids)]
 
 
 def _term_ids(chunks: Sequence[Chunk]) -> tuple[list[list[int]], dict[str, int]]:
@@ -73,17 +102,24 @@ def _term_ids(chunks: Sequence[Chunk]) -> tuple[list[list[int]], dict[str, int]]
     return [[number(term) for term in terms(chunk.text) or ["\u2400"]] for chunk in chunks], vocabulary
 
 
-def select(chunks: Sequence[Chunk], query: str, token_budget: int, overhead: int = 0) -> list[ScoredChunk]:
-    """The best-ranked chunks whose tokens (plus `overhead` each) fit `token_budget`, returned in
-    document order.
+def select(
+    chunks: Sequence[Chunk], query: str, token_budget: int, overhead: int = 0, top_k: int = TOP_K
+) -> list[ScoredChunk]:
+    """The best `top_k` chunks at most that score at least SCORE_CUT of the best one and whose
+    tokens (plus `overhead` each) fit `token_budget`, returned in document order.
 
-    Only chunks that share a term with the query are taken; when none does, the beginning of
-    the documents stands in (titles, parties and dates usually sit there)."""
+    When no chunk shares a telling word with the query (a question in another language than the
+    document, or about nothing it names), the beginning of the documents stands in (titles,
+    parties and dates usually sit there) as far as the budget allows."""
     ranked = rank(chunks, query)
-    matching = [scored for scored in ranked if scored.score > 0] or [ScoredChunk(c, 0.0) for c in chunks]
+    best = ranked[0].score if ranked else 0.0
+    if best > 0:
+        candidates = [scored for scored in ranked if scored.score >= SCORE_CUT * best][:top_k]
+    else:
+        candidates = [ScoredChunk(chunk, 0.0) for chunk in chunks]
     chosen: list[ScoredChunk] = []
     used = 0
-    for scored in matching:
+    for scored in candidates:
         if used + scored.chunk.tokens + overhead > token_budget:
             continue
         chosen.append(scored)

@@ -12,7 +12,7 @@ from tasks.mapreduce import map_reduce
 from tasks.options import TaskOptions
 from tasks.pipeline import engine_errors, make_result, plan_context, stream_answer
 from tasks.planning import document_names, output_language
-from tasks.prompts import load_template
+from tasks.prompts import engine_template
 
 
 def summarize(documents: Sequence[Document], options: TaskOptions, engine: TextEngine) -> Iterator[Event]:
@@ -21,7 +21,7 @@ def summarize(documents: Sequence[Document], options: TaskOptions, engine: TextE
     options = options.started()  # one deadline for every generation of a map-reduce summary
     started = time.perf_counter()
     language = output_language(documents, options)
-    template = load_template("summarize", language)
+    template = engine_template("summarize", language, engine)
     context = plan_context(
         "summarize", documents, template.fill("instruction"), "", options, engine, lambda: measured_speeds(engine)
     )

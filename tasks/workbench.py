@@ -28,7 +28,7 @@ from tasks.interfaces import EngineError, EngineUnavailable, TextEngine
 from tasks.ocr import OcrCache, OcrRequest
 from tasks.options import TaskOptions
 from tasks.planning import Plan, budget_for, output_language, plan_task
-from tasks.prompts import TASKS, load_template, render_documents
+from tasks.prompts import TASKS, engine_template, render_documents
 from tasks.summarize import summarize
 
 MAX_DOCUMENTS = 20
@@ -282,7 +282,7 @@ class Workbench:
         return self.engine
 
     def _summary_instruction_tokens(self, documents: Sequence[Document], options: TaskOptions) -> int:
-        template = load_template("summarize", output_language(documents, options))
+        template = engine_template("summarize", output_language(documents, options), self.engine)
         return self.engine.count_tokens(template.fill("instruction"))
 
     def _speeds_if_known(self) -> tuple[float, float] | None:

@@ -17,6 +17,7 @@ class FakeEngine:
     on_cpu: bool = True
     context_limit: int = 131072
     model_name: str = "fake"
+    chat_frame: tuple[str, str] | None = None  # a base model's completion prompts
     prompts: list[str] = field(default_factory=list)
     salts: list[str | None] = field(default_factory=list)  # the cache salt of every request
 
