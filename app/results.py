@@ -129,6 +129,9 @@ def _source_lines(details: dict[str, Any]) -> list[SourceLine]:
         lines.append(SourceLine("missing", guess))
     for name in details.get("capped") or []:
         lines.append(SourceLine("capped", f"{name}: the value reached the length limit and may go on"))
+    for name, start in (details.get("unfinished") or {}).items():
+        words = f"{name}: not finished within the token limit, so left empty; it began {start!r}"
+        lines.append(SourceLine("capped", words))
     return lines
 
 

@@ -70,7 +70,9 @@ def _unverified_html(details: dict[str, Any], language: str) -> str:
     for name, value in (details.get("unverified") or {}).items():
         lines.append(f"<li>✗ {escape(name)}: {escape(repr(value))}: {escape(text('sources.not_quote', language))}</li>")
     for name in details.get("capped") or []:
-        lines.append(f"<li>⚠ {escape(name)}: the value reached the length limit and may go on</li>")
+        lines.append(f"<li>⚠ {escape(name)}: {escape(text('sources.capped', language))}</li>")
+    for name, start in (details.get("unfinished") or {}).items():
+        lines.append(f"<li>⚠ {escape(name)}: {escape(text('sources.unfinished', language))} {escape(repr(start))}</li>")
     return f'<ul class="src-checks">{"".join(lines)}</ul>' if lines else ""
 
 

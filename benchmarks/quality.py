@@ -180,7 +180,9 @@ def extract(workbench, folder: Path, item: FieldItem, options) -> dict[str, Any]
     data = result.extraction.data if result and result.extraction else None
     values = {name: (data or {}).get(name) for name in spec.schema["properties"]} if isinstance(data, dict) else {}
     right = [name for name, gold in item.gold.items() if _contains(str(_field(values, name) or ""), [gold])]
+    unfinished = (result.extraction.unfinished or {}) if result and result.extraction else {}
     return {"document": item.document, "values": values, "error": error, "valid_json": data is not None,
+            "finish": result.finish_reason if result else None, "unfinished": list(unfinished),
             "field_accuracy": len(right) / len(item.gold), "seconds": round(seconds, 2)}  # fmt: skip
 
 
@@ -261,7 +263,10 @@ def scores(rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "worst_wait_ratio": max((q["wait_ratio"] for q in questions if q["wait_ratio"]), default=None),
     }
     summary["fields"] = {"field_accuracy": _mean(f["field_accuracy"] for f in rows["fields"]),
-                         "valid_json": _share(f["valid_json"] for f in rows["fields"])}  # fmt: skip
+                         "valid_json": _share(f["valid_json"] for f in rows["fields"]),
+                         "unfinished_runs": sum(f["finish"] == "length" for f in rows["fields"]),
+                         "unfinished_runs_with_fields": sum(f["finish"] == "length" and f["valid_json"]
+                                                            for f in rows["fields"])}  # fmt: skip
     summary["labels"] = {"label_accuracy": _share(item["right"] for item in rows["labels"])}
     summary["summaries"] = {
         "coverage": _mean(s["coverage"] for s in rows["summaries"]),

@@ -104,9 +104,11 @@ class LabelScore(TypedDict):
 @dataclass(frozen=True)
 class Extraction:
     schema: dict[str, Any]  # the user's schema
-    data: Any  # the JSON value, valid for the schema; None when the model did not finish it
+    data: Any  # the JSON value, valid for the schema; unfinished: the fields finished (the rest null)
     capped: list[str] | None = None  # fields cut off at the length bound (None: not checked)
     unverified: dict[str, str] | None = None  # named fields' values found in no document (set to null)
+    # The field the model was writing when the token limit came (set to null): its value's start.
+    unfinished: dict[str, str] | None = None
 
 
 REQUEST_KEYS = {"ask": "question", "custom": "prompt"}  # the request's key in a result's JSON

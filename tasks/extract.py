@@ -30,6 +30,9 @@ from tasks.sources import related_passages, source_list
 
 MAX_FIELDS = 40
 STRING_MAX_CHARS = 1000
+STRING_MIN_CHARS = 32  # the least a value may take, however many fields share the answer's tokens
+CHARS_PER_TOKEN = 2  # JSON string text, conservatively: words take 3-5 characters a token, digits often one
+UNFINISHED_SHOWN_CHARS = 80
 ARRAY_MAX_ITEMS = 20
 NUMBER_BOUND = 10**15
 MAX_SCHEMA_DEPTH = 32  # levels of brackets: 16 nested objects, each a node and its properties
@@ -120,26 +123,34 @@ def _value_depth(value: Any) -> int:
     return deepest
 
 
-def decoding_schema(schema: dict) -> dict:
+def decoding_schema(schema: dict, string_chars: int = STRING_MAX_CHARS) -> dict:
     """A copy of `schema` with bounds added where it has none, so that the grammar it compiles to
-    always ends: strings of at most 1,000 characters, numbers within ±1e15, arrays of 20 items
-    (or more where the schema asks for more)."""
+    always ends: strings of at most `string_chars` characters, numbers within ±1e15, arrays of 20
+    items (or more where the schema asks for more)."""
     tight = copy.deepcopy(schema)
-    _tighten(tight)
+    _tighten(tight, string_chars)
     return tight
 
 
-def _tighten(node: Any) -> None:
+def string_cap(schema: dict, max_new_tokens: int) -> int:
+    """The length bound for unbounded strings: the answer's tokens shared by the object's fields,
+    so that one runaway value (an endless number, a repeated code) cannot take the whole answer and
+    leave the fields after it unwritten."""
+    fields = max(1, len(schema.get("properties", {})))
+    return max(STRING_MIN_CHARS, min(STRING_MAX_CHARS, max_new_tokens * CHARS_PER_TOKEN // fields))
+
+
+def _tighten(node: Any, string_chars: int) -> None:
     if isinstance(node, list):
         for item in node:
-            _tighten(item)
+            _tighten(item, string_chars)
         return
     if not isinstance(node, dict):
         return
     types = node.get("type", [])
     types = [types] if isinstance(types, str) else types
     if "string" in types and not any(key in node for key in ("maxLength", "enum", "const", "pattern", "format")):
-        node["maxLength"] = max(STRING_MAX_CHARS, node.get("minLength", 0))
+        node["maxLength"] = max(string_chars, node.get("minLength", 0))
     if {"number", "integer"} & set(types):
         node.setdefault("minimum", min(-NUMBER_BOUND, node.get("maximum", 0)))
         node.setdefault("maximum", max(NUMBER_BOUND, node["minimum"]))
@@ -147,10 +158,10 @@ def _tighten(node: Any) -> None:
         node.setdefault("maxItems", max(ARRAY_MAX_ITEMS, node.get("minItems", 0)))
     for key in ("properties", "$defs", "definitions"):
         for child in node.get(key, {}).values():
-            _tighten(child)
+            _tighten(child, string_chars)
     for key in ("items", "anyOf", "oneOf", "allOf", "additionalProperties"):
         if key in node:
-            _tighten(node[key])
+            _tighten(node[key], string_chars)
 
 
 def extract(
@@ -165,16 +176,14 @@ def extract(
     instruction = template.fill("instruction", fields=spec.field_list)
     query = spec.field_list.replace(",", " ")
     context = plan_context("extract", documents, instruction, query, options, engine)
-    answer = yield from stream_answer(engine, context, options, (), json_schema=decoding_schema(spec.schema))
+    cap = string_cap(spec.schema, options.max_new_tokens)
+    answer = yield from stream_answer(engine, context, options, (), json_schema=decoding_schema(spec.schema, cap))
     extraction = Extraction(spec.schema, None)
     if answer.last.finish_reason == "length":
-        raise UserError(
-            f"the model did not finish the JSON within {options.max_new_tokens:,} new tokens; "
-            "allow more new tokens or ask for fewer fields"
-        )
-    if answer.last.finish_reason == "stop":
+        extraction = _unfinished(answer.text, spec, documents, options.max_new_tokens, cap)
+    elif answer.last.finish_reason == "stop":
         data = _validated(answer.text, spec.schema)
-        capped = _capped_fields(data)
+        capped = _capped_fields(data, cap)
         unverified = _ground(data, documents) if spec.from_fields else {}  # sets what it did not find to null
         extraction = Extraction(spec.schema, data, capped, unverified)
     passages = context.chunks if context.strategy == "retrieval" else related_passages(documents, query, engine)
@@ -182,6 +191,56 @@ def extract(
     text = json.dumps(data, ensure_ascii=False, indent=2) if data is not None else answer.text
     yield make_result("extract", text, context, documents, engine, answer.last, started, language,
                       sources=source_list(passages, documents), extraction=extraction)  # fmt: skip
+
+
+def _unfinished(
+    text: str, spec: ExtractionSpec, documents: Sequence[Document], max_new_tokens: int, cap: int
+) -> Extraction:
+    """The fields the model finished before the token limit, the one it was writing marked as
+    unfinished (null, with its start shown), the ones it never reached null. Named fields only
+    keep values found in the documents, as a finished extraction does. Raises UserError when not
+    one field was finished: there is nothing to keep."""
+    finished, writing, partial = finished_fields(text)
+    if not finished:
+        raise UserError(
+            f"the model did not finish the JSON within {max_new_tokens:,} new tokens; "
+            "allow more new tokens or ask for fewer fields"
+        )
+    data = {name: finished.get(name) for name in spec.schema.get("properties", {})} | finished
+    capped = _capped_fields(data, cap)
+    unverified = _ground(data, documents) if spec.from_fields else {}
+    unfinished = {writing: partial[:UNFINISHED_SHOWN_CHARS]} if writing is not None else {}
+    return Extraction(spec.schema, data, capped, unverified, unfinished)
+
+
+def finished_fields(text: str) -> tuple[dict[str, Any], str | None, str]:
+    """Read the top-level fields of an unfinished JSON object: (the finished fields, the name of
+    the field being written when it stopped or None, the start of that field's value)."""
+    decoder = json.JSONDecoder(strict=False)
+    finished: dict[str, Any] = {}
+    position = text.find("{") + 1
+    while 0 < position < len(text):
+        try:
+            name, position = decoder.raw_decode(text, _skip_space(text, position))
+        except json.JSONDecodeError:
+            return finished, None, ""
+        value_start = _skip_space(text, text.find(":", position) + 1)
+        try:
+            value, position = decoder.raw_decode(text, value_start)
+        except (json.JSONDecodeError, RecursionError):
+            return finished, name, text[value_start:].removeprefix('"')
+        finished[name] = value
+        position = _skip_space(text, position)
+        if text[position : position + 1] != ",":
+            break
+        position += 1
+    return finished, None, ""
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\r\n":
+        position += 1
+    return position
 
 
 def _validated(text: str, schema: dict) -> Any:
@@ -199,11 +258,11 @@ def _validated(text: str, schema: dict) -> Any:
     return data
 
 
-def _capped_fields(data: Any) -> list[str]:
+def _capped_fields(data: Any, cap: int) -> list[str]:
     """Top-level fields whose string value reached the length bound (the value may go on)."""
     if not isinstance(data, dict):
         return []
-    return [name for name, value in data.items() if isinstance(value, str) and len(value) >= STRING_MAX_CHARS]
+    return [name for name, value in data.items() if isinstance(value, str) and len(value) >= cap]
 
 
 def _ground(data: dict, documents: Sequence[Document]) -> dict[str, str]:

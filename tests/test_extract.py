@@ -161,3 +161,27 @@ def test_fields_come_out_in_the_order_asked_for(report_documents, tiny_engine):
     result = list(extract(report_documents, spec_from_fields("title, amount, city"), TaskOptions(max_new_tokens=600),
                           tiny_engine))[-1]  # fmt: skip
     assert list(result.extraction.data) == ["title", "amount", "city"]
+
+
+def test_a_runaway_field_keeps_the_finished_ones_and_is_marked():
+    from tasks.documents import Document, Page
+    from tests.fakes import FakeEngine
+
+    engine = FakeEngine(reply='{"number":"RE-2024-0419", "date":"22.05.2024", "email":"1 2 3 4 5 6 7 8 9 10 11 12')
+    document = Document("rechnung.txt", (Page(1, "Rechnung RE-2024-0419 vom 22.05.2024, Summe 2.356,80"),))
+    spec = spec_from_fields("number, date, email, total")
+    result = list(extract([document], spec, TaskOptions(max_new_tokens=6), engine))[-1]
+    assert result.finish_reason == "length"
+    extraction = result.extraction
+    assert extraction.data == {"number": "RE-2024-0419", "date": "22.05.2024", "email": None, "total": None}
+    assert extraction.unfinished == {"email": "1 2 3 4"}
+    assert json.loads(result.text) == extraction.data
+
+
+def test_strings_are_capped_so_every_field_gets_its_share_of_the_tokens():
+    from tasks.extract import STRING_MIN_CHARS, string_cap
+
+    schema = spec_from_fields("a, b, c, d").schema
+    assert string_cap(schema, 96) == 48 and string_cap(schema, 4096) == 1000
+    assert string_cap(schema, 8) == STRING_MIN_CHARS
+    assert decoding_schema(schema, 48)["properties"]["a"]["maxLength"] == 48
