@@ -2,7 +2,8 @@
 tasks.pdf_reader).
 
 Readers raise DocumentError with a message meant for the user. Formats without pages (text,
-Markdown, HTML) give one page, or one per form feed; DOCX pages follow the page breaks Word
+Markdown) give one page, or one per form feed; HTML gives one "page" per section, each starting
+at an <h1>-<h3> heading, so its citations point somewhere; DOCX pages follow the page breaks Word
 wrote into the file (explicit ones and the ones it rendered when it last saved).
 
 Files are untrusted: every limit here (pages, unpacked size, packing ratio) keeps a hostile file
@@ -54,34 +55,44 @@ _BLOCK_TAGS = {"p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "sect
                "footer", "aside", "nav", "main", "blockquote", "pre", "ul", "ol", "dl", "dt", "dd", "table",
                "figure", "figcaption", "address", "form", "fieldset"}  # fmt: skip
 _LINE_BREAKS = {"br", "hr"}
+_SECTION_HEADINGS = {"h1", "h2", "h3"}
+MAX_HTML_SECTIONS = 1_000  # later headings stay in the last section: a page of many headings is still read
 
 
 class _VisibleText(HTMLParser):
-    """The text a browser shows, in one pass. (Editing a BeautifulSoup tree took time quadratic in
-    the nesting depth: 100,000 nested <div>s ran for minutes.)"""
+    """The text a browser shows, in one pass, cut into sections at headings. (Editing a
+    BeautifulSoup tree took time quadratic in the nesting depth: 100,000 nested <div>s ran for
+    minutes.)"""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
+        self.sections: list[list[str]] = [[]]
+        self.section_has_text = False
         self.hidden = 0  # how deep inside script, style and other elements whose text is not shown
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         if tag in _HIDDEN_TAGS:
             self.hidden += 1
-        elif not self.hidden and (tag in _BLOCK_TAGS or tag in _LINE_BREAKS):
-            self.parts.append("\n")
+        if self.hidden:
+            return
+        if tag in _SECTION_HEADINGS and self.section_has_text and len(self.sections) < MAX_HTML_SECTIONS:
+            self.sections.append([])
+            self.section_has_text = False
+        if tag in _BLOCK_TAGS or tag in _LINE_BREAKS:
+            self.sections[-1].append("\n")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _HIDDEN_TAGS:
             self.hidden = max(0, self.hidden - 1)
         elif not self.hidden and tag in _BLOCK_TAGS:
-            self.parts.append("\n")
+            self.sections[-1].append("\n")
         elif not self.hidden and tag in ("td", "th"):
-            self.parts.append(" | ")
+            self.sections[-1].append(" | ")
 
     def handle_data(self, data: str) -> None:
         if not self.hidden:
-            self.parts.append(data)
+            self.sections[-1].append(data)
+            self.section_has_text = self.section_has_text or not data.isspace()
 
 
 def read_html(path: Path, name: str) -> RawPages:
@@ -92,9 +103,12 @@ def read_html(path: Path, name: str) -> RawPages:
         parser.close()
     except Exception as exc:  # html.parser is lenient, but hostile markup is not worth a crash
         raise DocumentError(f"{name}: could not read this HTML page ({reason(exc)})") from exc
-    text = re.sub(r"[ \t]+", " ", "".join(parser.parts))
-    text = re.sub(r"\n\s*\n+", "\n\n", text)
-    return [text], {"format": "html", "encoding": encoding}
+    return [_tidy("".join(parts)) for parts in parser.sections], {"format": "html", "encoding": encoding}
+
+
+def _tidy(text: str) -> str:
+    text = re.sub(r"[ \t]+", " ", text)
+    return re.sub(r"\n\s*\n+", "\n\n", text)
 
 
 def read_docx(path: Path, name: str) -> RawPages:

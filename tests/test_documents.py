@@ -78,3 +78,23 @@ def test_damaged_utf16_text_is_a_clear_error(tmp_path):
     (tmp_path / "odd.txt").write_bytes(b"\xff\xfeH\x00i\x00!")
     with pytest.raises(DocumentError, match="UTF-16 text file is damaged"):
         load_document(tmp_path / "odd.txt")
+
+
+def test_html_headings_make_sections_so_citations_point_somewhere(tmp_path):
+    (tmp_path / "guide.html").write_text(
+        "<h1>Guide</h1><p>Welcome.</p><script>document.write('<h2>not a heading</h2>')</script>"
+        "<h2>Borrowing</h2><p>Members may borrow 12 books.</p><h3>Renewals</h3><p>Online.</p>"
+        "<h4>Small print</h4><p>Fines apply.</p>",
+        encoding="utf-8",
+    )
+    document = load_document(tmp_path / "guide.html")
+    texts = [" ".join(page.text.split()) for page in document.pages]
+    assert texts == ["Guide Welcome.", "Borrowing Members may borrow 12 books.", "Renewals Online. Small print Fines apply."]  # noqa: E501
+
+
+def test_a_page_of_endless_headings_stays_within_the_section_limit(tmp_path):
+    from tasks.readers import MAX_HTML_SECTIONS
+
+    (tmp_path / "many.html").write_text("".join(f"<h2>H{i}</h2><p>t{i}</p>" for i in range(3000)), encoding="utf-8")
+    document = load_document(tmp_path / "many.html")
+    assert len(document.pages) == MAX_HTML_SECTIONS and "t2999" in document.pages[-1].text
