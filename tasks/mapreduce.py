@@ -8,11 +8,12 @@ they are merged in groups first, level by level.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from tasks.events import Event, PartDone, Progress, Section
-from tasks.interfaces import TextEngine
+from tasks.interfaces import GenerationChunk, TextEngine
 from tasks.options import TaskOptions
 from tasks.pipeline import Context, Generated, engine_errors, stream_answer
 from tasks.planning import MAP_MARGIN, Plan, map_prompt, page_range
@@ -34,6 +35,7 @@ def map_reduce(plan: Plan, template: Template, options: TaskOptions, engine: Tex
     it is finished), then merge; returns (Generated, sections as JSON). The first part's Progress
     carries the whole plan's expected seconds, so a progress bar can show the time left."""
     partials: list[Partial] = []
+    calls: list[GenerationChunk] = []  # every generation's last chunk: the usage is theirs together
     total = len(plan.sections)
     with engine_errors():  # measured already (the plan's time was checked with it): not measured again
         expected = plan.expected_seconds(engine.throughput())
@@ -45,36 +47,56 @@ def map_reduce(plan: Plan, template: Template, options: TaskOptions, engine: Tex
         context = Context("map-reduce", plan.budget, prompt=map_prompt(section, template))
         answer = yield from stream_answer(engine, context, options, template.stop, max_new_tokens=plan.map_tokens,
                                           show_text=False)  # fmt: skip
+        calls.append(answer.last)
         if answer.last.finish_reason in STOPPED:
-            return Generated("", answer.last), _as_json(partials)
+            return Generated("", all_calls(calls)), _as_json(partials)
         label = template.fill("part_label", number=number, pages=pages)
         pages_covered = tuple(p for c in section for p in c.pages)
         partials.append(Partial(label, section[0].document, pages_covered, answer.text.strip()))
         yield PartDone(number, total, section[0].document, tuple(sorted(set(pages_covered))), partials[-1].text)
-    final = yield from _reduce(partials, template, plan.budget, plan.map_tokens, options, engine, name)
-    return final, _as_json(partials)
+    final = yield from _reduce(partials, template, plan.budget, plan.map_tokens, options, engine, name, calls)
+    return Generated(final.text, all_calls(calls)), _as_json(partials)
 
 
-def _reduce(partials, template, budget, map_tokens, options, engine, name) -> Iterator[Event]:
+def all_calls(calls: Sequence[GenerationChunk]) -> GenerationChunk:
+    """The last call's chunk (its finish reason) with the tokens and seconds of every call summed:
+    a map-reduce summary's usage is everything it read and wrote, not only its final merge."""
+    last = calls[-1]
+    return dataclasses.replace(
+        last,
+        prompt_tokens=sum(call.prompt_tokens for call in calls),
+        generated_tokens=sum(call.generated_tokens for call in calls),
+        cached_tokens=sum(call.cached_tokens for call in calls),
+        prefill_seconds=sum(call.prefill_seconds for call in calls),
+        decode_seconds=sum(call.decode_seconds for call in calls),
+        notes=tuple(dict.fromkeys(note for call in calls for note in call.notes)),
+    )
+
+
+def _reduce(partials, template, budget, map_tokens, options, engine, name, calls) -> Iterator[Event]:
     """Merge until one prompt holds every partial summary; that last merge streams to the user
-    (its answer may be shorter than asked for when the budget leaves less room)."""
+    (its answer may be shorter than asked for when the budget leaves less room). Every merge's
+    last chunk goes into `calls`."""
     level = 1
-    overhead = engine.count_tokens(_reduce_prompt([], template, name)) + MAP_MARGIN
+    framing = "".join(engine.chat_frame or ())  # an instruct model's chat template, around every prompt
+    overhead = engine.count_tokens(_reduce_prompt([], template, name) + framing) + MAP_MARGIN
     limit = (budget - map_tokens - overhead) // 2  # two partials per merge at least: every level halves them
     while True:
         partials, shortened = _fit_partials(partials, limit, engine)
         if shortened:
             yield Progress(f"{shortened} partial summaries were longer than planned and were shortened to fit")
         prompt = _reduce_prompt(partials, template, name)
-        room = budget - engine.count_tokens(prompt)
+        room = budget - engine.count_tokens(prompt + framing)
         if room >= min(options.max_new_tokens, map_tokens):
             yield Progress(f"Merging {len(partials)} partial summaries")
             context = Context("map-reduce", budget, prompt=prompt)
             answer_tokens = min(options.max_new_tokens, room)
             if answer_tokens < options.max_new_tokens:
                 yield Progress(f"The budget leaves room for a summary of {answer_tokens:,} tokens at most")
-            return (yield from stream_answer(engine, context, options, template.stop, max_new_tokens=answer_tokens))
-        groups = _groups(partials, template, name, budget - map_tokens, engine)
+            final = yield from stream_answer(engine, context, options, template.stop, max_new_tokens=answer_tokens)
+            calls.append(final.last)
+            return final
+        groups = _groups(partials, template, name, budget - map_tokens - engine.count_tokens(framing), engine)
         merged: list[Partial] = []
         for number, group in enumerate(groups, start=1):
             message = f"Merging partial summaries, level {level}: group {number} of {len(groups)}"
@@ -82,6 +104,7 @@ def _reduce(partials, template, budget, map_tokens, options, engine, name) -> It
             context = Context("map-reduce", budget, prompt=_reduce_prompt(group, template, name))
             answer: Generated = yield from stream_answer(engine, context, options, template.stop,
                                                          max_new_tokens=map_tokens, show_text=False)  # fmt: skip
+            calls.append(answer.last)
             if answer.last.finish_reason in STOPPED:
                 return Generated("", answer.last)
             pages = tuple(p for partial in group for p in partial.pages)

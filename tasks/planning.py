@@ -44,6 +44,7 @@ REQUEST_NAMES = {"ask": "question", "custom": "instruction", "extract": "list of
 LABEL_TOKENS = 32  # the longest label classification scores: its "answer"
 MAP_ANSWER_TOKENS = 384  # each partial summary; enough for the names and numbers of a section
 MAP_MARGIN = 64  # markers and template text around a section or a merge
+MIN_MAP_TOKENS = 32  # a partial summary shorter than this says too little to merge
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ def plan_task(
     if document_tokens is None:
         document_tokens = engine.count_tokens(render_documents(documents))
     # An instruct model's chat template takes room around the instruction too.
-    instruction_tokens = engine.count_tokens(instruction_without_request(template) + "".join(engine.chat_frame or ()))
+    framing = "".join(engine.chat_frame or ())
+    instruction_tokens = engine.count_tokens(instruction_without_request(template) + framing)
     request_tokens = min(REQUEST_TOKENS, budget // REQUEST_SHARE) if task in REQUEST_NAMES else 0
     answer_tokens = LABEL_TOKENS if task == "classify" else options.max_new_tokens
     fit = Fit(document_tokens + instruction_tokens, answer_tokens, budget, request_tokens)
@@ -142,7 +144,7 @@ def plan_task(
         return plan
     if speeds is not None and (measured := speeds()) is not None:
         plan.require_time(f"A summary of {document_names(documents)}", measured, options.time_limit)
-    map_tokens, sections = split_sections(documents, template, budget, engine)
+    map_tokens, sections = split_sections(documents, template, budget, engine, answer_tokens)
     return dataclasses.replace(plan, map_tokens=map_tokens, sections=sections)
 
 
@@ -161,23 +163,31 @@ def instruction_without_request(template: Template) -> str:
 
 
 def split_sections(
-    documents: Sequence[Document], template: Template, budget: int, engine: TextEngine
+    documents: Sequence[Document],
+    template: Template,
+    budget: int,
+    engine: TextEngine,
+    answer_tokens: int = MAP_ANSWER_TOKENS,
 ) -> tuple[int, tuple[tuple[Chunk, ...], ...]]:
     """(the length of each partial summary, the sections): consecutive chunks of one document
-    whose map prompt, counted exactly, fits the budget next to its partial summary."""
-    overhead = engine.count_tokens(template.fill("reduce_intro", name="x") + template.fill("reduce_instruction"))
+    whose map prompt, counted exactly, fits the budget next to its partial summary. A partial
+    summary is no longer than the summary asked for (`answer_tokens`, the new tokens allowed)."""
+    framing = "".join(engine.chat_frame or ())  # an instruct model's chat template, around every prompt
+    merge = template.fill("reduce_intro", name="x") + template.fill("reduce_instruction")
+    overhead = engine.count_tokens(merge + framing)
     # A third of the budget at most, so that two partial summaries and their merge always fit:
     # every merge level then at least halves their number, and the reduction ends.
-    map_tokens = min(MAP_ANSWER_TOKENS, (budget - overhead - MAP_MARGIN) // 3)
-    room = budget - map_tokens - engine.count_tokens(template.fill("map_instruction", pages="000-000")) - MAP_MARGIN
-    if room < 256 or map_tokens < 32:
+    map_tokens = min(MAP_ANSWER_TOKENS, max(MIN_MAP_TOKENS, answer_tokens), (budget - overhead - MAP_MARGIN) // 3)
+    instruction = engine.count_tokens(template.fill("map_instruction", pages="000-000") + framing)
+    room = budget - map_tokens - instruction - MAP_MARGIN
+    if room < 256 or map_tokens < MIN_MAP_TOKENS:
         raise BudgetError(f"the context budget ({budget:,} tokens) is too small to summarize this document in parts")
     chunks = chunk_documents(documents, engine, max_tokens=min(DEFAULT_CHUNK_TOKENS, room // 2))
     pending = _packed(chunks, room)
     sections: list[tuple[Chunk, ...]] = []
     while pending:
         section = pending.pop(0)
-        if engine.count_tokens(map_prompt(section, template)) + map_tokens > budget and len(section) > 1:
+        if engine.count_tokens(map_prompt(section, template) + framing) + map_tokens > budget and len(section) > 1:
             middle = len(section) // 2  # the markers took more room than planned: halve the section
             pending[:0] = [section[:middle], section[middle:]]
             continue

@@ -224,7 +224,7 @@ def test_map_reduce_shares_one_deadline_across_its_generations(tiny_engine, tmp_
     assert result.strategy == "map-reduce" and result.finish_reason == "time_limit"
     assert len(deadlines) == 2 < parts and len(set(deadlines)) == 1  # one deadline; no later part is read
     assert len(result.sections) == 1 and result.sections[0]["summary"]  # the part done is kept
-    assert result.usage["generated_tokens"] == 0
+    assert 0 < result.usage["generated_tokens"] <= 32  # the part done is counted; the stopped one wrote nothing
     assert any(isinstance(e, Progress) and e.message == "Stopped at the time limit of 30 seconds" for e in events)
 
 

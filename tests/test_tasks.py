@@ -62,15 +62,15 @@ def test_prompt_puts_the_document_first_and_the_question_last(fake_engine):
 
 
 def test_custom_instruction_comes_last_and_the_result_has_sources(fake_engine):
-    events = list(custom([DOC], "List the dates\n in a table.", TaskOptions(), fake_engine))
+    events = list(custom([DOC], "List the launch dates\n in a table.", TaskOptions(), fake_engine))
     prompt = fake_engine.prompts[0]
-    assert prompt.index("[Page 2]") < prompt.index("Instruction: List the dates in a table.")  # one line
+    assert prompt.index("[Page 2]") < prompt.index("Instruction: List the launch dates in a table.")  # one line
     assert prompt.rstrip().endswith("Response:")
     assert isinstance(events[0], Progress) and "".join(e.text for e in events if isinstance(e, TextDelta))
     result = events[-1]
     assert isinstance(result, TaskResult) and result.task == "custom" and result.strategy == "full"
-    assert result.text == fake_engine.reply and result.request == "List the dates in a table."
-    assert result.sources and result.quotes is not None
+    assert result.text == fake_engine.reply and result.request == "List the launch dates in a table."
+    assert result.sources and 1 in result.sources[0]["pages"] and result.quotes is not None  # "launch"
 
 
 def test_custom_retrieves_passages_for_the_instruction_when_the_documents_are_long(fake_engine):
