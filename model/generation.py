@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from model.speed_store import SpeedStore
 
 # "repetition" and "empty" are the tasks' verdicts on a finished generation (tasks/endings.py):
 # an engine itself ends with one of the first four.
@@ -36,16 +39,27 @@ class GenerationChunk:
 
 @dataclass
 class Speeds:
-    """Running averages of the measured prefill and decode speeds (tokens per second)."""
+    """Running averages of the measured prefill and decode speeds (tokens per second), kept in
+    `store` (model/speed_store.py) between runs when there is one: a new process then knows
+    them without a calibration generation first."""
 
     prefill: float | None = None
     decode: float | None = None
+    store: SpeedStore | None = None
+
+    def __post_init__(self) -> None:
+        if self.store is not None and (known := self.store.load()) is not None:
+            self.prefill, self.decode = known
 
     def record(self, prefilled: int, prefill_seconds: float, decoded: int, decode_seconds: float) -> None:
-        if prefilled >= 32 and prefill_seconds > 0:
+        # A short prefill (a follow-up question on a cached document) runs below the speed of a
+        # long one, which is what a wait is estimated for: it counts only when nothing else is known.
+        if prefill_seconds > 0 and (prefilled >= MIN_PREFILL_MEASURED or (prefilled >= 32 and not self.prefill)):
             self.prefill = _average(self.prefill, prefilled / prefill_seconds)
         if decoded >= 4 and decode_seconds > 0:
             self.decode = _average(self.decode, decoded / decode_seconds)
+        if self.store is not None and self.measured():
+            self.store.save(self.prefill, self.decode)
 
     def measured(self) -> bool:
         return self.prefill is not None and self.decode is not None
@@ -53,6 +67,9 @@ class Speeds:
     def or_slow(self) -> tuple[float, float]:
         """The speeds, assuming slow where nothing was measured (a calibration that ended at once)."""
         return self.prefill or 50.0, self.decode or 4.0
+
+
+MIN_PREFILL_MEASURED = 256
 
 
 def sampling_temperature(temperature: float) -> float:

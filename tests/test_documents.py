@@ -93,7 +93,7 @@ def test_html_headings_make_sections_so_citations_point_somewhere(tmp_path):
         "Guide Welcome.",
         "Borrowing Members may borrow 12 books.",
         "Renewals Online. Small print Fines apply.",
-    ]  # noqa: E501
+    ]
 
 
 def test_a_page_of_endless_headings_stays_within_the_section_limit(tmp_path):
