@@ -61,7 +61,7 @@ def test_an_instruct_model_reads_the_short_chat_request_in_its_frame():
     result = list(ask([document], "Where is Norvale based?", TaskOptions(max_new_tokens=16), engine))[-1]
     prompt = engine.prompts[-1]
     assert prompt.startswith(FRAME[0] + "===== DOCUMENT: report.txt") and prompt.endswith(FRAME[1])
-    assert "Answer in English from the document above: Where is Norvale based?" in prompt
+    assert "Answer from the document above: Where is Norvale based?" in prompt
     assert "Answer:" not in prompt and result.text == "In Tallinn."
     assert engine_template("ask", "en", FakeEngine()).parts["instruction"].rstrip().endswith("Answer:")
 
