@@ -56,8 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--baseline", action="store_true", help="also ask each question as a plain chat prompt")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--completion-prompts", action="store_true", help="ignore the model's chat template, as for a base model"
+    )
     args = parser.parse_args(argv)
     workbench = _workbench(args.model, args.budget)
+    if args.completion_prompts:  # how a base model such as Granite-3.1-1B-A400M-Base is asked
+        workbench.engine.chat_frame = None
     with tempfile.TemporaryDirectory() as folder:
         suite = build_suite(Path(folder), args.size)
         options = workbench.options(max_new_tokens=args.max_new_tokens)
