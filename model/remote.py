@@ -172,11 +172,15 @@ class OpenAIEngine:
         try:
             yield from self._deltas(events, stops, answer)
         except Cancelled as stopped:
-            yield GenerationChunk("", stopped.reason, len(ids), prefill_seconds=time.perf_counter() - answer.started)
-            return
+            if answer.first_at is None:  # stopped while the server read the prompt
+                yield GenerationChunk(
+                    "", stopped.reason, len(ids), prefill_seconds=time.perf_counter() - answer.started
+                )
+                return
+            answer.reason = stopped.reason  # stopped while writing: what was written is counted below
         finally:
             events.close()  # hangs up if the answer is not over, so the server stops working on it
-        yield self._last_chunk(answer, stops, len(ids))
+        yield self._last_chunk(answer, stops, len(ids), max_new_tokens)
 
     def _deltas(self, events: Iterator[dict], stops: StopStringFilter, answer: _Answer) -> Iterator[GenerationChunk]:
         """The text of the server's events, through the stop filter; notes the rest in `answer`."""
@@ -193,13 +197,16 @@ class OpenAIEngine:
                 answer.reason = "stop"
                 return
 
-    def _last_chunk(self, answer: _Answer, stops: StopStringFilter, prompt_tokens: int) -> GenerationChunk:
+    def _last_chunk(
+        self, answer: _Answer, stops: StopStringFilter, prompt_tokens: int, max_new_tokens: int
+    ) -> GenerationChunk:
         ended = time.perf_counter()
         first_at = answer.first_at or ended
         usage = answer.usage
-        # Usage comes last; an answer ended here (a stop string the server ignored) has none.
-        generated = int(usage.get("completion_tokens") or 0) or len(
-            self.tokenizer.encode(answer.text, add_special_tokens=False)
+        # Usage comes last; an answer ended here (a stop string the server ignored, a stop) has
+        # none. Its text encoded again can take more tokens than were written: at most the limit.
+        generated = int(usage.get("completion_tokens") or 0) or min(
+            len(self.tokenizer.encode(answer.text, add_special_tokens=False)), max_new_tokens
         )
         cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         self._speeds.record(prompt_tokens - cached, first_at - answer.started, generated, ended - first_at)

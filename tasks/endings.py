@@ -25,6 +25,7 @@ _SENTENCE_END = re.compile(r"[.!?。！？؟](?=\s|$)|\n")
 MIN_SENTENCE_CHARS = 12  # shorter "sentences" ("Yes.", "1.") may well come twice in a good answer
 LOOP_MIN_CHARS = 80  # a run of one repeated unit this long (4 units at least) is a loop
 LOOP_MAX_UNIT = 64
+BLOCK_CUE_CHARS = 24  # a later line this long that opened no question block will not open one
 
 
 @dataclass
@@ -40,6 +41,7 @@ class EndingGuard:
     _line_start: int = 0  # where the current (unfinished) line starts
     _sentence_start: int = 0  # where the current (unfinished) sentence starts
     _seen: set[str] = field(default_factory=set)
+    _shown: int = 0  # the most `settled` has said: shown to the user already
 
     def push(self, delta: str) -> bool:
         if self.end is None:
@@ -48,6 +50,24 @@ class EndingGuard:
             self._check_sentences(final=False)
             self._check_loop()
         return self.end is not None
+
+    def settled(self) -> int:
+        """How much of the text stands whatever comes next, so it can be shown now: not a later
+        line that may still open a question block (or, answering, turn out to be a question), not a
+        sentence that so far says one said before, not a run that repeats, not trailing space. What
+        is shown is then always the start of what `finish` returns."""
+        if self.end is not None:
+            return len(self.text[: self.end].rstrip())
+        safe = len(self.text)
+        later_line = self.text[: self._line_start].strip()
+        if later_line and (self.questions or len(self.text) - self._line_start < BLOCK_CUE_CHARS):
+            safe = min(safe, self._line_start)
+        partial = _normalized(self.text[self._sentence_start :])
+        if partial and any(seen.startswith(partial) for seen in self._seen):
+            safe = min(safe, self._sentence_start)
+        safe = len(self.text[: min(safe, self._repeating_from())].rstrip())
+        self._shown = max(self._shown, safe)
+        return safe
 
     def finish(self) -> str:
         """The answer as it should stand, its last (unfinished) line and sentence checked too."""
@@ -91,17 +111,30 @@ class EndingGuard:
         """A run with no sentence end: the tail made of one short unit repeated (digits, a code)."""
         if self.end is not None:
             return
+        size, repeats = self._tail_run(min_repeats=4, min_chars=LOOP_MIN_CHARS)
+        if size:  # a unit shown before its repeat could be seen stays: what was shown is never taken back
+            self._cut(max(len(self.text) - size * (repeats - 1), self._shown), "repetition")
+
+    def _repeating_from(self) -> int:
+        """Where the tail's repeats begin (its second unit), or the text's end when it repeats nothing."""
+        size, repeats = self._tail_run(min_repeats=2, min_chars=0)
+        return len(self.text) - size * (repeats - 1) if size else len(self.text)
+
+    def _tail_run(self, min_repeats: int, min_chars: int) -> tuple[int, int]:
+        """(unit size, repeats) of the shortest unit (up to LOOP_MAX_UNIT characters, holding a
+        letter or digit) that the tail repeats at least `min_repeats` times over `min_chars`; (0, 0)
+        when there is none."""
         tail = self.text[-(LOOP_MIN_CHARS + LOOP_MAX_UNIT) :]
-        if len(tail) < LOOP_MIN_CHARS:
-            return
-        for size in range(1, LOOP_MAX_UNIT + 1):
+        if len(tail) < max(min_chars, 2):
+            return 0, 0
+        for size in range(1, min(LOOP_MAX_UNIT, len(tail) // 2) + 1):
             unit = tail[-size:]
             repeats = 1
             while tail.endswith(unit * (repeats + 1)):
                 repeats += 1
-            if repeats >= 4 and size * repeats >= LOOP_MIN_CHARS and any(c.isalnum() for c in unit):
-                self._cut(len(self.text) - size * (repeats - 1), "repetition")
-                return
+            if repeats >= min_repeats and size * repeats >= min_chars and any(c.isalnum() for c in unit):
+                return size, repeats
+        return 0, 0
 
     def _cut(self, at: int, reason: str) -> None:
         self.end, self.reason = at, reason

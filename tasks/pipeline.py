@@ -155,6 +155,7 @@ def _generate(engine, context, options, stop, max_new_tokens, json_schema, show_
     parts: list[str] = []
     notes: set[str] = set()
     guard = EndingGuard(questions=answers_request) if json_schema is None else None
+    shown = 0  # the guarded text's characters streamed so far
     halt = Halt(options.cancel)
     with engine_errors():  # the speed is measured by a generation when it is not known yet
         seconds = estimate_seconds(prompt_tokens, answer_tokens, engine.throughput())
@@ -180,16 +181,23 @@ def _generate(engine, context, options, stop, max_new_tokens, json_schema, show_
             parts.append(last.text)
             if halt.ended:  # the answer is over; the engine stops at its next token
                 continue
-            if guard is not None and guard.push(last.text):
+            if guard is None:
+                if last.text and show_text:
+                    yield TextDelta(last.text)
+                continue
+            if guard.push(last.text):
                 halt.end()
-            elif last.text and show_text:
-                yield TextDelta(last.text)
+            if show_text and (settled := guard.settled()) > shown:  # what may still be cut waits
+                yield TextDelta(guard.text[shown:settled])
+                shown = settled
     if last is not None and last.finish_reason == "time_limit":
         limit = f" of {options.time_limit:g} seconds" if options.time_limit else ""
         yield Progress(f"Stopped at the time limit{limit}")
     if guard is None or last is None:
         return Generated("".join(parts), last)
     text = guard.finish()
+    if show_text and len(text) > shown:
+        yield TextDelta(text[shown:])
     if guard.reason == "repetition":
         yield Progress(REPETITION_NOTE)
         last = dataclasses.replace(last, finish_reason="repetition")

@@ -110,13 +110,14 @@ def test_a_summary_that_can_never_finish_in_time_is_refused_with_the_numbers(fak
     assert not fake_engine.prompts  # refused before anything was generated
     card = workbench.card(workbench.read(path), options)
     assert card.expected_wait == f"too long to run: {message}" and card.refused["summarize"] == message
-    half_hour = workbench.options(max_new_tokens=64, time_limit=1800)  # enough to read it once, not to summarize
+    # Enough to read it once, not to summarize it in parts of 384 tokens each.
+    half_hour = workbench.options(max_new_tokens=384, time_limit=1800)
     with pytest.raises(TooLongToRun) as refused:
         list(workbench.summarize(path, half_hour))
     message = str(refused.value)
     # 20 sections, each summarized in 384 tokens that the merge reads again
-    assert message.startswith("A summary of ledger.txt would take about 38 minutes here: reading 151,693 tokens at 100")
-    assert "writing about 7,744 at 10.0 per second" in message and "a request may run for 30 minutes" in message
+    assert message.startswith("A summary of ledger.txt would take about 39 minutes here: reading 151,693 tokens at 100")
+    assert "writing about 8,064 at 10.0 per second" in message and "a request may run for 30 minutes" in message
     assert not fake_engine.prompts
     card = workbench.card(workbench.read(path), half_hour)
     assert card.parts["summarize"] == 20 and card.expected_wait == f"too long to run: {message}"

@@ -180,7 +180,7 @@ def test_a_bad_file_gets_its_own_error_chip_and_the_good_one_loads(browser, app_
     expect(cards.locator(".doc-card").first).to_contain_text("report.pdf")
     page.get_by_role("tab", name="Custom prompt").click()
     instruction = page.locator("#custom-instruction textarea")
-    instruction.fill("List the offices.")
+    instruction.fill("List the office openings.")  # "office" is in the report: its sources
     instruction.press("Control+Enter")  # Ctrl+Enter runs the tab's task, on the file that loaded
     expect(page.locator("#custom-progress")).to_contain_text("Done", timeout=120_000)
     expect(page.locator("#custom-sources")).to_contain_text("report.pdf")

@@ -39,12 +39,12 @@ def test_ask_streams_plain_text_with_options_after_the_command(cli, report_pdf):
 
 def test_custom_json_and_its_old_name_prompt(cli, report_pdf):
     for command in ("custom", "prompt"):
-        done = cli("--model", "tiny-random", command, report_pdf, "List the key figures.", "--json",
+        done = cli("--model", "tiny-random", command, report_pdf, "List the revenue figures.", "--json",
                    "--max-new-tokens", "16")  # fmt: skip
         assert done.returncode == 0, done.stderr
         result = json.loads(done.stdout)
         assert result["task"] == "custom" and result["strategy"] == "full"
-        assert result["prompt"] == "List the key figures." and result["sources"]
+        assert result["prompt"] == "List the revenue figures." and result["sources"]
         assert result["document"]["name"] == "report.pdf" and result["usage"]["generated_tokens"] <= 16
 
 

@@ -83,3 +83,26 @@ def test_an_empty_answer_is_asked_again_then_reported_as_empty():
     assert result.text == "" and result.finish_reason == "empty"
     assert len(engine.prompts) == 2  # asked once more
     assert any(isinstance(e, Progress) and "empty answer" in e.message for e in events)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Tallinn (page 1).\nQuestion: Where is the office?\nAnswer: Lisbon",
+        "It is about Debian GNU/Linux. It covers packages. It is about Debian GNU/Linux. " * 3,
+        "The email is " + "1234" * 40,
+        "Tallinn (page 1).\nWhat is the capital of Estonia?\nTallinn.",
+        "A plain answer that ends well.\nWith a second line.",
+    ],
+)
+@pytest.mark.parametrize("step", [1, 3, 7])
+def test_what_is_shown_while_streaming_is_always_the_start_of_the_answer(text, step):
+    guard, shown = EndingGuard(questions=True), ""
+    for start in range(0, len(text), step):
+        ended = guard.push(text[start : start + step])
+        shown += guard.text[len(shown) : guard.settled()]
+        assert guard.text.startswith(shown)
+        if ended:
+            break
+    final = guard.finish()
+    assert final.startswith(shown)

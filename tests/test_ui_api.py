@@ -97,9 +97,9 @@ def test_info_through_the_api(served, report, tmp_path):
 
 def test_custom_prompt_through_the_api(served, report):
     text, status, sources, details = served.predict(
-        files(report), "List the dates in the document.", "auto", 24, 0.0, "auto", 0, api_name="/custom"
+        files(report), "List the revenue figures.", "auto", 24, 0.0, "auto", 0, api_name="/custom"
     )
-    assert text and details["task"] == "custom" and details["prompt"] == "List the dates in the document."
+    assert text and details["task"] == "custom" and details["prompt"] == "List the revenue figures."
     assert "Done" in status and "report.pdf, page" in sources
     with pytest.raises(Exception, match="type an instruction"):
         served.predict(files(report), " ", "auto", 24, 0.0, "auto", 0, api_name="/custom")
@@ -160,12 +160,18 @@ def test_cancel_frees_the_model_for_the_next_request(served, report, tiny_engine
     assert len(passes) < 200, f"{len(passes)} forward passes: the cancelled summary went on"
 
 
-def test_stop_ends_the_task_and_keeps_what_was_written(served, report):
-    job = served.submit(files(report), "auto", 4096, 0.0, "auto", 0, api_name="/summarize")
-    while len(job.outputs()) < 4:
-        time.sleep(0.05)
-    served.predict(api_name="/stop_summarize")
-    text, status, _sources, details = job.result(timeout=60)
+def test_stop_ends_the_task_and_keeps_what_was_written(served, report, tiny_engine):
+    # 50 ms a forward pass: Stop comes long before tiny-random's greedy text could loop (a loop
+    # would end the summary by itself, tasks/endings.py).
+    handle = tiny_engine.model.model.layers[0].register_forward_pre_hook(lambda module, args: time.sleep(0.05))
+    try:
+        job = served.submit(files(report), "auto", 4096, 0.0, "auto", 0, api_name="/summarize")
+        while len(job.outputs()) < 4:
+            time.sleep(0.05)
+        served.predict(api_name="/stop_summarize")
+        text, status, _sources, details = job.result(timeout=60)
+    finally:
+        handle.remove()
     assert details["finish_reason"] == "cancelled" and "stopped" in status
     assert 0 < details["usage"]["generated_tokens"] < 4096
     assert text == details["text"]
@@ -247,9 +253,10 @@ def test_the_servers_time_limit_stops_a_long_request_and_keeps_its_text(tiny_eng
     demo = build_ui(Workbench(tiny_engine, model_status="tiny-random (test)", demo_model=True, time_limit=1.0))
     demo.queue(default_concurrency_limit=1)
     demo.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    # Each forward pass takes at least 5 ms, so 4,096 tokens take over 20 s on any machine: the
-    # 1-second limit must be what ends the summary (the result's timeout only guards against a hang).
-    handle = tiny_engine.model.model.layers[0].register_forward_pre_hook(lambda module, args: time.sleep(0.005))
+    # Each forward pass takes at least 100 ms, so 4,096 tokens take over 400 s on any machine and
+    # the 1-second limit comes before tiny-random's greedy text could loop (which would end it by
+    # itself): the limit must be what ends the summary (the result's timeout only guards a hang).
+    handle = tiny_engine.model.model.layers[0].register_forward_pre_hook(lambda module, args: time.sleep(0.1))
     try:
         client = Client(demo.local_url, verbose=False)
         job = client.submit(files(report), "auto", 4096, 0.0, "auto", 0, api_name="/summarize")

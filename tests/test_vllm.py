@@ -77,12 +77,14 @@ def test_summarize_streams_a_summary(workbench):
     result = result_of(events)
     deltas = "".join(event.text for event in events if type(event).__name__ == "TextDelta")
     assert result.task == "summarize" and result.text and result.text == deltas
-    assert result.finish_reason in ("stop", "length")
+    assert result.finish_reason in ("stop", "length", "repetition")  # tiny-random's text loops
     assert 0 < result.usage["generated_tokens"] <= 24 and result.usage["prompt_tokens"] > 1000
 
 
 def test_ask_gives_sources_with_pages_and_the_second_question_reuses_the_document(workbench):
-    options = workbench.options(max_new_tokens=16)
+    # Four tokens: too few for tiny-random's loops, which end an answer early and without the
+    # server's usage (it comes last), the cached tokens included.
+    options = workbench.options(max_new_tokens=4)
     first = result_of(workbench.ask([REPORT], "When did the Munich office open?", options))
     second = result_of(workbench.ask([REPORT], "What was the revenue?", options))
     for result in (first, second):
