@@ -25,6 +25,7 @@ from app.panels import (
     example_documents,
     exports,
     frames,
+    page_language,
     remembered,
     wire_run,
 )
@@ -96,6 +97,8 @@ def _wire(tab: TabContext, question: gr.Textbox, run: gr.Button, stop: gr.Button
         for frame, paths in frames(tab, documents, loaded, tuple(settings), session, start):
             citations = (frame.details or {}).get("citations")
             history[-1] = {"role": "assistant", "content": answer_markdown(frame.text, citations) or "…"}
+            if (frame.details or {}).get("finish_reason") == "empty":  # said, not left as a bubble that waits
+                history[-1]["content"] = "⚠ " + untrusted.plain(text("status.empty", page_language(session)))
             if frame.error:
                 history[-1]["content"] = "⚠ " + untrusted.plain(frame.error)
             sources = remembered(tab, registry, f"ask-{turn}", frame, paths, session)
