@@ -8,7 +8,6 @@ and reused by every later request on them.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,18 +93,12 @@ def render_chunks(chunks: Sequence[Chunk]) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-# The answer cue a completion prompt ends with ("Answer:", "JSON:", "Summary of this part:"): in a
-# chat the assistant's turn is the cue, so the user's message ends before it.
-_CUE = re.compile(r"\n+[^\n]{1,40}[:：]\s*$")
-
-
 def in_chat_frame(frame: tuple[str, str] | None, prefix: str, prompt: str) -> tuple[str, str]:
     """(prefix, prompt) as the model reads them. With a chat frame (an instruct model's chat
     template) the documents open the user's message, so they stay the cacheable prefix, the request
-    closes it without its answer cue, and the assistant's turn follows. Without one (a base model)
-    they are completion prompts, as written."""
+    (a template's chat part: no answer cue) closes it, and the assistant's turn follows. Without one
+    (a base model) they are completion prompts, as written."""
     if frame is None:
         return prefix, prompt
     before, after = frame
-    prompt = _CUE.sub("", prompt) + after
-    return (before + prefix, prompt) if prefix else ("", before + prompt)
+    return (before + prefix, prompt + after) if prefix else ("", before + prompt + after)

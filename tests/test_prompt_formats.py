@@ -36,10 +36,16 @@ def test_a_chat_template_frames_one_user_message(tiny_loaded):
 
 
 def test_the_documents_stay_the_cacheable_prefix_inside_the_frame():
-    prefix, prompt = in_chat_frame(FRAME, "DOCS\n", "\n\nQuestion: Where?\nAnswer:")
-    assert prefix == "<|user|>\nDOCS\n" and prompt.endswith("Where?" + FRAME[1])  # no answer cue in a chat
+    assert in_chat_frame(FRAME, "DOCS\n", "\nWhere?") == ("<|user|>\nDOCS\n", "\nWhere?" + FRAME[1])
     assert in_chat_frame(None, "DOCS\n", "\nAnswer:") == ("DOCS\n", "\nAnswer:")
-    assert in_chat_frame(FRAME, "", "EXCERPTS\n\nSummary of this part:") == ("", "<|user|>\nEXCERPTS" + FRAME[1])
+    assert in_chat_frame(FRAME, "", "EXCERPTS\nSum up.") == ("", "<|user|>\nEXCERPTS\nSum up." + FRAME[1])
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_no_chat_part_ends_in_an_answer_cue(task):
+    for language in template_languages(task):
+        for text in load_template(task, language, chat=True).parts.values():
+            assert not text.rstrip().endswith((":", "：")), (task, language, text[-30:])
 
 
 @pytest.mark.parametrize("task", TASKS)
