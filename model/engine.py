@@ -30,7 +30,6 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from model.checkpoints import cache_root
 from model.constraints import JsonGrammars, JsonSchemaConstraint
 from model.errors import RequestRefused
 from model.fastpath import FastPath
@@ -54,7 +53,7 @@ from model.request_state import (
     reraise_unless_out_of_memory,
 )
 from model.sampling import end_of_text_ids, pick_token
-from model.speed_store import STORE_NAME, SpeedStore, setup_key
+from model.speed_store import SpeedStore, store_for
 from model.textstream import IncrementalDecoder, StopStringFilter
 from model.tokens import chat_frame, count_tokens
 
@@ -95,15 +94,11 @@ class Engine:
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self._eos_ids = end_of_text_ids(loaded.model, loaded.tokenizer)
         self._grammars = JsonGrammars(loaded.tokenizer, loaded.model.config.vocab_size)
-        self._speeds = Speeds(store=speed_store or self._default_speed_store())
-        self._fast_path = FastPath(loaded.model)
-
-    def _default_speed_store(self) -> SpeedStore:
-        """The speeds measured by earlier runs of this setup (model/speed_store.py)."""
-        report = self.report
+        report = loaded.report  # the speeds earlier runs of this setup measured (model/speed_store.py)
         device = torch.cuda.get_device_name(self.model.device) if report.device == "cuda" else report.device
-        key = setup_key(report.model_id, f"{report.parameters:,} parameters", device, report.dtype, report.quantization)
-        return SpeedStore(cache_root() / STORE_NAME, key)
+        setup = (report.model_id, f"{report.parameters:,} parameters", device, report.dtype, report.quantization)
+        self._speeds = Speeds(store=speed_store or store_for(*setup))
+        self._fast_path = FastPath(loaded.model)
 
     @property
     def model_name(self) -> str:

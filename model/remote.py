@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from model.checkpoints import cache_root
 from model.errors import RequestRefused
 from model.generation import (
     CALIBRATION_PROMPT,
@@ -39,7 +38,7 @@ from model.generation import (
 from model.loader import load_tokenizer
 from model.openai_server import READ_SECONDS, OpenAIServer, ServerRefused, ServerUnavailable
 from model.request_state import Cancelled, RequestState
-from model.speed_store import STORE_NAME, SpeedStore, setup_key
+from model.speed_store import store_for
 from model.textstream import StopStringFilter
 from model.tokens import chat_frame, count_tokens
 
@@ -79,8 +78,7 @@ class OpenAIEngine:
         self._context_limit = context_limit
         self.tokenizer_source = tokenizer_source
         # The server's speeds, kept between runs like the in-process engine's (model/speed_store.py).
-        key = setup_key("openai", server.base, model)
-        self._speeds = Speeds(store=SpeedStore(cache_root() / STORE_NAME, key))
+        self._speeds = Speeds(store=store_for("openai", server.base, model))
         self._prefix_ids: OrderedDict[tuple[str | None, str], list[int]] = OrderedDict()
         self._lock = threading.Lock()
         self._calibration = threading.Lock()

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from model.checkpoints import cache_root
+
 logger = logging.getLogger(__name__)
 
 STORE_NAME = "speeds.json"
@@ -69,6 +71,12 @@ class SpeedStore:
         except (OSError, ValueError):
             return {}
         return entries if isinstance(entries, dict) else {}
+
+
+def store_for(*parts: object) -> SpeedStore:
+    """The kept speeds of one setup, in the project's cache folder: `parts` (model, device, dtype,
+    quantization; a server's address) and this machine (`setup_key`)."""
+    return SpeedStore(cache_root() / STORE_NAME, setup_key(*parts))
 
 
 def setup_key(*parts: object) -> str:
