@@ -10,6 +10,7 @@ citations), so the table shows whether the pipeline helps.
 
     python -m benchmarks.quality --model "$(python -m tools.smollm2)" --baseline
     python -m benchmarks.quality --model tiny-random --size smoke      # the smoke test's run
+    python -m benchmarks.quality --backend openai --base-url http://localhost:8000/v1 --model TOKENIZER
 
 Metrics: answer accuracy (the answer contains a gold answer; normalized exact match; token F1),
 gold page among the top 3 sources, sources per answer, citation precision (cited pages that hold
@@ -48,7 +49,12 @@ _SENTENCE = re.compile(r"(?<=[.!?。])\s+|\n+")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny-random", help="a model folder, a hub id or tiny-random")
+    parser.add_argument("--model", default="tiny-random", help="a model folder, a hub id or tiny-random "
+                        "(with --backend openai: the served model's tokenizer)")  # fmt: skip
+    parser.add_argument("--backend", choices=("transformers", "openai"), default="transformers")
+    parser.add_argument("--base-url", default=None, help="openai: the server, e.g. http://localhost:8000/v1")
+    parser.add_argument("--served-model", default=None, help="openai: the model's name on the server")
+    parser.add_argument("--api-key", default=None)
     parser.add_argument("--size", choices=("smoke", "full"), default="full")
     parser.add_argument(
         "--budget", type=int, default=2048, help="context budget in tokens (small: the long document needs retrieval)"
@@ -60,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "--completion-prompts", action="store_true", help="ignore the model's chat template, as for a base model"
     )
     args = parser.parse_args(argv)
-    workbench = _workbench(args.model, args.budget)
+    workbench = _workbench(args)
     if args.completion_prompts:  # how a base model such as Granite-3.1-1B-A400M-Base is asked
         workbench.engine.chat_frame = None
     with tempfile.TemporaryDirectory() as folder:
@@ -80,10 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _workbench(model: str, budget: int):
-    from app.setup import ModelSettings, build_workbench
+def _workbench(args: argparse.Namespace):
+    from app.setup import DEFAULT_BASE_URL, ModelSettings, build_workbench
 
-    workbench = build_workbench(ModelSettings(model=model, context_budget=budget))
+    settings = ModelSettings(model=args.model, context_budget=args.budget, backend=args.backend,
+                             base_url=args.base_url or DEFAULT_BASE_URL, served_model=args.served_model,
+                             api_key=args.api_key)  # fmt: skip
+    workbench = build_workbench(settings)
     if workbench.engine is None:
         raise SystemExit(f"error: the model did not load: {workbench.unavailable_reason}")
     return workbench

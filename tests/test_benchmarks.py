@@ -162,3 +162,19 @@ def test_the_quality_suites_gold_answers_are_on_their_gold_pages(tmp_path):
     assert not any(
         INVENTED_QUESTION.search(text) for text in ("It opened in 2019.", "Is it Lisbon? No: Porto, in 2021.")
     )
+
+
+def test_quality_runs_through_a_model_server_too(tiny_checkpoint, capsys):
+    from benchmarks.quality import main
+    from tests.fake_openai import FakeOpenAI, Script
+
+    server = FakeOpenAI(Script(pieces=["The", " office", " is", " in", " Tallinn."], finish_reason="stop"))
+    try:
+        argv = ["--backend", "openai", "--base-url", server.base_url, "--model", str(tiny_checkpoint),
+                "--size", "smoke", "--max-new-tokens", "16", "--json"]  # fmt: skip
+        assert main(argv) == 0
+    finally:
+        server.close()
+    report = last_json(capsys.readouterr().out)
+    assert report["items"]["questions"][0]["answer"] == "The office is in Tallinn."
+    assert report["scores"]["questions"]["contains"] == 1.0  # the smoke item asks where the company is based
