@@ -32,7 +32,7 @@ class Question:
     answers: tuple[str, ...]  # accepted gold answers, any one counts; the first is written on the gold page
     pages: tuple[int, ...]  # 1-based pages that hold the answer (1 for .txt/.md; .html: the heading's section)
     language: str  # ISO 639-1
-    kind: str  # "fact" | "distractor" | "long" | "multilingual" | "html"
+    kind: str  # "fact" | "distractor" | "long" | "multilingual" | "crosslingual" | "html"
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,9 @@ QUESTION_TABLE = {
         ("multilingual", 1, "Wer ist die Geschäftsführerin der Stadtwerke Bergheim?", "Katrin Vogel"),
         ("multilingual", 2, "In welchem Jahr wurde das Wasserwerk am Mühlbach in Betrieb genommen?",
          "2022|Oktober 2022"),
+    ),
+    ("jahresbericht.pdf", "en"): (  # asked in English: no word in common with the German report
+        ("crosslingual", 1, "Who is the managing director of the municipal utility?", "Katrin Vogel"),
     ),
     ("rapport.pdf", "fr"): (
         ("multilingual", 1, "Qui est le directeur de l'Institut Verrier de Valmont ?", "Julien Moreau"),
