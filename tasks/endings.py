@@ -60,10 +60,12 @@ class EndingGuard:
             return len(self.text[: self.end].rstrip())
         safe = len(self.text)
         later_line = self.text[: self._line_start].strip()
-        if later_line and (self.questions or len(self.text) - self._line_start < BLOCK_CUE_CHARS):
+        line_so_far = self.text[self._line_start :].lstrip()
+        if later_line and (self.questions or len(line_so_far) < BLOCK_CUE_CHARS):
             safe = min(safe, self._line_start)
+        # A sentence begun with markup or quotes ("**", '"') only may yet repeat one said before.
         partial = _normalized(self.text[self._sentence_start :])
-        if partial and any(seen.startswith(partial) for seen in self._seen):
+        if self._seen and any(seen.startswith(partial) for seen in self._seen):
             safe = min(safe, self._sentence_start)
         safe = len(self.text[: min(safe, self._repeating_from())].rstrip())
         self._shown = max(self._shown, safe)

@@ -149,7 +149,7 @@ def _tighten(node: Any, string_chars: int) -> None:
         return
     types = node.get("type", [])
     types = [types] if isinstance(types, str) else types
-    if "string" in types and not any(key in node for key in ("maxLength", "enum", "const", "pattern", "format")):
+    if "string" in types and not _has_own_bound(node):
         node["maxLength"] = max(string_chars, node.get("minLength", 0))
     if {"number", "integer"} & set(types):
         node.setdefault("minimum", min(-NUMBER_BOUND, node.get("maximum", 0)))
@@ -183,7 +183,7 @@ def extract(
         extraction = _unfinished(answer.text, spec, documents, options.max_new_tokens, cap)
     elif answer.last.finish_reason == "stop":
         data = _validated(answer.text, spec.schema)
-        capped = _capped_fields(data, cap)
+        capped = _capped_fields(data, cap, spec.schema)
         unverified = _ground(data, documents) if spec.from_fields else {}  # sets what it did not find to null
         extraction = Extraction(spec.schema, data, capped, unverified)
     passages = context.chunks if context.strategy == "retrieval" else related_passages(documents, query, engine)
@@ -207,7 +207,7 @@ def _unfinished(
             "allow more new tokens or ask for fewer fields"
         )
     data = {name: finished.get(name) for name in spec.schema.get("properties", {})} | finished
-    capped = _capped_fields(data, cap)
+    capped = _capped_fields(data, cap, spec.schema)
     unverified = _ground(data, documents) if spec.from_fields else {}
     unfinished = {writing: partial[:UNFINISHED_SHOWN_CHARS]} if writing is not None else {}
     return Extraction(spec.schema, data, capped, unverified, unfinished)
@@ -224,11 +224,16 @@ def finished_fields(text: str) -> tuple[dict[str, Any], str | None, str]:
             name, position = decoder.raw_decode(text, _skip_space(text, position))
         except json.JSONDecodeError:
             return finished, None, ""
-        value_start = _skip_space(text, text.find(":", position) + 1)
+        colon = text.find(":", position)
+        if colon < 0:  # stopped before the value began
+            return finished, name, ""
+        value_start = _skip_space(text, colon + 1)
         try:
             value, position = decoder.raw_decode(text, value_start)
         except (json.JSONDecodeError, RecursionError):
             return finished, name, text[value_start:].removeprefix('"')
+        if position == len(text) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return finished, name, text[value_start:]  # a number that reaches the end may go on
         finished[name] = value
         position = _skip_space(text, position)
         if text[position : position + 1] != ",":
@@ -258,11 +263,19 @@ def _validated(text: str, schema: dict) -> Any:
     return data
 
 
-def _capped_fields(data: Any, cap: int) -> list[str]:
-    """Top-level fields whose string value reached the length bound (the value may go on)."""
+def _capped_fields(data: Any, cap: int, schema: dict) -> list[str]:
+    """Top-level fields whose string value reached the length bound (the value may go on); a field
+    with bounds of its own (an enum, a pattern, a maxLength) was never given it."""
     if not isinstance(data, dict):
         return []
-    return [name for name, value in data.items() if isinstance(value, str) and len(value) >= cap]
+    properties = schema.get("properties", {})
+    own_bound = {name for name, node in properties.items() if isinstance(node, dict) and _has_own_bound(node)}
+    return [name for name, value in data.items()
+            if isinstance(value, str) and len(value) >= cap and name not in own_bound]  # fmt: skip
+
+
+def _has_own_bound(node: dict) -> bool:
+    return any(key in node for key in ("maxLength", "enum", "const", "pattern", "format"))
 
 
 def _ground(data: dict, documents: Sequence[Document]) -> dict[str, str]:

@@ -40,7 +40,7 @@ from tasks.interfaces import (
 from tasks.options import TaskOptions
 from tasks.planning import EXCERPT_HEADER_TOKENS, Plan, document_names, plan_task, require_request_room
 from tasks.prompts import in_chat_frame, render_chunks, render_documents
-from tasks.retrieval import ScoredChunk, select
+from tasks.retrieval import ScoredChunk, documents_language, select
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def plan_context(
     request_tokens = engine.count_tokens(instruction + framing)
     room = plan.budget - plan.answer_tokens - request_tokens - EXCERPT_HEADER_TOKENS
     chunks = chunk_documents(documents, engine, max_tokens=min(DEFAULT_CHUNK_TOKENS, room // 2))
-    chosen = select(chunks, query, room, overhead=CHUNK_HEADER_TOKENS)
+    chosen = select(chunks, query, room, overhead=CHUNK_HEADER_TOKENS, language=documents_language(documents))
     limit = plan.budget - plan.answer_tokens - (request_tokens - engine.count_tokens(instruction))
     chosen, prompt = fit_excerpts(chosen, instruction, limit, engine)
     return Context(

@@ -11,7 +11,7 @@ from tasks.chunking import chunk_documents
 from tasks.documents import Document
 from tasks.events import Quote, Source
 from tasks.interfaces import TokenCounter
-from tasks.retrieval import ScoredChunk, rank
+from tasks.retrieval import ScoredChunk, documents_language, rank
 
 _QUOTED = re.compile(r"[\"“„«「『]([^\"“”„«»「」『』]{8,500})[\"”“»」』]")
 _MAX_SOURCE_CHARS = 1200
@@ -51,7 +51,8 @@ def related_passages(
 ) -> list[ScoredChunk]:
     """The passages most related to `query` (when the model read everything, these show where
     to look)."""
-    return [scored for scored in rank(chunk_documents(documents, counter), query)[:top] if scored.score > 0]
+    ranked = rank(chunk_documents(documents, counter), query, documents_language(documents))
+    return [scored for scored in ranked[:top] if scored.score > 0]
 
 
 def verify_quotes(answer: str, documents: Sequence[Document]) -> list[Quote]:

@@ -93,6 +93,9 @@ def test_an_empty_answer_is_asked_again_then_reported_as_empty():
         "The email is " + "1234" * 40,
         "Tallinn (page 1).\nWhat is the capital of Estonia?\nTallinn.",
         "A plain answer that ends well.\nWith a second line.",
+        "The board met on Monday. The budget was approved. **The budget was approved.**",
+        'The board met on Monday. The budget was approved. "The budget was approved."',
+        "Intro line here.\n     answer the following questions: 1",
     ],
 )
 @pytest.mark.parametrize("step", [1, 3, 7])

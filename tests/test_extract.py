@@ -185,3 +185,20 @@ def test_strings_are_capped_so_every_field_gets_its_share_of_the_tokens():
     assert string_cap(schema, 96) == 48 and string_cap(schema, 4096) == 1000
     assert string_cap(schema, 8) == STRING_MIN_CHARS
     assert decoding_schema(schema, 48)["properties"]["a"]["maxLength"] == 48
+
+
+def test_an_unfinished_number_or_key_is_not_a_finished_field():
+    from tasks.extract import finished_fields
+
+    assert finished_fields('{"a": 1, "b": 12') == ({"a": 1}, "b", "12")  # 12 may have been 1250000
+    assert finished_fields('{"a": 1, "b": 10, "c"') == ({"a": 1, "b": 10}, "c", "")
+    assert finished_fields('{"a": "x\\"y", "b": true') == ({"a": 'x"y', "b": True}, None, "")
+
+
+def test_a_field_with_bounds_of_its_own_is_never_reported_capped():
+    from tasks.extract import _capped_fields
+
+    schema = {"type": "object", "properties": {"status": {"type": "string", "enum": ["approved by the board"]},
+                                               "note": {"type": "string"}}}  # fmt: skip
+    data = {"status": "approved by the board", "note": "x" * 32}
+    assert _capped_fields(data, 20, schema) == ["note"]

@@ -89,3 +89,15 @@ def test_select_keeps_the_best_few_that_score_near_the_best():
     chosen = select(chunks, "when the beacon failed", 10_000, top_k=2)
     assert len(chosen) == 2 and all("failed" in s.chunk.text for s in chosen)
     assert [s.chunk.index for s in chosen] == sorted(s.chunk.index for s in chosen)
+
+
+def test_only_the_documents_language_has_stop_words():
+    chunks = _chunks([f"The harbour log of day {i}: calm weather and quiet water." for i in range(12)])
+    chunks[8] = Chunk("doc.txt", 8, (9,), "The war with the rival firm ended in 1998.", 9)
+    assert [s.chunk.index for s in select(chunks, "When did the war end?", 800, language="en")] == [8]
+    assert select(chunks, "Wann war das?", 800, language="de")[0].chunk.index == 0  # German "war": was
+
+
+def test_a_query_whose_every_word_is_common_still_ranks_by_them():
+    chunks = _chunks([f"budget line {i}" + (" budget budget budget" if i == 7 else "") for i in range(10)])
+    assert select(chunks, "budget", 800, top_k=1)[0].chunk.index == 7
