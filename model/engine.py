@@ -41,6 +41,7 @@ from model.kvcache import (
     cache_nbytes,
     crop_to,
     holds_prefix,
+    kv_bytes_per_token,
     new_cache,
     reserve_room,
 )
@@ -131,10 +132,7 @@ class Engine:
 
     @property
     def kv_bytes_per_token(self) -> int:
-        config = self.model.config
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-        return 2 * config.num_hidden_layers * kv_heads * head_dim * self.model.dtype.itemsize
+        return kv_bytes_per_token(self.model.config, self.model.dtype)
 
     def throughput(self) -> tuple[float, float]:
         """(prefill, decode) tokens per second as measured here; a short run measures them once

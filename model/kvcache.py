@@ -208,6 +208,13 @@ class GrowingLayer(DynamicLayer):
         self._key_buffer, self._value_buffer = key_buffer, value_buffer
 
 
+def kv_bytes_per_token(config: Any, dtype: torch.dtype) -> int:
+    """The bytes one token takes in the KV cache of a model of `config` in `dtype`."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    return 2 * config.num_hidden_layers * kv_heads * head_dim * dtype.itemsize
+
+
 def new_cache(config: Any, reserve: int = 0) -> DynamicCache:
     """A DynamicCache for `config` whose layers grow in place, sized for `reserve` positions."""
     cache = DynamicCache(config=config)

@@ -17,7 +17,7 @@ from tasks.interfaces import GenerationChunk, TextEngine
 from tasks.options import TaskOptions
 from tasks.pipeline import Context, Generated, engine_errors, stream_answer
 from tasks.planning import MAP_MARGIN, Plan, map_prompt, page_range
-from tasks.prompts import Template
+from tasks.prompts import Template, chat_framing
 
 STOPPED = ("cancelled", "time_limit")  # the user's stop or the request's deadline: no later part is read
 
@@ -78,7 +78,7 @@ def _reduce(partials, template, budget, map_tokens, options, engine, name, calls
     (its answer may be shorter than asked for when the budget leaves less room). Every merge's
     last chunk goes into `calls`."""
     level = 1
-    framing = "".join(engine.chat_frame or ())  # an instruct model's chat template, around every prompt
+    framing = chat_framing(engine)  # an instruct model's chat template, around every prompt
     overhead = engine.count_tokens(_reduce_prompt([], template, name) + framing) + MAP_MARGIN
     limit = (budget - map_tokens - overhead) // 2  # two partials per merge at least: every level halves them
     while True:

@@ -39,7 +39,7 @@ from tasks.interfaces import (
 )
 from tasks.options import TaskOptions
 from tasks.planning import EXCERPT_HEADER_TOKENS, Plan, document_names, plan_task, require_request_room
-from tasks.prompts import in_chat_frame, render_chunks, render_documents
+from tasks.prompts import chat_framing, in_chat_frame, render_chunks, render_documents
 from tasks.retrieval import ScoredChunk, documents_language, select
 
 
@@ -79,19 +79,18 @@ def plan_context(
     the whole documents as a cacheable prefix, or the excerpts that best match `query`; for
     `map-reduce`, the sections are in the plan and the summarize task reads them."""
     plan = plan_task(task, documents, options, engine, speeds=speeds)
-    framing = "".join(engine.chat_frame or ())  # an instruct model's chat template takes room too
-    require_request_room(plan, instruction + framing, engine)  # the plan counted it as part of the instruction
+    framing = chat_framing(engine)  # the plan counted it as part of the instruction
+    require_request_room(plan, instruction + framing, engine)
     if plan.strategy == "full":
         prefix = render_documents(documents)
         return Context("full", plan.budget, prefix, instruction, document_tokens=plan.document_tokens, plan=plan)
     if plan.strategy == "map-reduce":
         return Context("map-reduce", plan.budget, document_tokens=plan.document_tokens, plan=plan)
     # The room the plan checked, and more when the request is shorter than the plan allowed for.
-    request_tokens = engine.count_tokens(instruction + framing)
-    room = plan.budget - plan.answer_tokens - request_tokens - EXCERPT_HEADER_TOKENS
+    limit = plan.budget - plan.answer_tokens - engine.count_tokens(framing)  # for the excerpts and instruction
+    room = limit - engine.count_tokens(instruction) - EXCERPT_HEADER_TOKENS
     chunks = chunk_documents(documents, engine, max_tokens=min(DEFAULT_CHUNK_TOKENS, room // 2))
     chosen = select(chunks, query, room, overhead=CHUNK_HEADER_TOKENS, language=documents_language(documents))
-    limit = plan.budget - plan.answer_tokens - (request_tokens - engine.count_tokens(instruction))
     chosen, prompt = fit_excerpts(chosen, instruction, limit, engine)
     return Context(
         "retrieval", plan.budget, prompt=prompt, chunks=chosen, document_tokens=plan.document_tokens, plan=plan

@@ -30,7 +30,7 @@ from tasks.errors import BudgetError, InvalidRequest
 from tasks.interfaces import TextEngine, TokenCounter
 from tasks.language import LANGUAGES, check_language
 from tasks.options import TaskOptions
-from tasks.prompts import DEFAULT_LANGUAGE, Template, engine_template, render_chunks, render_documents
+from tasks.prompts import DEFAULT_LANGUAGE, Template, chat_framing, engine_template, render_chunks, render_documents
 
 # The room each plan keeps for the request (a longer one is refused): an eighth of the budget,
 # at most REQUEST_TOKENS, so that small budgets keep most of their room for the documents.
@@ -126,7 +126,7 @@ def plan_task(
     if document_tokens is None:
         document_tokens = engine.count_tokens(render_documents(documents))
     # An instruct model's chat template takes room around the instruction too.
-    framing = "".join(engine.chat_frame or ())
+    framing = chat_framing(engine)
     instruction_tokens = engine.count_tokens(instruction_without_request(template) + framing)
     request_tokens = min(REQUEST_TOKENS, budget // REQUEST_SHARE) if task in REQUEST_NAMES else 0
     answer_tokens = LABEL_TOKENS if task == "classify" else options.max_new_tokens
@@ -172,7 +172,7 @@ def split_sections(
     """(the length of each partial summary, the sections): consecutive chunks of one document
     whose map prompt, counted exactly, fits the budget next to its partial summary. A partial
     summary is no longer than the summary asked for (`answer_tokens`, the new tokens allowed)."""
-    framing = "".join(engine.chat_frame or ())  # an instruct model's chat template, around every prompt
+    framing = chat_framing(engine)  # an instruct model's chat template, around every prompt
     merge = template.fill("reduce_intro", name="x") + template.fill("reduce_instruction")
     overhead = engine.count_tokens(merge + framing)
     # A third of the budget at most, so that two partial summaries and their merge always fit:

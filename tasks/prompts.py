@@ -93,6 +93,12 @@ def render_chunks(chunks: Sequence[Chunk]) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+def chat_framing(engine: TextEngine) -> str:
+    """The text an instruct model's chat template adds around every prompt ("" for a base model):
+    what budgets count on top of a prompt's own tokens."""
+    return "".join(engine.chat_frame or ())
+
+
 def in_chat_frame(frame: tuple[str, str] | None, prefix: str, prompt: str) -> tuple[str, str]:
     """(prefix, prompt) as the model reads them. With a chat frame (an instruct model's chat
     template) the documents open the user's message, so they stay the cacheable prefix, the request
