@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     runtime = Runtime("cpu", "float32", "none")
     loaded = build_random_granite(runtime, prepare=False, model=args.model)
     stock = measure_stock(loaded.model, Engine(loaded), sizes)
-    prepare_weights(loaded.model, runtime)  # in place, as the loader prepares them
+    loaded.model = prepare_weights(loaded.model, runtime)  # as the loader prepares them (ours, same tensors)
     engine = Engine(loaded)
     ours = measure_ours(engine, sizes, stock["decode_ids"])
     config = engine.model.config

@@ -43,7 +43,7 @@ def build_random_granite(
         network = GraniteMoeForCausalLM(config).to(getattr(torch, runtime.dtype)).eval()
     parameters = sum(p.numel() for p in network.parameters())
     if prepare:
-        prepare_weights(network, runtime)
+        network = prepare_weights(network, runtime)
     report = LoadReport(
         model_id=f"{model} (random weights, tokenizer of {TINY_RANDOM})",
         source="random",

@@ -1,42 +1,31 @@
-"""Attention for the engine's own calls on the CPU: no mask tensors, no copied keys.
+"""Attention of new positions over the KV cache, for our GraniteMoE (model/granitemoe.py).
 
-transformers' SDPA path serves any batch, so for a chunk of new tokens after a cached prefix it
-builds a (chunk x context) mask, copies the keys and values once per query head (grouped-query
-attention: 16 query heads share 8 key/value heads here), and the kernel then computes every
-masked-out score as well. The engine always runs one unpadded sequence whose new tokens follow
-the cache, so the mask is known from the shapes alone. Here a chunk's attention is split in two:
+The engine always runs one unpadded sequence whose new tokens follow the cache, so the mask is
+known from the shapes alone and never built on the CPU. There a chunk's attention is split in two:
 - the cached past, which every new token sees whole: no mask, and the query heads that share a
-  key/value head go through the kernel together as one longer query block, so nothing is copied;
+  key/value head go through the kernel together as one longer query block, so nothing is copied
+  (grouped-query attention: 16 query heads share 8 key/value heads here);
 - the chunk itself, causal: the kernel's own causal mode skips the masked blocks.
 The two halves are merged exactly with their log-sum-exp. A single decode token is the first
-case alone. Outputs match transformers' SDPA up to float rounding (tests check it).
+case alone. Elsewhere (CUDA) torch's scaled_dot_product_attention runs, with the mask of the
+chunk against the cache when there is a past. Outputs match transformers' SDPA attention up to
+float rounding (tests check it).
 """
 
 from __future__ import annotations
 
 import torch
-from transformers import AttentionInterface
-
-from model.kernels import runs_fp32_on_cpu
-
-NAME = "granite_longdoc_cpu"
+import torch.nn.functional as F
 
 _flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
 
-def engine_attention(
-    module: torch.nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    dropout: float = 0.0,
-    scaling: float | None = None,
-    **kwargs: object,
-) -> tuple[torch.Tensor, None]:
-    """query (1, heads, new, dim); key, value (1, kv_heads, past + new, dim), the new tokens last.
-    Returns (1, new, heads, dim) like transformers' attention functions. `attention_mask` is not
-    read: the engine's sequences are never padded (see the module docstring)."""
+def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float) -> torch.Tensor:
+    """query (heads, new, dim); key, value (kv_heads, past + new, dim), the new positions last.
+    Returns (new, heads, dim)."""
+    query, key, value = query[None], key[None], value[None]
+    if query.device.type != "cpu":
+        return _sdpa(query, key, value, scaling)[0].transpose(0, 1)
     new, context = query.shape[2], key.shape[2]
     past = context - new
     if past == 0:
@@ -48,7 +37,7 @@ def engine_attention(
         out_new, lse_new = _causal(query, key[:, :, past:], value[:, :, past:], scaling)
         lse = torch.logaddexp(lse_past, lse_new)
         out = out_past * torch.exp(lse_past - lse).unsqueeze(-1) + out_new * torch.exp(lse_new - lse).unsqueeze(-1)
-    return out.transpose(1, 2).contiguous(), None
+    return out[0].transpose(0, 1)
 
 
 def _grouped_unmasked(query, key, value, scaling):
@@ -69,10 +58,11 @@ def _causal(query, key, value, scaling):
     return _flash(query, key, value, 0.0, True, scale=scaling)
 
 
-def applies_to(model: torch.nn.Module) -> bool:
-    """Whether the engine may use this attention for `model`: fp32 on the CPU, where the model
-    would otherwise use SDPA."""
-    return runs_fp32_on_cpu(model) and getattr(model.config, "_attn_implementation", None) == "sdpa"
-
-
-AttentionInterface.register(NAME, engine_attention)
+def _sdpa(query, key, value, scaling):
+    new, context = query.shape[2], key.shape[2]
+    past = context - new
+    if past == 0 or new == 1:
+        return F.scaled_dot_product_attention(query, key, value, is_causal=past == 0 and new > 1, scale=scaling,
+                                              enable_gqa=True)  # fmt: skip
+    mask = torch.ones(new, context, dtype=torch.bool, device=query.device).tril(past)
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling, enable_gqa=True)

@@ -28,23 +28,11 @@ from functools import cached_property
 from typing import Any
 
 import torch
-from transformers import DynamicCache
 
 from model.constraints import JsonGrammars, JsonSchemaConstraint
 from model.errors import RequestRefused
-from model.fastpath import FastPath
 from model.generation import CALIBRATION_PROMPT, GenerationChunk, Speeds, join_stream
-from model.kvcache import (
-    PREFIX_SLACK,
-    CachedPrefix,
-    PrefixCache,
-    cache_nbytes,
-    crop_to,
-    holds_prefix,
-    kv_bytes_per_token,
-    new_cache,
-    reserve_room,
-)
+from model.kvcache import PREFIX_SLACK, CachedPrefix, KVCache, PrefixCache, StockCache, kv_bytes_per_token
 from model.loader import LoadedModel, LoadReport
 from model.request_state import (
     Cancelled,
@@ -55,6 +43,7 @@ from model.request_state import (
 )
 from model.sampling import end_of_text_ids, pick_token
 from model.speed_store import SpeedStore, store_for
+from model.stock import runner_for
 from model.textstream import IncrementalDecoder, StopStringFilter
 from model.tokens import chat_frame, count_tokens
 
@@ -67,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class _Prefilled:
-    cache: DynamicCache
+    cache: KVCache | StockCache
     logits: torch.Tensor  # (1, vocab): the next-token logits after the whole prompt
     length: int  # prompt tokens in the cache
     cached_tokens: int
@@ -99,7 +88,7 @@ class Engine:
         device = torch.cuda.get_device_name(self.model.device) if report.device == "cuda" else report.device
         setup = (report.model_id, f"{report.parameters:,} parameters", device, report.dtype, report.quantization)
         self._speeds = Speeds(store=speed_store or store_for(*setup))
-        self._fast_path = FastPath(loaded.model)
+        self._runner = runner_for(loaded.model)  # our GraniteMoE, or transformers' forward (model/stock.py)
 
     @property
     def model_name(self) -> str:
@@ -224,7 +213,7 @@ class Engine:
         if len(ids) < 2:
             raise ValueError("decode_step_logits needs a prompt of at least two tokens")
         request = RequestState(None, None, self.prefill_chunk)
-        cache = new_cache(self.model.config, len(ids))
+        cache = self._runner.new_cache(len(ids))
         self._prefill(ids[:-1], cache, request)
         last = torch.tensor([ids[-1:]], device=self.model.device)
         return self._forward(last, cache, keep=1)[0, -1].float()
@@ -242,7 +231,7 @@ class Engine:
                     logits = self._forward(torch.tensor([ids[:-1]], device=self.model.device), state.cache, keep=0)
                     logprobs = torch.log_softmax(logits[0].float(), dim=-1)  # (len(ids)-1, vocab)
                     total += float(logprobs.gather(1, torch.tensor(ids[1:], device=logprobs.device)[:, None]).sum())
-                    crop_to(state.cache, state.length)
+                    state.cache.crop(state.length)
                 scores.append(total)
         return scores
 
@@ -297,13 +286,13 @@ class Engine:
         cached_tokens = 0
         if entry is not None:
             entry.tail = rest[: entry.reusable(rest)]  # what the cache still holds after cropping
-            crop_to(entry.cache, entry.length)
+            entry.cache.crop(entry.length)
             cached_tokens = entry.length
             rest = rest[len(entry.tail) :]
         elif prefix:
             ids = self.encode(prefix)
             room = len(ids) + len(rest) + reserve + PREFIX_SLACK  # later questions fit without a copy
-            entry = CachedPrefix(ids, new_cache(self.model.config, room), 0)
+            entry = CachedPrefix(ids, self._runner.new_cache(room), 0)
         try:
             total = request.tokens = (entry.length if entry else 0) + len(rest)
             if total == 0:
@@ -313,11 +302,11 @@ class Engine:
                     f"the prompt ({total:,} tokens) plus {reserve:,} new tokens exceeds the "
                     f"model's context limit of {self.context_limit:,} tokens"
                 )
-            cache = entry.cache if entry else new_cache(self.model.config, total + reserve)
-            reserve_room(cache, total + reserve)
+            cache = entry.cache if entry else self._runner.new_cache(total + reserve)
+            cache.reserve(total + reserve)
             if entry is not None and not cached_tokens:
                 self._prefill(entry.ids, cache, request)
-                entry.nbytes = cache_nbytes(cache)
+                entry.nbytes = cache.nbytes
             logits = self._prefill(rest, cache, request) if rest else self._forward_last_token(entry, cache)
             if entry is not None:
                 entry.tail += rest  # now in the cache too
@@ -327,18 +316,18 @@ class Engine:
                 entry = None
             raise
         finally:
-            if entry is not None and entry.nbytes and holds_prefix(entry.cache, entry.length):
+            if entry is not None and entry.nbytes and entry.cache.holds(entry.length):
                 self.prefix_cache.give_back(key, entry)
 
-    def _forward_last_token(self, entry: CachedPrefix, cache: DynamicCache) -> torch.Tensor:
+    def _forward_last_token(self, entry: CachedPrefix, cache: KVCache | StockCache) -> torch.Tensor:
         """Logits after a prompt that is all prefix: drop the last cached position, feed it again."""
-        crop_to(cache, len(entry.ids) - 1)
+        cache.crop(len(entry.ids) - 1)
         return self._forward(torch.tensor([entry.ids[-1:]], device=self.model.device), cache, keep=1)[:, -1, :].float()
 
-    def _prefill(self, ids: list[int], cache: DynamicCache, request: RequestState) -> torch.Tensor:
+    def _prefill(self, ids: list[int], cache: KVCache | StockCache, request: RequestState) -> torch.Tensor:
         """Feed `ids` into `cache` in chunks of `request.chunk` tokens; return the last logits. A chunk
         that runs out of memory is cut from the cache and read again in chunks half the size."""
-        start, base, logits = 0, cache.get_seq_length(), None
+        start, base, logits = 0, cache.length, None
         while start < len(ids):
             if (reason := request.stop_reason()) is not None:
                 raise Cancelled(reason)
@@ -349,13 +338,13 @@ class Engine:
                 continue
             if request.chunk <= self.min_prefill_chunk:
                 raise request.out_of_memory()
-            crop_to(cache, base + start)  # the layers the failed chunk reached hold part of it
+            cache.crop(base + start)  # the layers the failed chunk reached may hold part of it
             self._free_memory()
             request.chunk = max(self.min_prefill_chunk, request.chunk // 2)
             request.notes.append(f"Ran out of GPU memory; retrying with {request.chunk:,}-token chunks")
         return logits.float() if logits is not None else None
 
-    def _try_forward(self, ids: list[int], cache: DynamicCache) -> torch.Tensor | None:
+    def _try_forward(self, ids: list[int], cache: KVCache | StockCache) -> torch.Tensor | None:
         """The last position's logits (1, vocab) after `ids`, or None when the GPU ran out of
         memory. The error is dropped here, so the memory its frames held can be freed."""
         try:
@@ -391,10 +380,10 @@ class Engine:
             if constraint is not None:
                 constraint.accept(token)
             yield token
-            length = state.cache.get_seq_length()
+            length = state.cache.length
             logits = self._try_forward([token], state.cache)
             if logits is None:
-                crop_to(state.cache, length)
+                state.cache.crop(length)
                 self._free_memory()
                 request.notes.append("Ran out of GPU memory while writing; freed memory and went on")
                 logits = self._try_forward([token], state.cache)
@@ -402,8 +391,8 @@ class Engine:
                     raise request.out_of_memory()
             logits = logits.float()
 
-    def _forward(self, input_ids: torch.Tensor, cache: DynamicCache, keep: int) -> torch.Tensor:
+    def _forward(self, input_ids: torch.Tensor, cache: KVCache | StockCache, keep: int) -> torch.Tensor:
         """Run the model on `input_ids` (1, n) with `cache`; logits of the last `keep` positions
         (all of them when keep is 0): (1, keep or n, vocab)."""
-        with torch.inference_mode(), self._fast_path:
-            return self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=keep).logits
+        with torch.inference_mode():
+            return self._runner(input_ids, cache, keep)

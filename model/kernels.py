@@ -26,28 +26,12 @@ def _onednn_available() -> bool:
 ONEDNN = _onednn_available()
 
 
-def runs_fp32_on_cpu(model: torch.nn.Module) -> bool:
-    """Whether `model`'s weights are fp32 tensors on the CPU (judged by its first parameter)."""
-    parameter = next(model.parameters(), None)
-    return parameter is not None and parameter.device.type == "cpu" and parameter.dtype == torch.float32
-
-
-def speeds_up(weight: torch.Tensor) -> bool:
-    """Whether `linear` multiplies by this weight with something faster than `F.linear`."""
-    return weight.device.type == "cpu" and weight.dtype == torch.float32 and (ONEDNN or native.enabled())
-
-
 def linear(states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """`F.linear(states, weight, bias)`, faster for fp32 on the CPU."""
-    if native.applies(weight, states):
-        out = native.kernels().small_linear(states, weight)
+    if weight.dtype == torch.float32 and native.applies(weight, states):
+        out = native.kernels().small_linear(states, weight, native.NO_SCALE)
         return out if bias is None else out.add_(bias)
     cpu_fp32 = weight.device.type == "cpu" and weight.dtype == states.dtype == torch.float32
     if ONEDNN and cpu_fp32 and not torch.is_grad_enabled():
         return torch.ops.mkldnn._linear_pointwise(states, weight, bias, "none", [], "")
     return F.linear(states, weight, bias)
-
-
-def linear_forward(self: torch.nn.Linear, states: torch.Tensor) -> torch.Tensor:
-    """An `nn.Linear.forward` that goes through `linear`."""
-    return linear(states, self.weight, self.bias)

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
 
 _MIN_CAPACITY = 256
 PREFIX_SLACK = 1024  # positions kept free in a cached prefix: room for the next question and answer
@@ -32,7 +30,7 @@ PREFIX_SLACK = 1024  # positions kept free in a cached prefix: room for the next
 @dataclass
 class CachedPrefix:
     ids: list[int]  # the prefix's token ids
-    cache: Any  # a transformers DynamicCache holding the prefix's positions, then the tail's
+    cache: Any  # a KVCache (or StockCache) holding the prefix's positions, then the tail's
     nbytes: int
     tail: list[int] = field(default_factory=list)  # the last request's prompt ids after the prefix
 
@@ -88,8 +86,8 @@ class PrefixCache:
     def give_back(self, key: str, entry: CachedPrefix) -> None:
         """Crop `entry` to its prefix and tail and store it as the most recently used; evict to fit
         the cap."""
-        crop_to(entry.cache, entry.length)
-        entry.nbytes = compact(entry.cache)
+        entry.cache.crop(entry.length)
+        entry.nbytes = entry.cache.compact()
         if entry.nbytes > self.max_bytes:
             return  # larger than the whole cache: not kept
         with self._lock:
@@ -103,109 +101,122 @@ class PrefixCache:
             self._entries.clear()
 
 
-def cache_nbytes(cache: Any) -> int:
-    """Bytes of memory held by the keys and values of a DynamicCache (whole storages: a cropped
-    cache's tensors are views that keep the memory of what was cut)."""
-    total = 0
-    for layer in cache.layers:
-        for tensor in (getattr(layer, "keys", None), getattr(layer, "values", None)):
-            if tensor is not None:
-                total += tensor.untyped_storage().nbytes()
-    return total
+class KVCache:
+    """The keys and values of every layer of our GraniteMoE, in one buffer with room to grow:
+    (layers, 2, kv_heads, capacity, head_dim). Writing a chunk fills the next positions in place;
+    attention reads views of the filled part, so nothing is ever concatenated or copied per step.
+    `length` moves only when a forward pass has written every layer, so a pass cut short (out of
+    memory, an error) leaves the cache as it was. Sized up front from `reserve` (the engine knows
+    prompt plus answer), it never grows during a request; past that it grows by a quarter.
+    Writes happen in place: use it under `torch.inference_mode()` (as the engine does)."""
 
+    def __init__(self, layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype, device: Any, reserve: int = 0):
+        self.shape = (layers, 2, kv_heads, 0, head_dim)
+        self.dtype, self.device, self.reserve_hint = dtype, device, reserve
+        self.length = 0
+        self.buffer: torch.Tensor | None = None
 
-def compact(cache: Any, ratio: float = 1.25) -> int:
-    """Give back the memory of layers whose storage is much larger than what they hold (a long
-    answer was cut off); return the bytes held. A short answer is not worth a copy."""
-    for layer in cache.layers:
-        keys = getattr(layer, "keys", None)
-        if keys is None or not keys.numel():
-            continue
-        used = keys.numel() * keys.element_size()
-        if keys.untyped_storage().nbytes() > ratio * used + PREFIX_SLACK * used // max(1, keys.shape[-2]):
-            if isinstance(layer, GrowingLayer):
-                layer.shrink(PREFIX_SLACK)
+    @property
+    def capacity(self) -> int:
+        return 0 if self.buffer is None else self.buffer.shape[3]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (the whole buffer, filled or not)."""
+        return 0 if self.buffer is None else self.buffer.nbytes
+
+    def make_room(self, total: int) -> None:
+        """Room for `total` positions; grows (one copy of what is held) only when there is none."""
+        if total > self.capacity:
+            if self.buffer is None and self.reserve_hint:  # sized for the request ahead
+                self._resize(max(total, self.reserve_hint))
             else:
+                self._resize(max(total, self.length + self.length // 4 + _MIN_CAPACITY))
+
+    def reserve(self, total: int) -> None:
+        """Room for `total` positions and the slack of a next question, now (one copy at most),
+        so the request ahead needs none."""
+        self.reserve_hint = max(self.reserve_hint, total)
+        if self.buffer is not None and total > self.capacity:
+            self._resize(total + PREFIX_SLACK)
+
+    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store a chunk's keys and values (kv_heads, n, head_dim) of `layer` after the `length`
+        positions held; return views of all of that layer's keys and values so far."""
+        end = self.length + keys.shape[1]
+        self.buffer[layer, 0, :, self.length : end] = keys
+        self.buffer[layer, 1, :, self.length : end] = values
+        return self.buffer[layer, 0, :, :end], self.buffer[layer, 1, :, :end]
+
+    def crop(self, length: int) -> None:
+        """Forget the positions from `length` on (the memory stays, for the next writes)."""
+        self.length = min(self.length, max(length, 0))
+
+    def holds(self, length: int) -> bool:
+        return self.length >= length
+
+    def compact(self, ratio: float = 1.25) -> int:
+        """Give back the memory of a buffer much larger than what it holds (a long answer was cut
+        off), keeping PREFIX_SLACK positions free; return the bytes held. A short answer is not
+        worth a copy."""
+        if self.capacity > ratio * self.length + PREFIX_SLACK:
+            self._resize(self.length + PREFIX_SLACK)
+        return self.nbytes
+
+    def _resize(self, capacity: int) -> None:
+        layers, _, kv_heads, _, head_dim = self.shape
+        buffer = torch.empty((layers, 2, kv_heads, capacity, head_dim), dtype=self.dtype, device=self.device)
+        if self.buffer is not None and self.length:
+            buffer[:, :, :, : self.length] = self.buffer[:, :, :, : self.length]
+        self.buffer = buffer
+
+
+class StockCache:
+    """A transformers DynamicCache behind KVCache's methods, for the architectures that run
+    transformers' own forward (model/stock.py)."""
+
+    def __init__(self, config: Any):
+        from transformers import DynamicCache
+
+        self.dynamic = DynamicCache(config=config)
+
+    @property
+    def length(self) -> int:
+        """Positions every layer holds (a pass cut short may have written only some layers)."""
+        return min((layer.get_seq_length() for layer in self.dynamic.layers), default=0)
+
+    @property
+    def nbytes(self) -> int:
+        total = 0
+        for layer in self.dynamic.layers:
+            for tensor in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+                if tensor is not None:
+                    total += tensor.untyped_storage().nbytes()  # a cropped tensor keeps what was cut
+        return total
+
+    def make_room(self, total: int) -> None:
+        """Nothing to do: each layer grows as it is written."""
+
+    def reserve(self, total: int) -> None:
+        """Nothing to do: each layer grows as it is written."""
+
+    def crop(self, length: int) -> None:
+        """Cut every layer back to `length` positions (layer by layer, so a cache left uneven by
+        an interrupted forward pass is mended too)."""
+        for layer in self.dynamic.layers:
+            extra = layer.get_seq_length() - length
+            if extra > 0:
+                layer.crop(-extra)
+
+    def holds(self, length: int) -> bool:
+        return bool(self.dynamic.layers) and self.length >= length
+
+    def compact(self, ratio: float = 1.25) -> int:
+        for layer in self.dynamic.layers:
+            keys = getattr(layer, "keys", None)
+            if keys is not None and keys.numel() and keys.untyped_storage().nbytes() > ratio * keys.nbytes:
                 layer.keys, layer.values = keys.clone(), layer.values.clone()
-    return cache_nbytes(cache)
-
-
-class GrowingLayer(DynamicLayer):
-    """A KV cache layer whose keys and values live in a buffer with room to grow, so appending a
-    token writes in place instead of copying the whole cache with `torch.cat` at every step.
-    `keys` / `values` are views of the filled part. Sized up front from `reserve` (the engine
-    knows prompt plus answer), it never grows during a request; past that it grows by a quarter.
-    Writes happen in place, so use it under `torch.inference_mode()` (as the engine does)."""
-
-    def __init__(self, reserve: int = 0):
-        super().__init__()
-        self.reserve = reserve
-
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        super().lazy_initialization(key_states, value_states)
-        self._key_buffer: torch.Tensor | None = None
-        self._value_buffer: torch.Tensor | None = None
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        start = self.get_seq_length()
-        end = start + key_states.shape[-2]  # states: (batch, kv_heads, new positions, head_dim)
-        if self._key_buffer is None or end > self._key_buffer.shape[-2]:
-            capacity = max(end, self.reserve, start + start // 4 + _MIN_CAPACITY)
-            self._resize(start, capacity, key_states, value_states)
-        self._key_buffer[..., start:end, :] = key_states
-        self._value_buffer[..., start:end, :] = value_states
-        self.keys = self._key_buffer[..., :end, :]
-        self.values = self._value_buffer[..., :end, :]
-        return self.keys, self.values
-
-    def reserve_room(self, total: int) -> None:
-        """Make room for `total` positions now (one copy), so the request ahead needs none."""
-        if self.is_initialized and self._key_buffer is not None and total > self._key_buffer.shape[-2]:
-            length = self.get_seq_length()
-            self._resize(length, total + PREFIX_SLACK, self.keys, self.values)
-            self.keys = self._key_buffer[..., :length, :]
-            self.values = self._value_buffer[..., :length, :]
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        super().batch_repeat_interleave(repeats)
-        self._adopt()
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        super().batch_select_indices(indices)
-        self._adopt()
-
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        super().reorder_cache(beam_idx)
-        self._adopt()
-
-    def _adopt(self) -> None:
-        """After an operation that replaced `keys`/`values` (beam search), buffer the new ones."""
-        if self.is_initialized and self.keys is not None and self.keys.numel():
-            length = self.get_seq_length()
-            keys, values = self.keys, self.values
-            self._key_buffer = self._value_buffer = None
-            self._resize(0, length + _MIN_CAPACITY, keys, values)
-            self._key_buffer[..., :length, :] = keys
-            self._value_buffer[..., :length, :] = values
-            self.keys = self._key_buffer[..., :length, :]
-            self.values = self._value_buffer[..., :length, :]
-
-    def shrink(self, slack: int) -> None:
-        """Reallocate to what is held plus `slack` positions, freeing the rest."""
-        length = self.get_seq_length()
-        self._resize(length, length + slack, self.keys, self.values)
-        self.keys = self._key_buffer[..., :length, :]
-        self.values = self._value_buffer[..., :length, :]
-
-    def _resize(self, keep: int, capacity: int, keys_like: torch.Tensor, values_like: torch.Tensor) -> None:
-        key_buffer = keys_like.new_empty((*keys_like.shape[:-2], capacity, keys_like.shape[-1]))
-        value_buffer = values_like.new_empty((*values_like.shape[:-2], capacity, values_like.shape[-1]))
-        if keep:
-            key_buffer[..., :keep, :] = self.keys[..., :keep, :]
-            value_buffer[..., :keep, :] = self.values[..., :keep, :]
-        self._key_buffer, self._value_buffer = key_buffer, value_buffer
+        return self.nbytes
 
 
 def kv_bytes_per_token(config: Any, dtype: torch.dtype) -> int:
@@ -213,30 +224,3 @@ def kv_bytes_per_token(config: Any, dtype: torch.dtype) -> int:
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     return 2 * config.num_hidden_layers * kv_heads * head_dim * dtype.itemsize
-
-
-def new_cache(config: Any, reserve: int = 0) -> DynamicCache:
-    """A DynamicCache for `config` whose layers grow in place, sized for `reserve` positions."""
-    cache = DynamicCache(config=config)
-    cache.layers = [GrowingLayer(reserve) for _ in range(config.num_hidden_layers)]
-    return cache
-
-
-def reserve_room(cache: Any, total: int) -> None:
-    for layer in cache.layers:
-        if isinstance(layer, GrowingLayer):
-            layer.reserve_room(total)
-
-
-def crop_to(cache: Any, length: int) -> None:
-    """Cut every layer of a DynamicCache back to `length` positions (layer by layer, so a cache
-    left uneven by an interrupted forward pass is mended too)."""
-    for layer in cache.layers:
-        extra = layer.get_seq_length() - length
-        if extra > 0:
-            layer.crop(-extra)
-
-
-def holds_prefix(cache: Any, length: int) -> bool:
-    """Whether every layer holds at least `length` positions (the prefix was prefilled whole)."""
-    return bool(cache.layers) and all(layer.get_seq_length() >= length for layer in cache.layers)

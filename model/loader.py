@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from model import native
+from model import granitemoe, native
 from model.checkfiles import DamagedFile, check_model_files
 from model.checkpoints import TINY_RANDOM, cache_root, tiny_random_path
 from model.errors import first_line
-from model.kernels import runs_fp32_on_cpu
-from model.quant4 import Packed, quantize_4bit
-from model.quant8 import Int8Matrix, quantize_int8
+from model.granitemoe import GraniteMoe
+from model.quant4 import quantize_4bit
+from model.quant8 import quantize_int8
 from model.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def load_model(model_id: str, runtime: Runtime) -> LoadedModel:
     source = resolve_source(model_id)
     model, tokenizer = _from_pretrained(source, runtime)
     parameters = sum(p.numel() for p in model.parameters())
-    prepare_weights(model, runtime)
+    model = prepare_weights(model, runtime)
     report = LoadReport(
         model_id=model_id,
         source=source,
@@ -97,24 +97,28 @@ def load_model(model_id: str, runtime: Runtime) -> LoadedModel:
     return LoadedModel(model, tokenizer, report)
 
 
-def prepare_weights(model: Any, runtime: Runtime) -> None:
-    """Quantize the weights of a freshly built `model` in place, as `runtime` says, and get the
-    native CPU kernels ready for fp32 on the CPU (compiled now, not during the first request)."""
+def prepare_weights(model: Any, runtime: Runtime) -> Any:
+    """The model the engine runs, made from a freshly built transformers `model`: our own
+    GraniteMoE (model/granitemoe.py) on the same tensors for GraniteMoE checkpoints, the model
+    itself for other architectures; quantized as `runtime` says, and the native CPU kernels
+    ready on the CPU (compiled now, not during the first request)."""
+    if granitemoe.supports(model.config):
+        model = GraniteMoe.from_stock(model)
     if runtime.quantization != "none":
         _quantize(model, runtime.quantization)
-    if runs_fp32_on_cpu(model):
+    if runtime.device == "cpu":
         native.kernels()
+    return model
 
 
 def weight_bytes(model: Any) -> int:
-    """Memory of the weights as stored: parameters and the 4-bit and int8 weight buffers."""
-    parameters = sum(p.numel() * p.element_size() for p in model.parameters())
-    stores = [m for m in model.modules() if isinstance(m, (Packed, Int8Matrix))]
-    return parameters + sum(b.numel() * b.element_size() for m in stores for b in m.buffers())
+    """Memory of the weights as stored: parameters and buffers (the 4-bit and int8 weights)."""
+    unique = {tensor.data_ptr(): tensor for tensor in model.state_dict().values()}  # a tied head counts once
+    return sum(tensor.numel() * tensor.element_size() for tensor in unique.values())
 
 
 def _quantize(model: Any, kind: str) -> None:
-    if not any(type(module).__name__ == "GraniteMoeExperts" for module in model.modules()):
+    if not isinstance(model, GraniteMoe):
         raise ModelLoadError(f"--quant {kind} covers GraniteMoE models (their experts); this model has none")
     try:
         quantize_4bit(model) if kind == "4bit" else quantize_int8(model)

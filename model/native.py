@@ -1,7 +1,8 @@
 """The project's own CPU kernels (`model/cpu_kernels.cpp`), compiled on first use.
 
-They make the products of a handful of rows (decode, a question on a cached document) stream
-the weights at the memory's speed; `model.kernels` and `model.moe` use them for fp32 on the CPU.
+They make the products of a handful of fp32 rows (decode, a question on a cached document)
+stream the weights at the memory's speed, the weights fp32, bf16 or int8 (one scale per row);
+`model.kernels`, `model.moe` and `model.quant8` use them on the CPU.
 The first call compiles them with the machine's C++ compiler (about half a minute, once: the build
 is kept under `TORCH_EXTENSIONS_DIR`, by default `~/.cache/torch_extensions`) for the
 instructions of the CPU it runs on. Where that is impossible (no compiler, an unsupported
@@ -51,13 +52,17 @@ def kernels() -> ModuleType | None:
         return _build()
 
 
+NO_SCALE = torch.empty(0)  # the scales of fp32 and bf16 weights
+WEIGHT_DTYPES = (torch.float32, torch.bfloat16, torch.int8)
+
+
 def applies(weight: torch.Tensor, states: torch.Tensor) -> bool:
-    """Whether the native small product handles `states @ weight.T`."""
+    """Whether the native small product handles `states @ weight.T` (weight fp32, bf16 or int8)."""
     rows = states.numel() // max(states.shape[-1], 1)
     return (
         rows <= MAX_ROWS
         and weight.device.type == "cpu"
-        and weight.dtype == torch.float32
+        and weight.dtype in WEIGHT_DTYPES
         and states.dtype == torch.float32
         and weight.dim() == 2
         and weight.shape[1] % 16 == 0
@@ -123,18 +128,25 @@ def _machine_tag() -> str:
 
 
 def _self_check(module: ModuleType) -> None:
-    """Compare both kernels with torch on small random inputs before trusting the build."""
+    """Compare both kernels with torch on small random inputs, for every weight type, before
+    trusting the build."""
     generator = torch.Generator().manual_seed(0)
     weight = torch.randn(40, 64, generator=generator)
-    for rows in (1, 3, 13):
-        states = torch.randn(rows, 64, generator=generator)
-        if not torch.allclose(module.small_linear(states, weight), states @ weight.T, atol=1e-4):
-            raise RuntimeError(f"small_linear disagrees with torch for {rows} rows")
+    int8, int8_scale = torch.randint(-127, 128, (40, 64), generator=generator, dtype=torch.int8), torch.rand(40) + 0.1
+    cases = [(weight, NO_SCALE, weight), (weight.bfloat16(), NO_SCALE, weight.bfloat16().float()),
+             (int8, int8_scale, int8.float() * int8_scale[:, None])]  # fmt: skip
+    for stored, scale, exact in cases:
+        for rows in (1, 3, 13):
+            states = torch.randn(rows, 64, generator=generator)
+            expected = states @ exact.T
+            if not torch.allclose(module.small_linear(states, stored, scale), expected, atol=1e-3, rtol=1e-4):
+                raise RuntimeError(f"small_linear disagrees with torch for {rows} rows of {stored.dtype} weights")
     gate_up, down = torch.randn(4, 64, 32, generator=generator), torch.randn(4, 32, 32, generator=generator)
     state, chosen, scale = torch.randn(1, 32, generator=generator), torch.tensor([2, 0]), torch.tensor([0.7, 0.3])
     expected = torch.zeros(1, 32)
     for expert, weight_of in zip(chosen.tolist(), scale.tolist(), strict=True):
         gate, up = (state @ gate_up[expert].T).chunk(2, dim=-1)
         expected += weight_of * ((torch.nn.functional.silu(gate) * up) @ down[expert].T)
-    if not torch.allclose(module.moe_one_token(state, gate_up, down, chosen, scale), expected, atol=1e-4):
+    found = module.moe_one_token(state, gate_up, NO_SCALE, down, NO_SCALE, chosen, scale)
+    if not torch.allclose(found, expected, atol=1e-4):
         raise RuntimeError("moe_one_token disagrees with torch")

@@ -1,10 +1,11 @@
-"""4-bit (NF4) weights for GraniteMoE, the experts included, with bitsandbytes' functional API.
+"""4-bit (NF4) weights for our GraniteMoE (model/granitemoe.py), the experts included, with
+bitsandbytes' functional API.
 
 `BitsAndBytesConfig(load_in_4bit=True)` only replaces `nn.Linear`, and GraniteMoE keeps its
-experts (about 90% of the weights) in 3-D parameters, so that route leaves them in 16 bits. Here
-every expert matrix and every attention projection is quantized to NF4 in blocks of 64 values;
-the embeddings and norms stay in the compute dtype. A matrix is dequantized just before it is
-used, so decode reads only the chosen experts' 4-bit weights.
+experts (about 90% of the weights) in 3-D tensors, so that route would leave them in 16 bits.
+Here every expert matrix and the attention projections are quantized to NF4 in blocks of 64
+values; the embeddings, norms and output head stay in the compute dtype. A matrix is dequantized
+just before it is used, so decode reads only the chosen experts' 4-bit weights.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.moe import ATTENTION_PROJECTIONS, fast_experts_forward, replace_layers
+from model.layers import Matrix
+from model.moe import Experts
 
 BLOCK = 64
 
@@ -28,6 +30,7 @@ class Packed(nn.Module):
         data, self.state = bnb.quantize_4bit(matrix.contiguous(), blocksize=BLOCK, quant_type="nf4")
         self.register_buffer("data", data)
         self.register_buffer("absmax", self.state.absmax)  # counted in the weight memory
+        self.shape = matrix.shape
 
     def weight(self) -> torch.Tensor:
         """The matrix in the compute dtype. Quantize after the model is on its device: the
@@ -39,37 +42,42 @@ class Packed(nn.Module):
         return bnb.dequantize_4bit(self.data, self.state)
 
 
-class Linear4bit(nn.Module):
-    """A drop-in for a bias-free nn.Linear with NF4 weights."""
+class Matrix4bit(nn.Module):
+    """A drop-in for `Matrix` with NF4 weights."""
 
-    def __init__(self, linear: nn.Linear):
+    def __init__(self, matrix: Matrix):
         super().__init__()
-        if linear.bias is not None:
-            raise ValueError("Linear4bit covers bias-free layers only")
-        self.packed = Packed(linear.weight.data)
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.packed = Packed(matrix.weight.data)
+        self.shape = matrix.shape
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         return F.linear(states, self.packed.weight())
 
 
-class Experts4bit(nn.Module):
-    """GraniteMoE experts with NF4 weights, dispatched like model.moe's fast path."""
+class Experts4bit(Experts):
+    """Experts with NF4 weights, dispatched as `Experts` dispatches."""
 
-    def __init__(self, experts: nn.Module):
-        super().__init__()
-        self.num_experts = experts.num_experts
-        self.act_fn = experts.act_fn
-        self.gate_up = nn.ModuleList(Packed(matrix) for matrix in experts.gate_up_proj.data)
-        self.down = nn.ModuleList(Packed(matrix) for matrix in experts.down_proj.data)
+    def __init__(self, experts: Experts):
+        nn.Module.__init__(self)  # not Experts.__init__: the full-precision tensors are not kept
+        self.num_experts, self.hidden, self.inner = experts.num_experts, experts.hidden, experts.inner
+        self.gate_up_packed = nn.ModuleList(Packed(matrix) for matrix in experts.gate_up.data)
+        self.down_packed = nn.ModuleList(Packed(matrix) for matrix in experts.down.data)
 
-    def apply_expert(self, expert: int, states: torch.Tensor, decode: bool = False) -> torch.Tensor:
-        gate, up = F.linear(states, self.gate_up[expert].weight()).chunk(2, dim=-1)
-        return F.linear(self.act_fn(gate) * up, self.down[expert].weight())
+    def expert(self, index: int, states: torch.Tensor) -> torch.Tensor:
+        gate, up = F.linear(states, self.gate_up_packed[index].weight()).chunk(2, dim=-1)
+        return F.linear(F.silu(gate) * up, self.down_packed[index].weight())
 
-    forward = fast_experts_forward
+    def one_token(self, state: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return self.expert_sum(state, chosen, weights)
 
 
 def quantize_4bit(model: nn.Module) -> int:
-    """Quantize `model` in place (on its current device); return how many matrices were packed."""
-    return replace_layers(model, Experts4bit, Linear4bit, ATTENTION_PROJECTIONS)
+    """Quantize our GraniteMoE `model` in place (on its current device); return how many
+    matrices were packed. Each layer's old tensors are freed as soon as it is done, so memory
+    never holds the whole model twice."""
+    count = 0
+    for layer in model.layers:
+        layer.qkv, layer.o = Matrix4bit(layer.qkv), Matrix4bit(layer.o)
+        layer.experts = Experts4bit(layer.experts)
+        count += 2 + 2 * layer.experts.num_experts
+    return count

@@ -1,9 +1,11 @@
 """`--quant int8` on the CPU: int8 weights for decode, fp32 weights for prefill.
 
 Decode reads every active weight once per token, so it is bound by memory traffic: int8 weights
-(per-row scales) are a quarter of the fp32 bytes, and torch's `_weight_int8pack_mm` kernel
-multiplies them with bf16 activations at memory speed. Prefill is bound by arithmetic, where this
-CPU is fastest in fp32, so it keeps the fp32 weights. The price is memory: both copies are kept.
+(one scale per row) are a quarter of the fp32 bytes. The native kernels (model/cpu_kernels.cpp)
+widen them to fp32 in registers and multiply fp32 activations, so this pays on CPUs without
+native bf16 too (torch's own int8 kernel wants bf16 activations, which such CPUs compute slowly;
+it is the fallback where the native kernels cannot be built). Prefill is bound by arithmetic,
+where fp32 is fast, so it keeps the fp32 weights. The price is memory: both copies are kept.
 One exception: the prefill's last position goes through the int8 output head (it is one token).
 """
 
@@ -12,70 +14,86 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model.moe import ATTENTION_PROJECTIONS, expert_output, fast_experts_forward, replace_layers
+from model import native
+from model.layers import Matrix
+from model.moe import Experts
 
 
-class Int8Matrix(nn.Module):
-    """An (out, in) matrix as int8 with one bf16 scale per row."""
+def quantize_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., out, in) -> int8 values and fp32 scales (..., out), one per row. The scales are
+    rounded to bf16 values first, so torch's kernel (bf16 scales) computes the same products."""
+    scale = (matrix.float().abs().amax(dim=-1).clamp(min=1e-12) / 127).to(torch.bfloat16).float()
+    data = torch.round(matrix.float() / scale[..., None]).clamp(-127, 127).to(torch.int8)
+    return data, scale
 
-    def __init__(self, matrix: torch.Tensor):
-        super().__init__()
-        # The scale is rounded to bf16 first, so the values are quantized with the scale used later.
-        scale = (matrix.float().abs().amax(dim=1).clamp(min=1e-12) / 127).to(torch.bfloat16)
-        data = torch.round(matrix.float() / scale.float()[:, None]).clamp(-127, 127).to(torch.int8)
+
+def int8_product(states: torch.Tensor, data: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """states (..., in) @ (data * scale).T -> (..., out) in the states' dtype."""
+    flat = states.reshape(-1, states.shape[-1])
+    if states.dtype == torch.float32 and native.applies(data, flat):
+        out = native.kernels().small_linear(flat, data, scale)
+    else:
+        out = torch.ops.aten._weight_int8pack_mm(flat.to(torch.bfloat16).contiguous(), data, scale.to(torch.bfloat16))
+    return out.to(states.dtype).reshape(*states.shape[:-1], -1)
+
+
+class Int8Matrix(Matrix):
+    """A matrix with an int8 copy for a handful of rows (decode); more rows use the fp32 weight."""
+
+    def __init__(self, matrix: Matrix):
+        super().__init__(matrix.weight)
+        data, scale = quantize_rows(self.weight.data)
         self.register_buffer("data", data)
         self.register_buffer("scale", scale)
 
-    def mul(self, states: torch.Tensor) -> torch.Tensor:
-        """states (n, in), any float dtype -> (n, out) in the same dtype."""
-        out = torch.ops.aten._weight_int8pack_mm(states.to(torch.bfloat16).contiguous(), self.data, self.scale)
-        return out.to(states.dtype)
-
-
-class DualLinear(nn.Module):
-    """An nn.Linear that uses int8 weights for a single token and its fp32 weights otherwise."""
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__()
-        self.linear = linear
-        self.int8 = Int8Matrix(linear.weight.data)
-
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        if states.numel() != states.shape[-1]:  # more than one token: prefill
-            return self.linear(states)
-        return self.int8.mul(states.reshape(1, -1)).reshape(*states.shape[:-1], -1)
+        if states.numel() // states.shape[-1] > native.MAX_ROWS:  # prefill
+            return super().forward(states)
+        return int8_product(states, self.data, self.scale)
 
 
-class DualExperts(nn.Module):
-    """GraniteMoE experts with int8 copies for decode, dispatched like model.moe's fast path."""
+class Int8Experts(Experts):
+    """Experts with int8 copies for one token (decode); prefill uses the fp32 weights."""
 
-    def __init__(self, experts: nn.Module):
-        super().__init__()
-        self.experts = experts  # the fp32 weights, for prefill
-        self.num_experts = experts.num_experts
-        self.act_fn = experts.act_fn
-        self.gate_up = nn.ModuleList(Int8Matrix(m) for m in experts.gate_up_proj.data)
-        self.down = nn.ModuleList(Int8Matrix(m) for m in experts.down_proj.data)
+    def __init__(self, experts: Experts):
+        super().__init__(experts.gate_up, experts.down)
+        gate_up, gate_up_scale = quantize_rows(self.gate_up.data)
+        down, down_scale = quantize_rows(self.down.data)
+        self.register_buffer("gate_up_data", gate_up)
+        self.register_buffer("gate_up_scale", gate_up_scale)
+        self.register_buffer("down_data", down)
+        self.register_buffer("down_scale", down_scale)
 
-    def apply_expert(self, expert: int, states: torch.Tensor, decode: bool = False) -> torch.Tensor:
-        if not decode:  # prefill, even for an expert that got a single token
-            return expert_output(self.experts, expert, states)
-        gate, up = self.gate_up[expert].mul(states).chunk(2, dim=-1)
-        return self.down[expert].mul(self.act_fn(gate) * up)
-
-    forward = fast_experts_forward
+    def one_token(self, state: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        if state.dtype == torch.float32 and native.applies(self.down_data[0], state):
+            return native.kernels().moe_one_token(
+                state, self.gate_up_data, self.gate_up_scale, self.down_data, self.down_scale, chosen, weights
+            )
+        out = torch.zeros_like(state)
+        for slot, expert in enumerate(chosen.tolist()):
+            gate, up = int8_product(state, self.gate_up_data[expert], self.gate_up_scale[expert]).chunk(2, dim=-1)
+            hidden = torch.nn.functional.silu(gate) * up
+            out += int8_product(hidden, self.down_data[expert], self.down_scale[expert]) * weights[slot]
+        return out
 
 
 def quantize_int8(model: nn.Module) -> int:
-    """Add int8 decode copies to `model` in place (experts, attention, output head); return how
-    many matrices got one. Matrices the int8 kernel cannot take (rows not a multiple of 16 long)
-    stay fp32 only."""
-    return replace_layers(model, _dual_experts, _dual_linear, (*ATTENTION_PROJECTIONS, "lm_head"))
+    """Add int8 decode copies to our GraniteMoE `model` in place (experts, attention, output
+    head); return how many matrices got one. Matrices whose rows are not a multiple of 16 long
+    (neither int8 kernel takes them) stay fp32 only."""
+    count = 0
 
+    def dual(matrix: Matrix) -> Matrix:
+        nonlocal count
+        if matrix.shape[-1] % 16:
+            return matrix
+        count += 1
+        return Int8Matrix(matrix)
 
-def _dual_experts(experts: nn.Module) -> nn.Module:
-    return DualExperts(experts) if experts.hidden_dim % 16 == 0 and experts.intermediate_dim % 16 == 0 else experts
-
-
-def _dual_linear(linear: nn.Linear) -> nn.Module:
-    return DualLinear(linear) if linear.in_features % 16 == 0 else linear
+    for layer in model.layers:
+        layer.qkv, layer.o = dual(layer.qkv), dual(layer.o)
+        if layer.experts.hidden % 16 == 0 and layer.experts.inner % 16 == 0:
+            layer.experts = Int8Experts(layer.experts)
+            count += 2 * layer.experts.num_experts
+    model.head = dual(model.head)
+    return count

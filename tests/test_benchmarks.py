@@ -12,6 +12,7 @@ from tests.conftest import REPO_ROOT
 
 # Every script in benchmarks/ and the test that runs it (serving's vLLM backend: tests/test_vllm.py).
 SMOKE_TESTED = {
+    "decode_profile.py": "test_decode_profile_names_the_operators_of_one_step",
     "generation.py": "test_generation_compares_stock_and_ours_and_int8",
     "gpu_check.py": "test_gpu_check_runs_every_part_on_the_cpu",
     "long_context.py": "test_long_context_runs_and_keeps_each_sessions_cache_apart",
@@ -43,6 +44,15 @@ def test_generation_compares_stock_and_ours_and_int8(tiny_checkpoint, capsys):
     assert report["ours_decode_tps"] > 0 and report["ours_int8_decode_tps"] > 0
     assert report["cached_question_speedup"] > 1 and report["matmul_gflops"] > 0
     assert 0 <= report["int8_max_logit_error"] < 0.1  # int8 decode weights change logits a little
+
+
+def test_decode_profile_names_the_operators_of_one_step(tiny_checkpoint, capsys):
+    from benchmarks.decode_profile import main
+
+    assert main(["--json", "--model", "tiny-random", "--steps", "4", "--top", "5"]) == 0
+    report = last_json(capsys.readouterr().out)
+    assert report["step_ms"] > 0 and report["ops_per_step"] > 0 and report["operators_ms_per_step"] > 0
+    assert len(report["top_ops"]) == 5 and all(row["op"] and row["ms_per_step"] >= 0 for row in report["top_ops"])
 
 
 def test_gpu_check_runs_every_part_on_the_cpu(tiny_checkpoint, capsys):

@@ -49,8 +49,8 @@ def test_stop_string_ends_generation_without_showing_it(tiny_engine):
     assert stop not in result.text
 
 
-def test_end_of_text_token_stops(tiny_loaded, tiny_engine, monkeypatch):
-    third = stock_greedy(tiny_loaded.model, tiny_engine, PROMPT, 3)[2]
+def test_end_of_text_token_stops(tiny_loaded, tiny_stock, tiny_engine, monkeypatch):
+    third = stock_greedy(tiny_stock, tiny_engine, PROMPT, 3)[2]
     # The model's generation config names the third token end-of-text: an engine made now stops there.
     monkeypatch.setattr(tiny_loaded.model.generation_config, "eos_token_id", third)
     engine = Engine(tiny_loaded)
@@ -85,7 +85,7 @@ def test_an_error_inside_the_model_reaches_the_caller(tiny_engine):
     def explode(module, args):
         raise RuntimeError("boom inside the model")
 
-    handle = tiny_engine.model.model.layers[1].register_forward_pre_hook(explode)
+    handle = tiny_engine.model.layers[1].register_forward_pre_hook(explode)
     try:
         with pytest.raises(RuntimeError, match="boom inside the model"):
             list(tiny_engine.stream(PROMPT, max_new_tokens=5))

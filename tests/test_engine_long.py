@@ -91,7 +91,7 @@ def _fail_on_call(number: int):
 
 
 def test_a_failure_mid_prefill_does_not_poison_the_cache(tiny_loaded, engine):
-    handle = tiny_loaded.model.model.layers[1].register_forward_pre_hook(_fail_on_call(3))
+    handle = tiny_loaded.model.layers[1].register_forward_pre_hook(_fail_on_call(3))
     try:
         with pytest.raises(RuntimeError, match="transient failure"):
             engine.generate(QUESTION, prefix=DOC, max_new_tokens=5)
@@ -105,7 +105,7 @@ def test_a_failure_after_the_shared_prompt_keeps_the_cache_correct(tiny_loaded):
     engine = Engine(tiny_loaded, prefill_chunk=4)
     engine.generate(QUESTION, prefix=DOC, max_new_tokens=3)
     follow_up = "\nQuestion: How many employees were there on the first day?\nAnswer:"
-    handle = tiny_loaded.model.model.layers[0].register_forward_pre_hook(_fail_on_call(2))  # the second chunk
+    handle = tiny_loaded.model.layers[0].register_forward_pre_hook(_fail_on_call(2))  # the second chunk
     try:
         with pytest.raises(RuntimeError, match="transient failure"):
             engine.generate(follow_up, prefix=DOC, max_new_tokens=5)
@@ -176,48 +176,38 @@ def test_the_prefix_cache_counts_and_frees_what_an_answer_used(tiny_loaded):
     assert prefix_bytes <= engine.prefix_cache.used_bytes <= 1.25 * prefix_bytes + slack
 
 
-def greedy_with(layer_class, model, ids: torch.Tensor, steps: int) -> tuple[list[int], torch.Tensor]:
-    """Greedy tokens and the last logits, with every cache layer of `layer_class`."""
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=model.config)
-    cache.layers = [layer_class() for _ in cache.layers]
-    tokens = []
-    with torch.inference_mode():
-        logits = model(input_ids=ids, cache=cache, logits_to_keep=1).logits[:, -1]
-        for _ in range(steps):
-            tokens.append(int(logits.argmax()))
-            logits = model(input_ids=torch.tensor([[tokens[-1]]]), cache=cache).logits[:, -1]
-    return tokens, logits
-
-
-def test_the_growing_cache_gives_the_same_output_as_concatenation(tiny_loaded, engine):
-    from transformers.cache_utils import DynamicLayer
-
-    from model.kvcache import GrowingLayer
-
-    ids = torch.tensor([engine.encode(DOC + TAIL)])
-    steps = 300  # past the first capacity, so the buffer grows
-    stock_tokens, stock_logits = greedy_with(DynamicLayer, tiny_loaded.model, ids, steps)
-    tokens, logits = greedy_with(GrowingLayer, tiny_loaded.model, ids, steps)
-    assert tokens == stock_tokens and torch.allclose(logits, stock_logits, atol=1e-5)
-
-
 def test_an_empty_prompt_is_a_clear_error(engine):
     with pytest.raises(RequestRefused, match="the prompt is empty"):
         engine.generate("", max_new_tokens=3)
 
 
-def test_the_growing_cache_follows_beam_search_like_the_stock_cache(tiny_loaded, engine):
-    from transformers import DynamicCache
+@pytest.fixture(scope="module")
+def llama_loaded(tiny_loaded):
+    """A tiny random Llama: any architecture other than GraniteMoE runs transformers' own forward."""
+    import dataclasses
 
-    from model.kvcache import new_cache
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    ids = torch.tensor([engine.encode(TAIL)])
-    runs = []
-    for cache in (DynamicCache(config=tiny_loaded.model.config), new_cache(tiny_loaded.model.config)):
-        with torch.inference_mode():
-            out = tiny_loaded.model.generate(ids, cache=cache, num_beams=3, max_new_tokens=12, do_sample=False,
-                                             attention_mask=torch.ones_like(ids))  # fmt: skip
-        runs.append(out.tolist())
-    assert runs[0] == runs[1]
+    from model.loader import LoadedModel
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=tiny_loaded.model.config.vocab_size, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    model = LlamaForCausalLM(config).eval()
+    return LoadedModel(model, tiny_loaded.tokenizer, dataclasses.replace(tiny_loaded.report, model_id="tiny-llama"))
+
+
+def test_other_architectures_run_the_stock_forward_with_the_same_engine(llama_loaded):
+    from model.stock import StockRunner
+
+    engine = Engine(llama_loaded, prefill_chunk=16)
+    assert isinstance(engine._runner, StockRunner)
+    ids = engine.encode(DOC + QUESTION)
+    with torch.inference_mode():
+        out = llama_loaded.model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, eos_token_id=None)
+    expected = engine.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
+    assert engine.generate(DOC + QUESTION, max_new_tokens=12).text == expected  # chunked prefill, then decode
+    first = engine.generate(QUESTION, prefix=DOC, max_new_tokens=12)
+    again = engine.generate(QUESTION, prefix=DOC, max_new_tokens=12)
+    assert again.cached_tokens > 0 and again.text == first.text
+    assert engine.prefix_cache.used_bytes > 0

@@ -23,8 +23,8 @@ MEMORY_MESSAGE = r"the GPU ran out of memory for this request \(\d+ prompt token
 
 
 def _new_tokens(args, kwargs) -> int:
-    hidden = args[0] if args else kwargs["hidden_states"]  # (batch, new positions, hidden)
-    return hidden.shape[1]
+    hidden = args[0] if args else kwargs["hidden_states"]  # (new positions, hidden), for ours
+    return hidden.shape[-2]
 
 
 class Hook:
@@ -34,7 +34,7 @@ class Hook:
         self.layer, self.hook, self.model = layer, hook, model
 
     def __enter__(self):
-        self.handle = self.model.model.layers[self.layer].register_forward_pre_hook(self.hook, with_kwargs=True)
+        self.handle = self.model.layers[self.layer].register_forward_pre_hook(self.hook, with_kwargs=True)
         return self
 
     def __exit__(self, *exc):

@@ -20,7 +20,7 @@ def test_report_describes_what_was_loaded(tiny_loaded, tiny_stock):
 
 def test_local_folder_loads_like_a_hub_model(tiny_checkpoint):
     loaded = load_model(str(tiny_checkpoint), CPU)
-    assert type(loaded.model).__name__ == "GraniteMoeForCausalLM"
+    assert type(loaded.model).__name__ == "GraniteMoe"
     assert not loaded.report.is_demo
 
 

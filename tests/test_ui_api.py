@@ -133,7 +133,7 @@ def test_a_crash_inside_the_model_is_reported_and_the_server_lives_on(served, re
     def explode(module, args):
         raise RuntimeError("boom inside the model")
 
-    handle = tiny_engine.model.model.layers[0].register_forward_pre_hook(explode)
+    handle = tiny_engine.model.layers[0].register_forward_pre_hook(explode)
     try:
         with pytest.raises(Exception, match="RuntimeError: boom inside the model"):
             served.predict(files(report), "auto", 8, 0.0, "auto", 0, api_name="/summarize")
@@ -147,7 +147,7 @@ def test_cancel_frees_the_model_for_the_next_request(served, report, tiny_engine
     while len(job.outputs()) < 3:
         time.sleep(0.05)
     passes = []  # the model's forward passes from the cancel on: work, not seconds
-    handle = tiny_engine.model.model.layers[0].register_forward_pre_hook(lambda module, args: passes.append(1))
+    handle = tiny_engine.model.layers[0].register_forward_pre_hook(lambda module, args: passes.append(1))
     try:
         job.cancel()
         ask = served.submit(files(report), "Revenue?", "auto", 8, 0.0, "auto", 0, api_name="/ask")
@@ -163,7 +163,7 @@ def test_cancel_frees_the_model_for_the_next_request(served, report, tiny_engine
 def test_stop_ends_the_task_and_keeps_what_was_written(served, report, tiny_engine):
     # 50 ms a forward pass: Stop comes long before tiny-random's greedy text could loop (a loop
     # would end the summary by itself, tasks/endings.py).
-    handle = tiny_engine.model.model.layers[0].register_forward_pre_hook(lambda module, args: time.sleep(0.05))
+    handle = tiny_engine.model.layers[0].register_forward_pre_hook(lambda module, args: time.sleep(0.05))
     try:
         job = served.submit(files(report), "auto", 4096, 0.0, "auto", 0, api_name="/summarize")
         while len(job.outputs()) < 4:
@@ -256,7 +256,7 @@ def test_the_servers_time_limit_stops_a_long_request_and_keeps_its_text(tiny_eng
     # Each forward pass takes at least 100 ms, so 4,096 tokens take over 400 s on any machine and
     # the 1-second limit comes before tiny-random's greedy text could loop (which would end it by
     # itself): the limit must be what ends the summary (the result's timeout only guards a hang).
-    handle = tiny_engine.model.model.layers[0].register_forward_pre_hook(lambda module, args: time.sleep(0.1))
+    handle = tiny_engine.model.layers[0].register_forward_pre_hook(lambda module, args: time.sleep(0.1))
     try:
         client = Client(demo.local_url, verbose=False)
         job = client.submit(files(report), "auto", 4096, 0.0, "auto", 0, api_name="/summarize")

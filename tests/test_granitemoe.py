@@ -1,0 +1,154 @@
+"""Our own GraniteMoE forward (model/granitemoe.py) against transformers' GraniteMoE."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import GraniteMoeConfig, GraniteMoeForCausalLM
+
+from model.checkpoints import GRANITE_3_1_1B_A400M
+from model.granitemoe import GraniteMoe, supports
+from model.kvcache import PREFIX_SLACK, KVCache
+from model.moe import Experts
+
+IDS = [5, 17, 99, 311, 42, 7, 1000, 3, 55, 66, 77, 120, 9, 400]
+
+
+def stock_logits(model, ids: list[int]) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(input_ids=torch.tensor([ids])).logits[0]
+
+
+def our_logits(model: GraniteMoe, ids: list[int], chunks: list[int]) -> torch.Tensor:
+    """All positions' logits, the ids fed in pieces of the given sizes (the rest one at a time)."""
+    cache, parts, start = model.new_cache(), [], 0
+    with torch.inference_mode():
+        for size in chunks:
+            parts.append(model(torch.tensor(ids[start : start + size]), cache, keep=0)[0])
+            start += size
+        while start < len(ids):
+            parts.append(model(torch.tensor(ids[start : start + 1]), cache, keep=0)[0])
+            start += 1
+    assert cache.length == len(ids)
+    return torch.cat(parts)
+
+
+@pytest.fixture(scope="module")
+def ours_on_tiny(tiny_stock):
+    return GraniteMoe.from_stock(tiny_stock)
+
+
+@pytest.mark.parametrize("chunks", [[len(IDS)], [4, 5], [1], [6, 1, 7]], ids=["whole", "chunked", "decode", "mixed"])
+def test_logits_match_stock_on_tiny_random(tiny_stock, ours_on_tiny, chunks):
+    expected = stock_logits(tiny_stock, IDS)
+    got = our_logits(ours_on_tiny, IDS, chunks)
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_the_tensors_are_shared_with_the_stock_model_not_copied(tiny_stock, ours_on_tiny):
+    stock_layer = tiny_stock.model.layers[0]
+    assert (
+        ours_on_tiny.layers[0].experts.gate_up.data_ptr()
+        == stock_layer.block_sparse_moe.experts.gate_up_proj.data_ptr()
+    )
+    assert ours_on_tiny.embed.data_ptr() == tiny_stock.model.embed_tokens.weight.data_ptr()
+    tied = tiny_stock.lm_head.weight.data_ptr() == tiny_stock.model.embed_tokens.weight.data_ptr()
+    assert (ours_on_tiny.head.weight is ours_on_tiny.embed) == tied  # tied: one tensor, counted once
+    stock_parameters = sum(p.numel() for p in tiny_stock.parameters())
+    assert sum(p.numel() for p in ours_on_tiny.parameters()) == stock_parameters
+
+
+def test_the_original_granite_tensor_names_load_too(tiny_stock, ours_on_tiny):
+    """Checkpoints on the hub name the experts input_linear/output_linear and the router
+    router.layer (transformers 5 renames them when it loads)."""
+    renamed = {}
+    for name, tensor in tiny_stock.state_dict().items():
+        name = name.replace("experts.gate_up_proj", "input_linear.weight").replace(
+            "experts.down_proj", "output_linear.weight"
+        )
+        renamed[name.replace("router.weight", "router.layer.weight")] = tensor
+    assert any("input_linear" in name for name in renamed)
+    model = GraniteMoe(tiny_stock.config, renamed)
+    assert torch.equal(our_logits(model, IDS[:5], [5]), our_logits(ours_on_tiny, IDS[:5], [5]))
+
+
+def test_a_missing_tensor_is_named(tiny_stock):
+    tensors = dict(tiny_stock.state_dict())
+    del tensors["model.layers.1.self_attn.o_proj.weight"]
+    with pytest.raises(ValueError, match=r"model\.layers\.1\.self_attn\.o_proj\.weight"):
+        GraniteMoe(tiny_stock.config, tensors)
+
+
+def test_only_plain_granitemoe_configs_are_ours():
+    config = GraniteMoeConfig(**GRANITE_3_1_1B_A400M)
+    assert supports(config)
+    assert not supports(GraniteMoeConfig(**{**GRANITE_3_1_1B_A400M, "attention_bias": True}))
+    from transformers import LlamaConfig
+
+    assert not supports(LlamaConfig())
+
+
+@pytest.fixture(scope="module")
+def real_size_layer():
+    """One layer of the real Granite-3.1-1B-A400M (hidden 1024, 32 experts, top-8, 16/8 heads),
+    a small vocabulary so the test stays quick."""
+    torch.manual_seed(1)
+    config = GraniteMoeConfig(**{**GRANITE_3_1_1B_A400M, "num_hidden_layers": 1, "vocab_size": 512})
+    stock = GraniteMoeForCausalLM(config).eval()
+    return stock, GraniteMoe.from_stock(stock)
+
+
+def test_logits_match_stock_on_a_real_size_layer(real_size_layer):
+    stock, ours = real_size_layer
+    assert ours.head.weight is ours.embed  # Granite ties its output head to the embeddings
+    ids = torch.randint(0, 512, (300,), generator=torch.Generator().manual_seed(2)).tolist()
+    expected = stock_logits(stock, ids)
+    got = our_logits(ours, ids, [256, 40])  # a prefill chunk, one after a cached past, then decode steps
+    assert torch.allclose(got, expected, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("tokens", [1, 2, 37, 300])
+def test_expert_dispatch_matches_the_stock_block(real_size_layer, tokens):
+    stock, ours = real_size_layer
+    block, experts = stock.model.layers[0].block_sparse_moe, ours.layers[0].experts
+    states = torch.randn(tokens, 1024)
+    with torch.inference_mode():
+        _, weights, index = block.router(states)
+        expected = block.experts(states, index, weights)
+        assert torch.allclose(experts(states, index, weights), expected, atol=1e-5, rtol=1e-4)
+        assert torch.allclose(Experts.expert_sum(experts, states[:1], index[0], weights[0]), expected[:1], atol=1e-5)
+
+
+def test_greedy_text_is_identical_to_stock_generate(tiny_engine, tiny_stock):
+    ids = tiny_engine.encode("The committee reviewed the budget of the city. " * 3)
+    with torch.inference_mode():
+        out = tiny_stock.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=None)
+    cache = tiny_engine.model.new_cache()
+    tokens = []
+    with torch.inference_mode():
+        logits = tiny_engine.model(torch.tensor(ids), cache)[0, -1]
+        for _ in range(24):
+            tokens.append(int(logits.argmax()))
+            logits = tiny_engine.model(torch.tensor(tokens[-1:]), cache)[0, -1]
+    assert tokens == out[0, len(ids) :].tolist()
+    assert len(set(tokens)) > 3  # varied output, so the match means something
+
+
+def test_the_cache_grows_crops_and_compacts_in_place():
+    cache = KVCache(layers=2, kv_heads=2, head_dim=4, dtype=torch.float32, device="cpu", reserve=8)
+    cache.make_room(3)
+    assert cache.capacity == 8
+    keys = torch.arange(24.0).view(2, 3, 4)
+    with torch.inference_mode():
+        held_keys, _ = cache.write(1, keys, -keys)
+        assert torch.equal(held_keys, keys)
+        cache.length = 3
+        cache.make_room(3000)  # past the reserve: grows, keeping what it held
+        assert cache.capacity >= 3000 and torch.equal(cache.buffer[1, 0, :, :3], keys)
+        cache.crop(2)
+        assert cache.length == 2 and cache.holds(2) and not cache.holds(3)
+        cache.crop(5)  # cropping never lengthens
+        assert cache.length == 2
+        assert cache.compact() == cache.nbytes  # a long answer was cut off: the room beyond the slack goes
+        assert cache.capacity == 2 + PREFIX_SLACK
+        assert torch.equal(cache.buffer[1, 0, :, :2], keys[:, :2])

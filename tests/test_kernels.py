@@ -1,0 +1,139 @@
+"""The engine's kernels: native and oneDNN products, mask-free attention."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from model import kernels, native
+from model.attention import attend
+
+
+class _Attention:
+    num_key_value_groups = 2
+    is_causal = True
+
+
+@pytest.mark.parametrize(("past", "new"), [(0, 1), (0, 9), (7, 1), (37, 9), (100, 100), (5, 64)])
+def test_attention_matches_transformers_sdpa_with_its_mask(past, new):
+    torch.manual_seed(past + new)
+    query = torch.randn(1, 4, new, 16)
+    key, value = torch.randn(1, 2, past + new, 16), torch.randn(1, 2, past + new, 16)
+    mask = torch.ones(new, past + new, dtype=torch.bool).tril(past)[None, None] if past else None
+    expected, _ = sdpa_attention_forward(_Attention(), query, key, value, mask, scaling=0.3)
+    with torch.inference_mode():
+        ours = attend(query[0], key[0], value[0], scaling=0.3)
+    assert ours.shape == expected.shape[1:] == (new, 4, 16)
+    assert torch.allclose(ours, expected[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 12, 13, native.MAX_ROWS, native.MAX_ROWS + 1, 300])
+def test_linear_matches_f_linear(rows):
+    torch.manual_seed(rows)
+    states, weight, bias = torch.randn(1, rows, 64), torch.randn(48, 64), torch.randn(48)
+    with torch.inference_mode():
+        assert torch.allclose(kernels.linear(states, weight), F.linear(states, weight), atol=1e-5)
+        assert torch.allclose(kernels.linear(states, weight, bias), F.linear(states, weight, bias), atol=1e-5)
+        transposed = torch.randn(64, 48).t()  # a non-contiguous weight
+        assert torch.allclose(kernels.linear(states[0], transposed), F.linear(states[0], transposed), atol=1e-5)
+        odd = torch.randn(48, 40)  # an inner size the native kernel does not take
+        assert torch.allclose(kernels.linear(states[..., :40], odd), F.linear(states[..., :40], odd), atol=1e-5)
+
+
+def test_the_native_kernels_build_here():
+    """This machine has a compiler: the native kernels must build (and pass their self-check), or
+    every speed figure in the README is wrong. Elsewhere they may be missing; the fallback is
+    tested below."""
+    assert native.kernels() is not None
+
+
+def test_a_build_lock_left_by_a_killed_compile_is_removed_and_a_fresh_one_kept(tmp_path):
+    import os
+
+    lock = tmp_path / "lock"
+    lock.write_text("")
+    assert not native.remove_stale_lock(tmp_path) and lock.exists()  # a compile may be running now
+    then = lock.stat().st_mtime - native.STALE_LOCK_SECONDS - 1
+    os.utime(lock, (then, then))
+    assert native.remove_stale_lock(tmp_path) and not lock.exists()
+    assert not native.remove_stale_lock(tmp_path)  # no lock: nothing to do
+
+
+@pytest.mark.parametrize("rows", [1, 7, 16])
+def test_native_small_linear_matches_torch_on_real_sizes(rows):
+    torch.manual_seed(rows)
+    weight, states = torch.randn(1024, 512), torch.randn(rows, 512)
+    expected = states @ weight.T
+    ours = native.kernels().small_linear(states, weight, native.NO_SCALE)
+    assert ours.shape == expected.shape
+    assert torch.allclose(ours, expected, atol=1e-3, rtol=1e-4)
+
+
+def test_native_moe_one_token_matches_the_expert_loop():
+    torch.manual_seed(3)
+    gate_up, down = torch.randn(6, 64, 64) / 8, torch.randn(6, 64, 32) / 8
+    state, chosen, weights = torch.randn(1, 64), torch.tensor([4, 1, 5]), torch.rand(3)
+    with torch.inference_mode():
+        expected = torch.zeros_like(state)
+        for slot, expert in enumerate(chosen.tolist()):  # each chosen expert, as the stock layer applies it
+            gate, up = F.linear(state, gate_up[expert]).chunk(2, dim=-1)
+            expected += F.linear(F.silu(gate) * up, down[expert]) * weights[slot]
+        none = native.NO_SCALE
+        ours = native.kernels().moe_one_token(state, gate_up, none, down, none, chosen, weights)
+        assert torch.allclose(ours, expected, atol=1e-5)
+        with pytest.raises(RuntimeError, match="out of range"):
+            native.kernels().moe_one_token(state, gate_up, none, down, none, torch.tensor([6]), weights[:1])
+
+
+@pytest.mark.parametrize("rows", [1, 5, 16])
+def test_native_products_widen_bf16_and_int8_weights_exactly(rows):
+    """The kernels read bf16 and int8 weights and multiply fp32 activations: the result is the
+    fp32 product by the widened (and, for int8, scaled) weights, not an approximation of it."""
+    torch.manual_seed(rows)
+    states = torch.randn(rows, 512)
+    weight = torch.randn(1040, 512)
+    bf16 = weight.bfloat16()
+    got = native.kernels().small_linear(states, bf16, native.NO_SCALE)
+    assert torch.allclose(got, states @ bf16.float().T, atol=1e-3, rtol=1e-4)
+    data = torch.randint(-127, 128, (1040, 512), dtype=torch.int8)
+    scale = torch.rand(1040) / 50
+    got = native.kernels().small_linear(states, data, scale)
+    assert torch.allclose(got, states @ (data.float() * scale[:, None]).T, atol=1e-3, rtol=1e-4)
+    with pytest.raises(RuntimeError, match="one fp32 scale per row"):
+        native.kernels().small_linear(states, data, native.NO_SCALE)
+
+
+def test_the_models_experts_take_the_native_one_token_path(tiny_loaded, monkeypatch):
+    built, calls = native.kernels(), []
+
+    class Counting:  # the built kernels, counting the experts' one-token calls
+        def __getattr__(self, name):
+            return getattr(built, name)
+
+        def moe_one_token(self, *args):
+            calls.append(args[0].shape)
+            return built.moe_one_token(*args)
+
+    monkeypatch.setattr(native, "kernels", Counting)
+    model = tiny_loaded.model
+    with torch.inference_mode():
+        model(torch.tensor([5]), model.new_cache())  # one decode token through every layer
+    assert calls == [(1, layer.experts.hidden) for layer in model.layers]
+
+
+def test_switched_off_native_kernels_fall_back_to_the_same_results(monkeypatch, tiny_loaded):
+    model = tiny_loaded.model
+    ids = [5, 17, 99, 311, 42, 7, 1000, 3]
+
+    def step_logits() -> list[torch.Tensor]:  # one row per product: the native kernels' case
+        cache = model.new_cache()
+        with torch.inference_mode():
+            return [model(torch.tensor([token]), cache)[:, -1] for token in ids]
+
+    with_native = step_logits()
+    monkeypatch.setenv(native.SWITCH, "0")
+    assert native.kernels() is None
+    with torch.inference_mode():
+        assert not native.applies(torch.randn(4, 64), torch.randn(1, 64))
+    for a, b in zip(with_native, step_logits(), strict=True):
+        assert torch.allclose(a, b, atol=1e-4)
