@@ -15,6 +15,10 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -41,19 +45,50 @@ inline vf load(const float* p) {
 
 // 16 weights widened to fp32: int8 by conversion (the row's scale is applied to the finished sum),
 // bf16 by moving its bits to the top half of an fp32.
+// (GCC's generic conversion of an int8 vector is element by element: 15x slower than these.)
 inline vf load(const int8_t* p) {
+#if defined(__AVX512F__)
+  const __m512 wide = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  vf out;
+  std::memcpy(&out, &wide, sizeof(vf));
+  return out;
+#elif defined(__AVX2__)
+  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m256 low = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
+  const __m256 high = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(bytes, 8)));
+  vf out;
+  std::memcpy(&out, &low, sizeof(low));
+  std::memcpy(reinterpret_cast<char*>(&out) + sizeof(low), &high, sizeof(high));
+  return out;
+#else
   vi8 v;
   std::memcpy(&v, p, sizeof(vi8));
   return __builtin_convertvector(v, vf);
+#endif
 }
 
 inline vf load(const at::BFloat16* p) {
+#if defined(__AVX512F__)
+  const __m512i bits = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16);
+  vf out;
+  std::memcpy(&out, &bits, sizeof(vf));
+  return out;
+#elif defined(__AVX2__)
+  const __m256i halves = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i low = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(halves)), 16);
+  const __m256i high = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(halves, 1)), 16);
+  vf out;
+  std::memcpy(&out, &low, sizeof(low));
+  std::memcpy(reinterpret_cast<char*>(&out) + sizeof(low), &high, sizeof(high));
+  return out;
+#else
   vu16 v;
   std::memcpy(&v, p, sizeof(vu16));
   const vu32 wide = __builtin_convertvector(v, vu32) << 16;
   vf out;
   std::memcpy(&out, &wide, sizeof(vf));
   return out;
+#endif
 }
 
 // A tree of halvings: a few independent steps instead of 15 dependent scalar additions.
@@ -81,7 +116,17 @@ inline void tile(const W* w, int64_t ldw, const float* scale, const float* x, in
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) sums[r][t] = vf{};
+  // Narrow weights (int8, bf16): a pass over R rows of a short row (1 KB of int8) is R streams of
+  // a few cache lines each, too short for the hardware prefetcher, which then leaves the memory
+  // idle. The R rows after them are the next R * ldw weights in memory: fetching them line by
+  // line during this pass keeps one long stream going.
+  constexpr int64_t kAheadBytes = R * kLanes * static_cast<int64_t>(sizeof(W));  // of the next pass, per step
+  const char* next_pass = reinterpret_cast<const char*>(w + R * ldw);
   for (int64_t i = 0; i < n; i += kLanes) {
+    if (sizeof(W) < 4 && T <= 2) {
+#pragma GCC unroll 4
+      for (int64_t b = 0; b < kAheadBytes; b += 64) __builtin_prefetch(next_pass + (i / kLanes) * kAheadBytes + b, 0, 3);
+    }
     vf weights[R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
@@ -218,6 +263,155 @@ torch::Tensor small_linear(const torch::Tensor& x, const torch::Tensor& w, const
   return y.view(sizes);
 }
 
+namespace {
+
+// y (rows,) = w (rows, n) @ x (n,), times the rows' scales if any; both threads share the rows.
+template <typename W>
+void product_one_row(const W* w, const float* scale, int64_t rows, int64_t n, const float* x, float* y) {
+  at::parallel_for(0, rows, kGrain, [&](int64_t b, int64_t e) { product_rows(w, scale, n, x, 1, y, rows, b, e); });
+}
+
+// out (hidden,) = sum_s weights[s] * down[e_s] @ (silu(g) * u), [g, u] = gate_up[e_s] @ x, for the
+// k chosen experts e_s. mid (k, 2 * inner) and act (k, inner) are scratch.
+template <typename W>
+void experts_one_token(const W* gu, const float* gus, const W* dn, const float* dns, const int64_t* ep,
+                       const float* sp, int64_t k, int64_t hidden, int64_t inner, const float* x, float* mid,
+                       float* act, float* out) {
+  const int64_t inner2 = 2 * inner;
+  // All k experts' gate/up rows form one parallel loop, so both threads stay busy throughout.
+  at::parallel_for(0, k * inner2, kGrain, [&](int64_t b, int64_t e) {
+    while (b < e) {
+      const int64_t s = b / inner2, r0 = b % inner2, r1 = std::min(inner2, r0 + (e - b));
+      const float* rs = gus ? gus + ep[s] * inner2 : nullptr;
+      product_rows(gu + ep[s] * inner2 * hidden, rs, hidden, x, 1, mid + s * inner2, inner2, r0, r1);
+      b += r1 - r0;
+    }
+  });
+  for (int64_t s = 0; s < k; ++s) {
+    for (int64_t i = 0; i < inner; ++i) {
+      const float g = mid[s * inner2 + i];
+      act[s * inner + i] = g / (1.0f + std::exp(-g)) * mid[s * inner2 + inner + i];
+    }
+  }
+  at::parallel_for(0, hidden, kGrain, [&](int64_t b, int64_t e) {
+    std::vector<float> part(e - b);
+    std::fill(out + b, out + e, 0.0f);
+    for (int64_t s = 0; s < k; ++s) {
+      const float* rs = dns ? dns + ep[s] * hidden + b : nullptr;
+      product_rows(dn + (ep[s] * hidden + b) * inner, rs, inner, act + s * inner, 1, part.data(), 0, 0, e - b);
+      for (int64_t h = b; h < e; ++h) out[h] += sp[s] * part[h - b];
+    }
+  });
+}
+
+// As transformers computes it in fp32: x * rsqrt(mean(x^2) + eps) * weight.
+void rms_norm(const float* x, const float* weight, int64_t n, double eps, float* out) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  const float inv = 1.0f / std::sqrt(static_cast<float>(sum / n) + static_cast<float>(eps));
+  for (int64_t i = 0; i < n; ++i) out[i] = weight[i] * (x[i] * inv);
+}
+
+// Rotary positions, rotate-half layout, on `count` heads of `dim` values in place.
+void rotate(float* heads, int64_t count, int64_t dim, const float* cos, const float* sin) {
+  const int64_t half = dim / 2;
+  std::vector<float> rotated(dim);
+  for (int64_t h = 0; h < count; ++h) {
+    float* v = heads + h * dim;
+    for (int64_t i = 0; i < half; ++i) {
+      rotated[i] = -v[half + i];
+      rotated[half + i] = v[i];
+    }
+    for (int64_t i = 0; i < dim; ++i) v[i] = v[i] * cos[i] + rotated[i] * sin[i];
+  }
+}
+
+// exp(x) for x <= 0 (softmax after subtracting the maximum), 16 lanes at a time: 2^n * exp(r)
+// with r = x - n ln 2 in [-ln 2 / 2, ln 2 / 2] and a degree-6 polynomial (relative error ~2e-7).
+// std::exp one value at a time would cost a decode step milliseconds at long contexts.
+inline vf exp_nonpositive(vf x) {
+  const vf floor_value = vf{} - 87.0f;
+  x = x < floor_value ? floor_value : x;  // below: the result underflows to 0 anyway
+  const vf magic = vf{} + 12582912.0f;   // 1.5 * 2^23: adding it rounds to the nearest integer
+  const vf n = (x * 1.44269504088896341f + magic) - magic;
+  const vf r = (x - n * 0.693359375f) - n * -2.12194440e-4f;  // ln 2 in two parts, for accuracy
+  vf p = vf{} + 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const vi32 bits = (__builtin_convertvector(n, vi32) + 127) << 23;
+  vf scale;
+  std::memcpy(&scale, &bits, sizeof(vf));
+  return p * scale;
+}
+
+inline float dot(const float* a, const float* b, int64_t n) {
+  vf sum{};
+  for (int64_t i = 0; i < n; i += kLanes) sum += load(a + i) * load(b + i);
+  return horizontal_sum(sum);
+}
+
+// One decode token's attention: query heads (heads, dim) over keys/values (kv_heads, capacity, dim)
+// positions 0..length-1; the query heads that share a key/value head read its keys once. dim is a
+// multiple of 16.
+void attend_one_token(const float* q, const float* keys, const float* values, int64_t heads, int64_t kv_heads,
+                      int64_t capacity, int64_t length, int64_t dim, float scaling, float* out) {
+  const int64_t groups = heads / kv_heads, padded = (length + kLanes - 1) / kLanes * kLanes;
+  at::parallel_for(0, kv_heads, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> scores(groups * padded);
+    for (int64_t j = b; j < e; ++j) {
+      const float* k = keys + j * capacity * dim;
+      const float* v = values + j * capacity * dim;
+      for (int64_t t = 0; t < length; ++t)
+        for (int64_t g = 0; g < groups; ++g)
+          scores[g * padded + t] = dot(q + (j * groups + g) * dim, k + t * dim, dim) * scaling;
+      for (int64_t g = 0; g < groups; ++g) {
+        float* sc = scores.data() + g * padded;
+        const float top = *std::max_element(sc, sc + length);
+        std::fill(sc + length, sc + padded, -1e30f);  // padding lanes: exp gives 0
+        vf total{};
+        for (int64_t t = 0; t < padded; t += kLanes) {
+          const vf p = exp_nonpositive(load(sc + t) - top);
+          std::memcpy(sc + t, &p, sizeof(vf));
+          total += p;
+        }
+        const float inv = 1.0f / horizontal_sum(total);
+        float* o = out + (j * groups + g) * dim;
+        std::fill(o, o + dim, 0.0f);
+        for (int64_t t = 0; t < length; ++t) {
+          const float p = sc[t] * inv;
+          for (int64_t i = 0; i < dim; ++i) o[i] += p * v[t * dim + i];
+        }
+      }
+    }
+  });
+}
+
+// The k largest router logits (ties: the lower index, as torch.topk on the CPU) and their softmax.
+void route(const float* logits, int64_t experts, int64_t k, int64_t* chosen, float* weights) {
+  std::vector<int64_t> order(experts);
+  for (int64_t e = 0; e < experts; ++e) order[e] = e;
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int64_t a, int64_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  const float top = logits[order[0]];
+  float total = 0.0f;
+  for (int64_t s = 0; s < k; ++s) {
+    chosen[s] = order[s];
+    total += (weights[s] = std::exp(logits[order[s]] - top));
+  }
+  for (int64_t s = 0; s < k; ++s) weights[s] /= total;
+}
+
+void check_same_weight_type(const torch::Tensor& a, const torch::Tensor& b) {
+  TORCH_CHECK(a.scalar_type() == b.scalar_type(), "the matrices of one layer must have one weight type");
+}
+
+}  // namespace
+
 // One token through its k GraniteMoE experts, in one call:
 //   out = sum_s weights[s] * down[e_s] @ (silu(g) * u),  [g, u] = gate_up[e_s] @ x.
 // gate_up (experts, 2 * inner, hidden), down (experts, hidden, inner), both fp32, both bf16, or
@@ -228,9 +422,9 @@ torch::Tensor moe_one_token(const torch::Tensor& x, const torch::Tensor& gate_up
                             const torch::Tensor& weights) {
   check_weights(gate_up, gate_up_scale, "gate_up");
   check_weights(down, down_scale, "down");
-  TORCH_CHECK(gate_up.scalar_type() == down.scalar_type(), "gate_up and down must have one type");
+  check_same_weight_type(gate_up, down);
   check_fp32_matrix(x, "x");
-  const int64_t hidden = gate_up.size(2), inner2 = gate_up.size(1), inner = inner2 / 2;
+  const int64_t hidden = gate_up.size(2), inner = gate_up.size(1) / 2;
   TORCH_CHECK(x.numel() == hidden && down.size(1) == hidden && down.size(2) == inner, "shapes do not match");
   TORCH_CHECK(hidden % kLanes == 0 && inner % kLanes == 0, "sizes must be multiples of 16");
   auto chosen = experts.to(torch::kInt64).contiguous();
@@ -238,51 +432,90 @@ torch::Tensor moe_one_token(const torch::Tensor& x, const torch::Tensor& gate_up
   const int64_t k = chosen.numel();
   const int64_t* ep = chosen.data_ptr<int64_t>();
   for (int64_t s = 0; s < k; ++s) TORCH_CHECK(ep[s] >= 0 && ep[s] < gate_up.size(0), "expert index out of range");
-
-  auto mid = torch::empty({k, inner2}, x.options());
+  auto mid = torch::empty({k, 2 * inner}, x.options());
   auto act = torch::empty({k, inner}, x.options());
   auto out = torch::empty({1, hidden}, x.options());
-  const float* xp = x.data_ptr<float>();
-  const float* gus = scales_of(gate_up_scale);
-  const float* dns = scales_of(down_scale);
-  const float* sp = scale.data_ptr<float>();
-  float* midp = mid.data_ptr<float>();
-  float* actp = act.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-
   by_weight_type(gate_up, [&](auto kind) {
     using W = decltype(kind);
-    const W* gu = weights_of<W>(gate_up);
-    const W* dn = weights_of<W>(down);
-    // All k experts' gate/up rows form one parallel loop, so both threads stay busy throughout.
-    at::parallel_for(0, k * inner2, kGrain, [&](int64_t b, int64_t e) {
-      while (b < e) {
-        const int64_t s = b / inner2, r0 = b % inner2, r1 = std::min(inner2, r0 + (e - b));
-        const float* rs = gus ? gus + ep[s] * inner2 : nullptr;
-        product_rows(gu + ep[s] * inner2 * hidden, rs, hidden, xp, 1, midp + s * inner2, inner2, r0, r1);
-        b += r1 - r0;
-      }
-    });
-    for (int64_t s = 0; s < k; ++s) {
-      for (int64_t i = 0; i < inner; ++i) {
-        const float g = midp[s * inner2 + i];
-        actp[s * inner + i] = g / (1.0f + std::exp(-g)) * midp[s * inner2 + inner + i];
-      }
-    }
-    at::parallel_for(0, hidden, kGrain, [&](int64_t b, int64_t e) {
-      std::vector<float> part(e - b);
-      std::fill(op + b, op + e, 0.0f);
-      for (int64_t s = 0; s < k; ++s) {
-        const float* rs = dns ? dns + ep[s] * hidden + b : nullptr;
-        product_rows(dn + (ep[s] * hidden + b) * inner, rs, inner, actp + s * inner, 1, part.data(), 0, 0, e - b);
-        for (int64_t h = b; h < e; ++h) op[h] += sp[s] * part[h - b];
-      }
-    });
+    experts_one_token(weights_of<W>(gate_up), scales_of(gate_up_scale), weights_of<W>(down), scales_of(down_scale), ep,
+                      scale.data_ptr<float>(), k, hidden, inner, x.data_ptr<float>(), mid.data_ptr<float>(),
+                      act.data_ptr<float>(), out.data_ptr<float>());
   });
   return out;
+}
+
+// One whole GraniteMoE decoder layer for one token, in place, with fp32 activations and an fp32
+// KV cache: everything a decode step does per layer (norms, projections, rotary positions, the
+// cache write, attention over the cache, router, experts, residuals) in one call, so a step costs
+// the weight streaming and little else. h (hidden,) is updated; this token's key and value are
+// written at `position` of kv (2, kv_heads, capacity, head_dim), and attention reads positions
+// 0..position. Matrices: fp32, bf16, or int8 with scales (empty otherwise), like small_linear's.
+void decode_layer(torch::Tensor h, const torch::Tensor& input_norm, const torch::Tensor& post_norm,
+                  const torch::Tensor& qkv, const torch::Tensor& qkv_scale, const torch::Tensor& o,
+                  const torch::Tensor& o_scale, const torch::Tensor& router, const torch::Tensor& gate_up,
+                  const torch::Tensor& gate_up_scale, const torch::Tensor& down, const torch::Tensor& down_scale,
+                  torch::Tensor kv, int64_t position, const torch::Tensor& cos, const torch::Tensor& sin,
+                  int64_t heads, int64_t top_k, double eps, double scaling, double residual) {
+  check_fp32_matrix(h, "h");
+  check_fp32_matrix(kv, "kv");
+  for (const auto* t : {&input_norm, &post_norm, &router, &cos, &sin}) check_fp32_matrix(*t, "norms, router, cos, sin");
+  check_weights(qkv, qkv_scale, "qkv");
+  check_weights(o, o_scale, "o");
+  check_weights(gate_up, gate_up_scale, "gate_up");
+  check_weights(down, down_scale, "down");
+  check_same_weight_type(gate_up, down);
+  const int64_t hidden = h.numel(), kv_heads = kv.size(1), capacity = kv.size(2), dim = kv.size(3);
+  const int64_t experts = router.size(0), inner = down.size(2);
+  TORCH_CHECK(kv.dim() == 4 && kv.size(0) == 2 && position >= 0 && position < capacity, "bad KV cache or position");
+  TORCH_CHECK(qkv.size(0) == (heads + 2 * kv_heads) * dim && qkv.size(1) == hidden, "qkv has the wrong shape");
+  TORCH_CHECK(o.size(0) == hidden && o.size(1) == heads * dim && router.size(1) == hidden, "o or router wrong");
+  TORCH_CHECK(gate_up.size(0) == experts && gate_up.size(2) == hidden && down.size(1) == hidden, "experts wrong");
+  TORCH_CHECK(top_k >= 1 && top_k <= experts && heads % kv_heads == 0 && cos.numel() == dim, "bad sizes");
+  TORCH_CHECK(hidden % kLanes == 0 && dim % kLanes == 0 && inner % kLanes == 0, "sizes must be multiples of 16");
+
+  float* hp = h.data_ptr<float>();
+  std::vector<float> x(hidden), projected((heads + 2 * kv_heads) * dim), attended(heads * dim), branch(hidden);
+  std::vector<float> logits(experts), mid(top_k * 2 * inner), act(top_k * inner), weights(top_k);
+  std::vector<int64_t> chosen(top_k);
+  float* keys = kv.data_ptr<float>();
+  float* values = keys + kv_heads * capacity * dim;
+
+  rms_norm(hp, input_norm.data_ptr<float>(), hidden, eps, x.data());
+  by_weight_type(qkv, [&](auto kind) {
+    using W = decltype(kind);
+    product_one_row(weights_of<W>(qkv), scales_of(qkv_scale), qkv.size(0), hidden, x.data(), projected.data());
+  });
+  float* q = projected.data();
+  float* k = q + heads * dim;
+  const float* v = k + kv_heads * dim;
+  rotate(q, heads, dim, cos.data_ptr<float>(), sin.data_ptr<float>());
+  rotate(k, kv_heads, dim, cos.data_ptr<float>(), sin.data_ptr<float>());
+  for (int64_t j = 0; j < kv_heads; ++j) {
+    std::memcpy(keys + (j * capacity + position) * dim, k + j * dim, dim * sizeof(float));
+    std::memcpy(values + (j * capacity + position) * dim, v + j * dim, dim * sizeof(float));
+  }
+  attend_one_token(q, keys, values, heads, kv_heads, capacity, position + 1, dim, static_cast<float>(scaling),
+                   attended.data());
+  by_weight_type(o, [&](auto kind) {
+    using W = decltype(kind);
+    product_one_row(weights_of<W>(o), scales_of(o_scale), hidden, heads * dim, attended.data(), branch.data());
+  });
+  for (int64_t i = 0; i < hidden; ++i) hp[i] += branch[i] * static_cast<float>(residual);
+
+  rms_norm(hp, post_norm.data_ptr<float>(), hidden, eps, x.data());
+  product_one_row(router.data_ptr<float>(), nullptr, experts, hidden, x.data(), logits.data());
+  route(logits.data(), experts, top_k, chosen.data(), weights.data());
+  by_weight_type(gate_up, [&](auto kind) {
+    using W = decltype(kind);
+    experts_one_token(weights_of<W>(gate_up), scales_of(gate_up_scale), weights_of<W>(down), scales_of(down_scale),
+                      chosen.data(), weights.data(), top_k, hidden, inner, x.data(), mid.data(), act.data(),
+                      branch.data());
+  });
+  for (int64_t i = 0; i < hidden; ++i) hp[i] += branch[i] * static_cast<float>(residual);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("small_linear", &small_linear, "x @ w.T for a handful of fp32 rows of x (w fp32, bf16 or int8; CPU)");
   m.def("moe_one_token", &moe_one_token, "one token through its chosen GraniteMoE experts (CPU)");
+  m.def("decode_layer", &decode_layer, "one GraniteMoE decoder layer for one decode token, in place (CPU)");
 }

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model import native
 from model.attention import attend
 from model.kvcache import KVCache
 from model.layers import Matrix
@@ -86,12 +87,29 @@ class Layer(nn.Module):
         self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache, index: int
     ) -> torch.Tensor:
         """h (n, hidden) of the positions `cache.length` onwards -> the same after this layer."""
+        if h.shape[0] == 1 and (weights := self.fused_decode_weights(h, cache)) is not None:
+            native.kernels().decode_layer(h, *weights, cache.buffer[index], cache.length, cos, sin, self.heads,
+                                          self.top_k, self.eps, self.scaling, self.residual)  # fmt: skip
+            return h
         h = h + self.attention(rms_norm(h, self.input_norm, self.eps), cos, sin, cache, index) * self.residual
         x = rms_norm(h, self.post_norm, self.eps)
         router_logits = F.linear(x, self.router).float()
         top_logits, top_index = router_logits.topk(self.top_k, dim=-1)
         top_weights = torch.softmax(top_logits, dim=-1).type_as(x)
         return h + self.experts(x, top_index, top_weights) * self.residual
+
+    def fused_decode_weights(self, h: torch.Tensor, cache: KVCache) -> tuple | None:
+        """The tensors of the native one-call decode step (model/cpu_kernels.cpp: decode_layer),
+        in its order, or None where it does not apply: it runs fp32 activations and an fp32
+        cache on the CPU, with fp32, bf16 or int8 matrices (not NF4)."""
+        if h.dtype != torch.float32 or cache.dtype != torch.float32 or not native.applies(self.router, h):
+            return None
+        if self.input_norm.dtype != torch.float32 or self.router.dtype != torch.float32:
+            return None
+        qkv, o, experts = self.qkv.decode_weights(), self.o.decode_weights(), self.experts.decode_weights()
+        if qkv is None or o is None or experts is None or self.head_dim % 16 or self.experts.inner % 16:
+            return None
+        return (self.input_norm, self.post_norm, *qkv, *o, self.router, *experts)
 
     def attention(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache, index: int

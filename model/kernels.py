@@ -28,8 +28,8 @@ ONEDNN = _onednn_available()
 
 def linear(states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """`F.linear(states, weight, bias)`, faster for fp32 on the CPU."""
-    if weight.dtype == torch.float32 and native.applies(weight, states):
-        out = native.kernels().small_linear(states, weight, native.NO_SCALE)
+    if weight.dtype != torch.int8 and native.applies(weight, states):
+        out = native.product(states, weight)
         return out if bias is None else out.add_(bias)
     cpu_fp32 = weight.device.type == "cpu" and weight.dtype == states.dtype == torch.float32
     if ONEDNN and cpu_fp32 and not torch.is_grad_enabled():

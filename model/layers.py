@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from model import native
 from model.kernels import linear
 
 
@@ -32,3 +33,7 @@ class Matrix(nn.Module):
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         """states (..., in) -> (..., out)."""
         return linear(states, self.weight)
+
+    def decode_weights(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """What the native decode step reads: the weight and its row scales (none here)."""
+        return self.weight, native.NO_SCALE

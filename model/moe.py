@@ -36,6 +36,10 @@ class Experts(nn.Module):
             return self.one_token(states, top_index[0], top_weights[0])
         return self.grouped(states, top_index, top_weights)
 
+    def decode_weights(self) -> tuple[torch.Tensor, ...] | None:
+        """What the native decode step reads: gate_up, its row scales, down, its row scales."""
+        return self.gate_up, native.NO_SCALE, self.down, native.NO_SCALE
+
     def expert(self, index: int, states: torch.Tensor) -> torch.Tensor:
         """Expert `index` applied to `states` (rows, hidden)."""
         gate, up = linear(states, self.gate_up[index]).chunk(2, dim=-1)
@@ -44,7 +48,7 @@ class Experts(nn.Module):
     def one_token(self, state: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if native.applies(self.down[0], state) and self.gate_up.is_contiguous() and self.down.is_contiguous():
             scale = native.NO_SCALE
-            return native.kernels().moe_one_token(state, self.gate_up, scale, self.down, scale, chosen, weights)
+            return native.moe_one_token(state, self.gate_up, scale, self.down, scale, chosen, weights)
         return self.expert_sum(state, chosen, weights)
 
     def expert_sum(self, state: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

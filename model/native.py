@@ -54,6 +54,7 @@ def kernels() -> ModuleType | None:
 
 NO_SCALE = torch.empty(0)  # the scales of fp32 and bf16 weights
 WEIGHT_DTYPES = (torch.float32, torch.bfloat16, torch.int8)
+STATE_DTYPES = (torch.float32, torch.bfloat16)  # bf16 states are computed with in fp32
 
 
 def applies(weight: torch.Tensor, states: torch.Tensor) -> bool:
@@ -63,13 +64,26 @@ def applies(weight: torch.Tensor, states: torch.Tensor) -> bool:
         rows <= MAX_ROWS
         and weight.device.type == "cpu"
         and weight.dtype in WEIGHT_DTYPES
-        and states.dtype == torch.float32
+        and states.dtype in STATE_DTYPES
         and weight.dim() == 2
         and weight.shape[1] % 16 == 0
         and weight.is_contiguous()
         and not torch.is_grad_enabled()
         and kernels() is not None
     )
+
+
+def product(states: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor = NO_SCALE) -> torch.Tensor:
+    """`states @ weight.T` (times the rows' scales) by the native kernel where `applies` says so:
+    computed in fp32 and returned in the states' dtype."""
+    return kernels().small_linear(states.float(), weight, scale).to(states.dtype)
+
+
+def moe_one_token(state, gate_up, gate_up_scale, down, down_scale, chosen, weights) -> torch.Tensor:
+    """One token through its chosen experts by the native kernel, computed in fp32 and returned
+    in the state's dtype."""
+    out = kernels().moe_one_token(state.float(), gate_up, gate_up_scale, down, down_scale, chosen, weights.float())
+    return out.to(state.dtype)
 
 
 @functools.cache

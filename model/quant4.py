@@ -53,6 +53,9 @@ class Matrix4bit(nn.Module):
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         return F.linear(states, self.packed.weight())
 
+    def decode_weights(self) -> None:
+        return None  # no native kernel reads NF4
+
 
 class Experts4bit(Experts):
     """Experts with NF4 weights, dispatched as `Experts` dispatches."""
@@ -69,6 +72,9 @@ class Experts4bit(Experts):
 
     def one_token(self, state: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return self.expert_sum(state, chosen, weights)
+
+    def decode_weights(self) -> None:
+        return None  # no native kernel reads NF4
 
 
 def quantize_4bit(model: nn.Module) -> int:

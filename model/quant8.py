@@ -30,8 +30,8 @@ def quantize_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def int8_product(states: torch.Tensor, data: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """states (..., in) @ (data * scale).T -> (..., out) in the states' dtype."""
     flat = states.reshape(-1, states.shape[-1])
-    if states.dtype == torch.float32 and native.applies(data, flat):
-        out = native.kernels().small_linear(flat, data, scale)
+    if native.applies(data, flat):
+        out = native.product(flat, data, scale)
     else:
         out = torch.ops.aten._weight_int8pack_mm(flat.to(torch.bfloat16).contiguous(), data, scale.to(torch.bfloat16))
     return out.to(states.dtype).reshape(*states.shape[:-1], -1)
@@ -51,6 +51,9 @@ class Int8Matrix(Matrix):
             return super().forward(states)
         return int8_product(states, self.data, self.scale)
 
+    def decode_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.data, self.scale
+
 
 class Int8Experts(Experts):
     """Experts with int8 copies for one token (decode); prefill uses the fp32 weights."""
@@ -64,9 +67,12 @@ class Int8Experts(Experts):
         self.register_buffer("down_data", down)
         self.register_buffer("down_scale", down_scale)
 
+    def decode_weights(self) -> tuple[torch.Tensor, ...]:
+        return self.gate_up_data, self.gate_up_scale, self.down_data, self.down_scale
+
     def one_token(self, state: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        if state.dtype == torch.float32 and native.applies(self.down_data[0], state):
-            return native.kernels().moe_one_token(
+        if native.applies(self.down_data[0], state):
+            return native.moe_one_token(
                 state, self.gate_up_data, self.gate_up_scale, self.down_data, self.down_scale, chosen, weights
             )
         out = torch.zeros_like(state)

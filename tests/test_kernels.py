@@ -103,22 +103,49 @@ def test_native_products_widen_bf16_and_int8_weights_exactly(rows):
         native.kernels().small_linear(states, data, native.NO_SCALE)
 
 
-def test_the_models_experts_take_the_native_one_token_path(tiny_loaded, monkeypatch):
+def test_a_decode_step_runs_each_layer_in_one_native_call(tiny_loaded, monkeypatch):
     built, calls = native.kernels(), []
 
-    class Counting:  # the built kernels, counting the experts' one-token calls
+    class Counting:  # the built kernels, counting the one-call decode layers
         def __getattr__(self, name):
             return getattr(built, name)
 
-        def moe_one_token(self, *args):
-            calls.append(args[0].shape)
-            return built.moe_one_token(*args)
+        def decode_layer(self, h, *args):
+            calls.append(h.shape)
+            return built.decode_layer(h, *args)
 
     monkeypatch.setattr(native, "kernels", Counting)
     model = tiny_loaded.model
+    cache = model.new_cache()
     with torch.inference_mode():
-        model(torch.tensor([5]), model.new_cache())  # one decode token through every layer
-    assert calls == [(1, layer.experts.hidden) for layer in model.layers]
+        model(torch.tensor([5, 6, 7]), cache)  # a prefill: the layers as torch code
+        assert calls == []
+        model(torch.tensor([8]), cache)  # one decode token through every layer
+    assert calls == [(1, model.hidden)] * len(model.layers)
+
+
+@pytest.mark.parametrize("quant", ["none", "int8"])
+def test_the_one_call_decode_layer_computes_what_the_torch_layer_does(tiny_stock, quant, monkeypatch):
+    """Decode steps at every context length up to 70 (the attention's padding to 16 lanes), fused
+    and as torch code, with fp32 and with int8 weights."""
+    import copy
+
+    from model.granitemoe import GraniteMoe, Layer
+    from model.quant8 import quantize_int8
+
+    model = GraniteMoe.from_stock(copy.deepcopy(tiny_stock))
+    if quant == "int8":
+        quantize_int8(model)
+    ids = torch.randint(0, 1000, (70,), generator=torch.Generator().manual_seed(5))
+
+    def steps() -> torch.Tensor:
+        cache = model.new_cache()
+        with torch.inference_mode():
+            return torch.cat([model(ids[i : i + 1], cache)[0] for i in range(len(ids))])
+
+    fused = steps()
+    monkeypatch.setattr(Layer, "fused_decode_weights", lambda *args: None)
+    assert torch.allclose(fused, steps(), atol=1e-5, rtol=1e-4)
 
 
 def test_switched_off_native_kernels_fall_back_to_the_same_results(monkeypatch, tiny_loaded):
