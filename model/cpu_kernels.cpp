@@ -348,26 +348,28 @@ inline vf exp_nonpositive(vf x) {
   return p * scale;
 }
 
-inline float dot(const float* a, const float* b, int64_t n) {
-  vf sum{};
-  for (int64_t i = 0; i < n; i += kLanes) sum += load(a + i) * load(b + i);
-  return horizontal_sum(sum);
-}
+inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof(vf)); }
 
 // One decode token's attention: query heads (heads, dim) over keys/values (kv_heads, capacity, dim)
-// positions 0..length-1; the query heads that share a key/value head read its keys once. dim is a
-// multiple of 16.
-void attend_one_token(const float* q, const float* keys, const float* values, int64_t heads, int64_t kv_heads,
+// positions 0..length-1, the cache fp32 or bf16; the query heads that share a key/value head read
+// its keys once. dim is a multiple of 16.
+template <typename K>
+void attend_one_token(const float* q, const K* keys, const K* values, int64_t heads, int64_t kv_heads,
                       int64_t capacity, int64_t length, int64_t dim, float scaling, float* out) {
   const int64_t groups = heads / kv_heads, padded = (length + kLanes - 1) / kLanes * kLanes;
   at::parallel_for(0, kv_heads, 1, [&](int64_t b, int64_t e) {
     std::vector<float> scores(groups * padded);
     for (int64_t j = b; j < e; ++j) {
-      const float* k = keys + j * capacity * dim;
-      const float* v = values + j * capacity * dim;
-      for (int64_t t = 0; t < length; ++t)
-        for (int64_t g = 0; g < groups; ++g)
-          scores[g * padded + t] = dot(q + (j * groups + g) * dim, k + t * dim, dim) * scaling;
+      const K* k = keys + j * capacity * dim;
+      const K* v = values + j * capacity * dim;
+      for (int64_t t = 0; t < length; ++t) {
+        for (int64_t g = 0; g < groups; ++g) {
+          const float* qh = q + (j * groups + g) * dim;
+          vf sum{};
+          for (int64_t i = 0; i < dim; i += kLanes) sum += load(qh + i) * load(k + t * dim + i);
+          scores[g * padded + t] = horizontal_sum(sum) * scaling;
+        }
+      }
       for (int64_t g = 0; g < groups; ++g) {
         float* sc = scores.data() + g * padded;
         const float top = *std::max_element(sc, sc + length);
@@ -375,7 +377,7 @@ void attend_one_token(const float* q, const float* keys, const float* values, in
         vf total{};
         for (int64_t t = 0; t < padded; t += kLanes) {
           const vf p = exp_nonpositive(load(sc + t) - top);
-          std::memcpy(sc + t, &p, sizeof(vf));
+          store(sc + t, p);
           total += p;
         }
         const float inv = 1.0f / horizontal_sum(total);
@@ -383,7 +385,7 @@ void attend_one_token(const float* q, const float* keys, const float* values, in
         std::fill(o, o + dim, 0.0f);
         for (int64_t t = 0; t < length; ++t) {
           const float p = sc[t] * inv;
-          for (int64_t i = 0; i < dim; ++i) o[i] += p * v[t * dim + i];
+          for (int64_t i = 0; i < dim; i += kLanes) store(o + i, load(o + i) + p * load(v + t * dim + i));
         }
       }
     }
@@ -445,7 +447,7 @@ torch::Tensor moe_one_token(const torch::Tensor& x, const torch::Tensor& gate_up
 }
 
 // One whole GraniteMoE decoder layer for one token, in place, with fp32 activations and an fp32
-// KV cache: everything a decode step does per layer (norms, projections, rotary positions, the
+// or bf16 KV cache: everything a decode step does per layer (norms, projections, rotary positions, the
 // cache write, attention over the cache, router, experts, residuals) in one call, so a step costs
 // the weight streaming and little else. h (hidden,) is updated; this token's key and value are
 // written at `position` of kv (2, kv_heads, capacity, head_dim), and attention reads positions
@@ -457,7 +459,8 @@ void decode_layer(torch::Tensor h, const torch::Tensor& input_norm, const torch:
                   torch::Tensor kv, int64_t position, const torch::Tensor& cos, const torch::Tensor& sin,
                   int64_t heads, int64_t top_k, double eps, double scaling, double residual) {
   check_fp32_matrix(h, "h");
-  check_fp32_matrix(kv, "kv");
+  TORCH_CHECK(kv.is_contiguous() && (kv.scalar_type() == torch::kFloat32 || kv.scalar_type() == torch::kBFloat16),
+              "the KV cache must be a contiguous fp32 or bf16 tensor");
   for (const auto* t : {&input_norm, &post_norm, &router, &cos, &sin}) check_fp32_matrix(*t, "norms, router, cos, sin");
   check_weights(qkv, qkv_scale, "qkv");
   check_weights(o, o_scale, "o");
@@ -477,8 +480,6 @@ void decode_layer(torch::Tensor h, const torch::Tensor& input_norm, const torch:
   std::vector<float> x(hidden), projected((heads + 2 * kv_heads) * dim), attended(heads * dim), branch(hidden);
   std::vector<float> logits(experts), mid(top_k * 2 * inner), act(top_k * inner), weights(top_k);
   std::vector<int64_t> chosen(top_k);
-  float* keys = kv.data_ptr<float>();
-  float* values = keys + kv_heads * capacity * dim;
 
   rms_norm(hp, input_norm.data_ptr<float>(), hidden, eps, x.data());
   by_weight_type(qkv, [&](auto kind) {
@@ -490,12 +491,24 @@ void decode_layer(torch::Tensor h, const torch::Tensor& input_norm, const torch:
   const float* v = k + kv_heads * dim;
   rotate(q, heads, dim, cos.data_ptr<float>(), sin.data_ptr<float>());
   rotate(k, kv_heads, dim, cos.data_ptr<float>(), sin.data_ptr<float>());
-  for (int64_t j = 0; j < kv_heads; ++j) {
-    std::memcpy(keys + (j * capacity + position) * dim, k + j * dim, dim * sizeof(float));
-    std::memcpy(values + (j * capacity + position) * dim, v + j * dim, dim * sizeof(float));
+  auto attend = [&](auto kind) {
+    using K = decltype(kind);
+    K* keys = reinterpret_cast<K*>(kv.data_ptr());
+    K* values = keys + kv_heads * capacity * dim;
+    for (int64_t j = 0; j < kv_heads; ++j) {
+      for (int64_t i = 0; i < dim; ++i) {
+        keys[(j * capacity + position) * dim + i] = static_cast<K>(k[j * dim + i]);
+        values[(j * capacity + position) * dim + i] = static_cast<K>(v[j * dim + i]);
+      }
+    }
+    attend_one_token(q, keys, values, heads, kv_heads, capacity, position + 1, dim, static_cast<float>(scaling),
+                     attended.data());
+  };
+  if (kv.scalar_type() == torch::kFloat32) {
+    attend(float{});
+  } else {
+    attend(at::BFloat16{});
   }
-  attend_one_token(q, keys, values, heads, kv_heads, capacity, position + 1, dim, static_cast<float>(scaling),
-                   attended.data());
   by_weight_type(o, [&](auto kind) {
     using W = decltype(kind);
     product_one_row(weights_of<W>(o), scales_of(o_scale), hidden, heads * dim, attended.data(), branch.data());

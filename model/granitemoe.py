@@ -20,6 +20,7 @@ quantized variants.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,9 +89,10 @@ class Layer(nn.Module):
     ) -> torch.Tensor:
         """h (n, hidden) of the positions `cache.length` onwards -> the same after this layer."""
         if h.shape[0] == 1 and (weights := self.fused_decode_weights(h, cache)) is not None:
-            native.kernels().decode_layer(h, *weights, cache.buffer[index], cache.length, cos, sin, self.heads,
-                                          self.top_k, self.eps, self.scaling, self.residual)  # fmt: skip
-            return h
+            state = h.float()  # the one-call layer computes in fp32 (the same tensor when h is fp32)
+            native.kernels().decode_layer(state, *weights, cache.buffer[index], cache.length, cos.float(), sin.float(),
+                                          self.heads, self.top_k, self.eps, self.scaling, self.residual)  # fmt: skip
+            return state.to(h.dtype)
         h = h + self.attention(rms_norm(h, self.input_norm, self.eps), cos, sin, cache, index) * self.residual
         x = rms_norm(h, self.post_norm, self.eps)
         router_logits = F.linear(x, self.router).float()
@@ -100,16 +102,23 @@ class Layer(nn.Module):
 
     def fused_decode_weights(self, h: torch.Tensor, cache: KVCache) -> tuple | None:
         """The tensors of the native one-call decode step (model/cpu_kernels.cpp: decode_layer),
-        in its order, or None where it does not apply: it runs fp32 activations and an fp32
-        cache on the CPU, with fp32, bf16 or int8 matrices (not NF4)."""
-        if h.dtype != torch.float32 or cache.dtype != torch.float32 or not native.applies(self.router, h):
-            return None
-        if self.input_norm.dtype != torch.float32 or self.router.dtype != torch.float32:
+        in its order, or None where it does not apply: it runs on the CPU, computes in fp32 over
+        an fp32 or bf16 cache, and reads fp32, bf16 or int8 matrices (not NF4)."""
+        if cache.dtype not in (torch.float32, torch.bfloat16) or not native.applies(self.router, h):
             return None
         qkv, o, experts = self.qkv.decode_weights(), self.o.decode_weights(), self.experts.decode_weights()
         if qkv is None or o is None or experts is None or self.head_dim % 16 or self.experts.inner % 16:
             return None
-        return (self.input_norm, self.post_norm, *qkv, *o, self.router, *experts)
+        return (*self.fp32_small_weights, *qkv, *o, self.router_fp32, *experts)
+
+    @functools.cached_property
+    def fp32_small_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The norms' weights in fp32 (themselves when they are): the one-call step reads fp32."""
+        return self.input_norm.float(), self.post_norm.float()
+
+    @functools.cached_property
+    def router_fp32(self) -> torch.Tensor:
+        return self.router.float()
 
     def attention(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache, index: int
