@@ -67,10 +67,16 @@ def _seconds_per_call(function, repeats: int) -> float:
     return (time.perf_counter() - started) / repeats
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """fp32 matrix-product speed (the arithmetic peak prefill can approach): the faster of torch's
-    default product (MKL) and the engine's (oneDNN for this many rows)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_gflops(size: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """Matrix-product speed (the arithmetic peak prefill can approach): the faster of torch's
+    default product and the engine's (oneDNN for this many rows); bf16: torch's F.linear, which
+    is what the engine runs (oneDNN, AMX tiles where the CPU has them)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    if dtype != torch.float32:
+        with torch.inference_mode():
+            for _ in range(5):  # oneDNN builds its kernel per shape, AMX is set up per thread
+                torch.nn.functional.linear(a, b)
+            return 2 * size**3 / _seconds_per_call(lambda: torch.nn.functional.linear(a, b), repeats) / 1e9
     with torch.inference_mode():
         seconds = min(_seconds_per_call(lambda: a @ b, repeats), _seconds_per_call(lambda: linear(a, b), repeats))
     return 2 * size**3 / seconds / 1e9
@@ -252,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     gc.collect()
     bf16 = measure_bf16(args.model, sizes)
+    bf16_peak = matmul_gflops(sizes.matmul, dtype=torch.bfloat16)
     report |= {
         "bf16_time_ratio": round(bf16_time_ratio(), 3),  # bf16 product time over fp32's: < 0.6, the runtime picks bf16
         "runtime_picks": decide_runtime("cpu", "auto", detect_hardware()).dtype,
@@ -259,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         "ours_bf16_decode_tps": round(bf16["decode_tps"], 2),
         "bf16_vs_fp32_prefill": round(bf16["prefill_tps"] / ours["prefill_tps"][sizes.prefill[0]], 2),
         "bf16_vs_fp32_decode": round(bf16["decode_tps"] / ours["decode_tps"], 2),
+        "bf16_matmul_gflops": round(bf16_peak, 1),
+        "bf16_prefill_fraction_of_peak": round(
+            bf16["prefill_tps"] * prefill_flops_per_token(config, sizes.prefill[0]) / (bf16_peak * 1e9), 3
+        ),
         "cpu_flags": cpu_flags(),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }

@@ -149,9 +149,13 @@ def start_server(
     max_model_len: int = 4096,
     kv_cache_gib: float = 1,
     extra_args: Sequence[str] = (),
-    ready_seconds: float = 600,
+    ready_seconds: float = 900,
+    dtype: str = "float32",
+    eager: bool = True,
 ) -> VllmServer:
-    """Start the server on `model` (a folder or tiny-random), fp32, and wait until /health answers."""
+    """Start the server on `model` (a folder or tiny-random) and wait until /health answers. By
+    default fp32 and eager (quick to start, what the tests need); `dtype="bfloat16", eager=False`
+    is vLLM's own default on a bf16 checkpoint (torch.compile'd, slower to start)."""
     python = python or ensure_environment()
     folder = str(tiny_random_path() if str(model) == TINY_RANDOM else Path(model).expanduser().resolve())
     port = port or free_port()
@@ -168,8 +172,9 @@ def start_server(
         "HF_HUB_OFFLINE": "1",
     }
     command = [
-        str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", folder, "--dtype", "float32",
-        "--max-model-len", str(max_model_len), "--enforce-eager", "--host", "127.0.0.1", "--port", str(port),
+        str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", folder, "--dtype", dtype,
+        "--max-model-len", str(max_model_len), *(["--enforce-eager"] if eager else []),
+        "--host", "127.0.0.1", "--port", str(port),
         "--structured-outputs-config", json.dumps(STRUCTURED_OUTPUTS),
         "--enable-prefix-caching", "--enable-prompt-tokens-details", *extra_args,
     ]  # fmt: skip
