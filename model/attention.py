@@ -37,7 +37,7 @@ def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling:
         out_new, lse_new = _causal(query, key[:, :, past:], value[:, :, past:], scaling)
         lse = torch.logaddexp(lse_past, lse_new)
         out = out_past * torch.exp(lse_past - lse).unsqueeze(-1) + out_new * torch.exp(lse_new - lse).unsqueeze(-1)
-    return out[0].transpose(0, 1)
+    return out[0].transpose(0, 1).to(query.dtype)  # the log-sum-exps are fp32 whatever the dtype
 
 
 def _grouped_unmasked(query, key, value, scaling):

@@ -152,3 +152,15 @@ def test_the_cache_grows_crops_and_compacts_in_place():
         assert cache.compact() == cache.nbytes  # a long answer was cut off: the room beyond the slack goes
         assert cache.capacity == 2 + PREFIX_SLACK
         assert torch.equal(cache.buffer[1, 0, :, :2], keys[:, :2])
+
+
+def test_a_bf16_model_reads_in_chunks_after_a_cached_past(tiny_stock):
+    """bf16 on the CPU (what the runtime picks where bf16 is native): a chunk after a cached past
+    merges two attention halves whose log-sum-exps are fp32; the result stays bf16."""
+    import copy
+
+    model = GraniteMoe.from_stock(copy.deepcopy(tiny_stock).to(torch.bfloat16))
+    whole = our_logits(model, IDS, [len(IDS)])
+    chunked = our_logits(model, IDS, [5, 6])
+    assert whole.dtype == chunked.dtype == torch.bfloat16
+    assert (whole.float() - chunked.float()).abs().max() < 0.05 * whole.float().abs().max()
