@@ -5,7 +5,8 @@
 
 On the real-size Granite config with random weights (tokenizer of tiny-random): the runtime
 decision picks CUDA and bf16; tiny-random streams on the GPU like on the CPU; bf16 decode tokens/s
-(ours and stock) after 1K and 32K tokens; a 128K-token chunked prefill's time and peak memory;
+(ours, with the CUDA-graph decode step of model/static_decode.py, and stock) after 1K and 32K
+tokens; a 128K-token chunked prefill's time and peak memory;
 4-bit (NF4 experts) weight memory and decode speed. Each part reports its own error and the
 others still run. Meant to end within 8 minutes on an H100.
 
@@ -120,6 +121,7 @@ def check_bf16(sizes: Sizes) -> dict:
     loaded = build_random_granite(runtime, model=sizes.model, prepare=False)
     stock = loaded.model
     stock_tps = stock_decode_tps(stock, Engine(loaded), 1024)
+    stock_tps_mid = stock_decode_tps(stock, Engine(loaded), sizes.mid_context)
     loaded.model = prepare_weights(stock, runtime)  # ours, on the same tensors
     del stock
     engine = Engine(loaded, prefill_chunk=4096)
@@ -129,6 +131,8 @@ def check_bf16(sizes: Sizes) -> dict:
         "decode_tps_1k": decode_tps(engine, 1024),
         "stock_decode_tps_1k": stock_tps,
         "decode_tps_mid": decode_tps(engine, sizes.mid_context),
+        "stock_decode_tps_mid": stock_tps_mid,
+        "static_decode": engine._static is not None,  # CUDA graphs (model/static_decode.py)
     }
     if sizes.device == "cuda":
         torch.cuda.reset_peak_memory_stats()

@@ -446,6 +446,79 @@ torch::Tensor moe_one_token(const torch::Tensor& x, const torch::Tensor& gate_up
   return out;
 }
 
+// A handful of tokens (a question on a cached document) through their experts, in one call:
+// out[t] = sum_s weights[t, s] * expert_{index[t, s]}(x[t]). Each expert used gathers its tokens
+// and multiplies them in one pass over its weights (the weights are read once, whatever the
+// number of tokens), so the cost is the weight streaming of the experts used, without the
+// per-expert Python and operator overhead of the batched path. x (n, hidden) fp32; index,
+// weights (n, k); weights as in moe_one_token.
+torch::Tensor moe_few_tokens(const torch::Tensor& x, const torch::Tensor& gate_up, const torch::Tensor& gate_up_scale,
+                             const torch::Tensor& down, const torch::Tensor& down_scale, const torch::Tensor& index,
+                             const torch::Tensor& weights) {
+  check_weights(gate_up, gate_up_scale, "gate_up");
+  check_weights(down, down_scale, "down");
+  check_same_weight_type(gate_up, down);
+  check_fp32_matrix(x, "x");
+  const int64_t n = x.size(0), hidden = gate_up.size(2), inner = gate_up.size(1) / 2, experts = gate_up.size(0);
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == hidden && down.size(1) == hidden && down.size(2) == inner, "shapes");
+  TORCH_CHECK(hidden % kLanes == 0 && inner % kLanes == 0, "sizes must be multiples of 16");
+  auto chosen = index.to(torch::kInt64).contiguous();
+  auto scale = weights.to(torch::kFloat32).contiguous();
+  TORCH_CHECK(chosen.dim() == 2 && chosen.size(0) == n && scale.sizes() == chosen.sizes(), "index and weights");
+  const int64_t k = chosen.size(1);
+  const int64_t* ep = chosen.data_ptr<int64_t>();
+  const float* sp = scale.data_ptr<float>();
+  for (int64_t i = 0; i < n * k; ++i) TORCH_CHECK(ep[i] >= 0 && ep[i] < experts, "expert index out of range");
+  std::vector<std::vector<int64_t>> slots(experts);  // per expert: the (token * k + slot) that chose it
+  for (int64_t i = 0; i < n * k; ++i) slots[ep[i]].push_back(i);
+  auto out = torch::zeros({n, hidden}, x.options());
+  const float* xp = x.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  by_weight_type(gate_up, [&](auto kind) {
+    using W = decltype(kind);
+    const W* gu = weights_of<W>(gate_up);
+    const W* dn = weights_of<W>(down);
+    const float* gus = scales_of(gate_up_scale);
+    const float* dns = scales_of(down_scale);
+    for (int64_t e = 0; e < experts; ++e) {
+      const int64_t m = static_cast<int64_t>(slots[e].size());
+      if (m == 0) continue;
+      auto rows = torch::empty({m, hidden}, x.options());
+      for (int64_t r = 0; r < m; ++r)
+        std::memcpy(rows.data_ptr<float>() + r * hidden, xp + (slots[e][r] / k) * hidden, hidden * sizeof(float));
+      auto xs = interleave(rows);
+      auto mid = torch::empty({m, 2 * inner}, x.options());
+      const float* xsp = xs.data_ptr<float>();
+      float* midp = mid.data_ptr<float>();
+      at::parallel_for(0, 2 * inner, kGrain, [&](int64_t b, int64_t f) {
+        product_rows(gu + e * 2 * inner * hidden, gus ? gus + e * 2 * inner : nullptr, hidden, xsp, m, midp, 2 * inner,
+                     b, f);
+      });
+      auto act = torch::empty({m, inner}, x.options());
+      float* ap = act.data_ptr<float>();
+      for (int64_t r = 0; r < m; ++r) {
+        for (int64_t i = 0; i < inner; ++i) {
+          const float g = midp[r * 2 * inner + i];
+          ap[r * inner + i] = g / (1.0f + std::exp(-g)) * midp[r * 2 * inner + inner + i];
+        }
+      }
+      auto acts = interleave(act);
+      auto part = torch::empty({m, hidden}, x.options());
+      float* pp = part.data_ptr<float>();
+      const float* asp = acts.data_ptr<float>();
+      at::parallel_for(0, hidden, kGrain, [&](int64_t b, int64_t f) {
+        product_rows(dn + e * hidden * inner, dns ? dns + e * hidden : nullptr, inner, asp, m, pp, hidden, b, f);
+      });
+      for (int64_t r = 0; r < m; ++r) {
+        const int64_t token = slots[e][r] / k;
+        const float w = sp[slots[e][r]];
+        for (int64_t h = 0; h < hidden; ++h) op[token * hidden + h] += w * pp[r * hidden + h];
+      }
+    }
+  });
+  return out;
+}
+
 // One whole GraniteMoE decoder layer for one token, in place, with fp32 activations and an fp32
 // or bf16 KV cache: everything a decode step does per layer (norms, projections, rotary positions, the
 // cache write, attention over the cache, router, experts, residuals) in one call, so a step costs
@@ -530,5 +603,6 @@ void decode_layer(torch::Tensor h, const torch::Tensor& input_norm, const torch:
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("small_linear", &small_linear, "x @ w.T for a handful of fp32 rows of x (w fp32, bf16 or int8; CPU)");
   m.def("moe_one_token", &moe_one_token, "one token through its chosen GraniteMoE experts (CPU)");
+  m.def("moe_few_tokens", &moe_few_tokens, "a handful of tokens through their GraniteMoE experts (CPU)");
   m.def("decode_layer", &decode_layer, "one GraniteMoE decoder layer for one decode token, in place (CPU)");
 }

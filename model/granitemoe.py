@@ -193,6 +193,16 @@ class GraniteMoe(nn.Module):
             h = h[-keep:]
         return (self.head(rms_norm(h, self.norm, self.eps)) / self.logits_scaling)[None]
 
+    def warm_up(self, chunk: int = 2048) -> None:
+        """Build the CPU's product kernels for the experts' padded row counts of a `chunk`-token
+        prefill now, at load (model/moe.py: ROW_MULTIPLE). One layer serves all: the kernels
+        depend on the shapes, not the weights."""
+        with torch.inference_mode():
+            experts = self.layers[0].experts
+            if experts.decode_weights() is None:
+                return  # 4-bit experts: dequantized to a fixed shape, nothing per row count
+            experts.warm_up(2 * chunk * self.top_k // experts.num_experts)  # twice an expert's mean share
+
     def rotary(self, start: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin (n, head_dim) of positions start..start+n-1, computed as transformers does."""
         positions = torch.arange(start, start + n, device=self.device, dtype=torch.float)

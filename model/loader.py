@@ -108,6 +108,8 @@ def prepare_weights(model: Any, runtime: Runtime) -> Any:
         _quantize(model, runtime.quantization)
     if runtime.device == "cpu":
         native.kernels()
+        if isinstance(model, GraniteMoe):
+            model.warm_up()
     return model
 
 

@@ -34,11 +34,18 @@ class Experts(nn.Module):
         """states (tokens, hidden); top_index, top_weights (tokens, k) -> (tokens, hidden)."""
         if states.shape[0] == 1:
             return self.one_token(states, top_index[0], top_weights[0])
+        if states.shape[0] <= FEW_TOKENS and (weights := self.few_token_weights(states)) is not None:
+            return native.moe_few_tokens(states, *weights, top_index, top_weights)
         return self.grouped(states, top_index, top_weights)
 
     def decode_weights(self) -> tuple[torch.Tensor, ...] | None:
         """What the native decode step reads: gate_up, its row scales, down, its row scales."""
         return self.gate_up, native.NO_SCALE, self.down, native.NO_SCALE
+
+    def few_token_weights(self, states: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+        """The weights `native.moe_few_tokens` reads for these states, or None where it cannot."""
+        weights = self.decode_weights()
+        return weights if weights is not None and native.applies(weights[2][0], states[:1]) else None
 
     def expert(self, index: int, states: torch.Tensor) -> torch.Tensor:
         """Expert `index` applied to `states` (rows, hidden)."""
@@ -74,7 +81,36 @@ class Experts(nn.Module):
         for expert, count in enumerate(counts):
             if count:
                 tokens = token_of[start : start + count]
-                result = self.expert(expert, states.index_select(0, tokens))
+                rows = states.index_select(0, _padded(tokens, states.device))
+                result = self.expert(expert, rows)[:count]
                 out.index_add_(0, tokens, result.mul_(weight_of[start : start + count]))
                 start += count
         return out
+
+    def warm_up(self, max_rows: int) -> None:
+        """Have oneDNN build its kernel for every padded row count up to `max_rows` now (a few
+        milliseconds each), not during the first documents read."""
+        states = self.gate_up.new_zeros((max_rows, self.hidden))
+        for rows in range(ROW_MULTIPLE, max_rows + 1, ROW_MULTIPLE):
+            self.expert(0, states[:rows])
+
+
+# Up to this many tokens (a question on a cached document) go through the experts in one native
+# call: each expert used reads its weights once for all its tokens, without the batched path's
+# per-expert operators; more tokens (a document) are oneDNN's, which computes faster.
+FEW_TOKENS = 64
+
+# oneDNN, which runs the CPU's products of many rows, builds (JIT-compiles) a kernel for every new
+# number of rows, 1-3 ms each, and an expert's token count changes with every chunk: a first
+# document read 1K tokens in 2.9 s where a second took 1.6 s. So an expert's rows are padded to a
+# multiple of ROW_MULTIPLE (a few percent more arithmetic) and those few kernels built at load.
+ROW_MULTIPLE = 32
+
+
+def _padded(tokens: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`tokens`, on the CPU past the native kernels' row count padded with its first token to a
+    multiple of ROW_MULTIPLE."""
+    count = tokens.shape[0]
+    if device.type != "cpu" or count <= native.MAX_ROWS or count % ROW_MULTIPLE == 0:
+        return tokens
+    return torch.cat([tokens, tokens[:1].expand(ROW_MULTIPLE - count % ROW_MULTIPLE)])

@@ -30,6 +30,9 @@ from model.errors import first_line
 logger = logging.getLogger(__name__)
 
 SWITCH = "GRANITE_LONGDOC_NATIVE"
+# The instruction set the kernels are built for: the machine's own by default. An older one (e.g.
+# x86-64-v3: AVX2 and FMA, no AVX-512) measures on this machine what an AVX2-only CPU would run.
+MARCH = "GRANITE_LONGDOC_NATIVE_MARCH"
 SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
 MAX_ROWS = 16  # above this many rows oneDNN's blocked products are faster (benchmarks/generation.py)
 # torch marks a build in progress with a lock file and waits, for ever, while it exists. A process
@@ -79,6 +82,13 @@ def product(states: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor = NO
     return kernels().small_linear(states.float(), weight, scale).to(states.dtype)
 
 
+def moe_few_tokens(states, gate_up, gate_up_scale, down, down_scale, index, weights) -> torch.Tensor:
+    """A handful of tokens through their chosen experts by the native kernel, computed in fp32
+    and returned in the states' dtype."""
+    out = kernels().moe_few_tokens(states.float(), gate_up, gate_up_scale, down, down_scale, index, weights.float())
+    return out.to(states.dtype)
+
+
 def moe_one_token(state, gate_up, gate_up_scale, down, down_scale, chosen, weights) -> torch.Tensor:
     """One token through its chosen experts by the native kernel, computed in fp32 and returned
     in the state's dtype."""
@@ -103,7 +113,7 @@ def _build() -> ModuleType | None:
             name=name,
             sources=[str(SOURCE)],
             build_directory=str(folder),
-            extra_cflags=["-O3", "-march=native", "-fopenmp"],
+            extra_cflags=["-O3", f"-march={_march()}", "-fopenmp"],
             extra_ldflags=["-fopenmp"],
             verbose=False,
         )
@@ -138,7 +148,14 @@ def _machine_tag() -> str:
         )
     except (OSError, StopIteration):
         flags = platform.processor() or platform.machine()
-    return hashlib.sha256(f"{flags}|{torch.__version__}".encode()).hexdigest()[:10]
+    return hashlib.sha256(f"{flags}|{torch.__version__}|{_march()}".encode()).hexdigest()[:10]
+
+
+def _march() -> str:
+    wanted = os.environ.get(MARCH, "native").strip() or "native"
+    if not all(character.isalnum() or character in "-_." for character in wanted):
+        raise ValueError(f"{MARCH}={wanted!r} is not an architecture name")
+    return wanted
 
 
 def _self_check(module: ModuleType) -> None:

@@ -70,6 +70,13 @@ class Int8Experts(Experts):
     def decode_weights(self) -> tuple[torch.Tensor, ...]:
         return self.gate_up_data, self.gate_up_scale, self.down_data, self.down_scale
 
+    def few_token_weights(self, states: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+        """int8 for a handful of rows, as Int8Matrix; more (prefill) read the fp32 weights."""
+        if states.shape[0] <= native.MAX_ROWS:
+            return super().few_token_weights(states)
+        fp32 = (self.gate_up, native.NO_SCALE, self.down, native.NO_SCALE)
+        return fp32 if native.applies(self.down[0], states[:1]) else None
+
     def one_token(self, state: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if native.applies(self.down_data[0], state):
             return native.moe_one_token(

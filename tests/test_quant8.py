@@ -74,9 +74,9 @@ def test_loader_and_engine_with_int8(tiny_checkpoint):
 def test_prefill_uses_fp32_even_for_an_expert_with_one_token(tiny_loaded):
     experts = tiny_loaded.model.layers[0].experts
     dual = Int8Experts(experts)
-    states = torch.randn(3, experts.hidden)
-    index = torch.tensor([[0, 1], [0, 1], [2, 3]])  # experts 2 and 3 get a single token each
-    weights = torch.full((3, 2), 0.5)
+    states = torch.randn(20, experts.hidden)  # more rows than int8 serves (native.MAX_ROWS)
+    index = torch.tensor([[0, 1]] * 19 + [[2, 3]])  # experts 2 and 3 get a single token each
+    weights = torch.full((20, 2), 0.5)
     with torch.inference_mode():
         assert torch.allclose(dual(states, index, weights), experts(states, index, weights), atol=1e-5)
 

@@ -1,0 +1,71 @@
+"""The fixed-shape decode step for CUDA graphs (model/static_decode.py), run on the CPU."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from model.granitemoe import GraniteMoe
+from model.static_decode import StaticDecoder, applies_to
+
+PROMPT_IDS = [5, 17, 99, 311, 42, 7, 1000, 3, 55, 66, 77, 120]
+
+
+def greedy(model: GraniteMoe, step, count: int, forced: list[int] | None = None) -> tuple[list[int], torch.Tensor]:
+    """Greedy tokens after PROMPT_IDS (or the `forced` ones), each decode step through
+    `step(token, cache)`, and every step's logits."""
+    cache = model.new_cache(len(PROMPT_IDS) + count)
+    tokens, all_logits = [], []
+    with torch.inference_mode():
+        logits = model(torch.tensor(PROMPT_IDS), cache)[0, -1]
+        for index in range(count):
+            tokens.append(forced[index] if forced else int(logits.argmax()))
+            logits = step(tokens[-1], cache)[0, -1]
+            all_logits.append(logits.float())
+    return tokens, torch.stack(all_logits)
+
+
+def test_static_steps_give_the_dynamic_steps_tokens(tiny_stock):
+    model = GraniteMoe.from_stock(copy.deepcopy(tiny_stock))
+    assert applies_to(model)
+    expected_tokens, expected = greedy(model, lambda token, cache: model(torch.tensor([token]), cache), 20)
+    tokens, logits = greedy(model, StaticDecoder(model, compiled=False), 20)
+    assert tokens == expected_tokens and len(set(tokens)) > 3
+    assert torch.allclose(logits, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_static_bf16_steps_compute_what_the_dynamic_ones_do(tiny_stock):
+    """bf16: the dynamic step computes in fp32 (model/cpu_kernels.cpp), the static one in bf16
+    (as a GPU does), so the same tokens are fed to both and the logits compared closely."""
+    model = GraniteMoe.from_stock(copy.deepcopy(tiny_stock).to(torch.bfloat16))
+    tokens, expected = greedy(model, lambda token, cache: model(torch.tensor([token]), cache), 20)
+    _, logits = greedy(model, StaticDecoder(model, compiled=False), 20, forced=tokens)
+    assert (logits - expected).abs().max() < 0.05 * expected.abs().max()
+
+
+def test_the_cpu_engine_decodes_dynamically(tiny_engine):
+    assert tiny_engine._static is None  # CUDA graphs are the GPU's: on the CPU the native step is faster
+
+
+def test_four_bit_experts_keep_the_dynamic_step():
+    from model.quant4 import Experts4bit
+
+    pytest.importorskip("bitsandbytes")
+    model = type("Model", (), {"layers": [type("Layer", (), {"experts": object.__new__(Experts4bit)})()]})()
+    assert not applies_to(model)
+
+
+def test_a_failing_static_step_falls_back_to_the_dynamic_one(tiny_stock, caplog):
+    model = GraniteMoe.from_stock(copy.deepcopy(tiny_stock))
+    decoder = StaticDecoder(model, compiled=False)
+
+    def broken(*args):
+        raise RuntimeError("graph capture failed")
+
+    decoder._step = broken
+    expected_tokens, expected = greedy(model, lambda token, cache: model(torch.tensor([token]), cache), 8)
+    tokens, logits = greedy(model, decoder, 8)
+    assert decoder.failed and "decoding step by step" in caplog.text
+    assert tokens == expected_tokens and torch.allclose(logits, expected)
