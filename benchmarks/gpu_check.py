@@ -132,7 +132,7 @@ def check_bf16(sizes: Sizes) -> dict:
         "stock_decode_tps_1k": stock_tps,
         "decode_tps_mid": decode_tps(engine, sizes.mid_context),
         "stock_decode_tps_mid": stock_tps_mid,
-        "static_decode": engine._static is not None,  # CUDA graphs (model/static_decode.py)
+        "static_decode": type(engine._runner).__name__ == "StaticDecoder",  # CUDA graphs (model/static_decode.py)
     }
     if sizes.device == "cuda":
         torch.cuda.reset_peak_memory_stats()

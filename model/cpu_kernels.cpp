@@ -123,7 +123,7 @@ inline void tile(const W* w, int64_t ldw, const float* scale, const float* x, in
   constexpr int64_t kAheadBytes = R * kLanes * static_cast<int64_t>(sizeof(W));  // of the next pass, per step
   const char* next_pass = reinterpret_cast<const char*>(w + R * ldw);
   for (int64_t i = 0; i < n; i += kLanes) {
-    if (sizeof(W) < 4 && T <= 2) {
+    if (sizeof(W) < 4 && T <= 4) {
 #pragma GCC unroll 4
       for (int64_t b = 0; b < kAheadBytes; b += 64) __builtin_prefetch(next_pass + (i / kLanes) * kAheadBytes + b, 0, 3);
     }
@@ -133,7 +133,7 @@ inline void tile(const W* w, int64_t ldw, const float* scale, const float* x, in
       weights[r] = load(w + r * ldw + i);
       // With several rows of x the loop computes long enough that the hardware prefetcher falls
       // behind; fetching the next weight rows ahead keeps the memory busy.
-      if (T > 2) __builtin_prefetch(w + (R + r) * ldw + i, 0, 0);
+      if (T > 4 || (T > 2 && sizeof(W) == 4)) __builtin_prefetch(w + (R + r) * ldw + i, 0, 0);
     }
 #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
@@ -179,12 +179,14 @@ void product_rows(const W* w, const float* scale, int64_t n, const float* x, int
                   int64_t begin, int64_t end) {
   int64_t r = begin;
   const float* s = scale ? scale + r : nullptr;
-  // Few sums per row: four (int8: eight, as each row is a quarter of the bytes) weight rows at a
-  // time keep more loads in flight.
-  constexpr int kWide = sizeof(W) == 1 ? 8 : 4;
+  // Few sums per row: four weight rows at a time keep more loads in flight; eight for int8 and
+  // bf16, whose rows are a quarter and half the bytes (bf16 decode: 54 -> 43 ms a token).
+  constexpr int kWide = sizeof(W) < 4 ? 8 : 4;
   if (m <= 2) {
     for (; r + kWide <= end; r += kWide, s = s ? s + kWide : s)
       rows_by_all_of_x<kWide>(w + r * n, n, s, x, m, n, y + r, ldy);
+  } else if (m <= 4) {  // an expert's share of a question's tokens: 4 x 4 sums still fit the registers
+    for (; r + 4 <= end; r += 4, s = s ? s + 4 : s) rows_by_all_of_x<4>(w + r * n, n, s, x, m, n, y + r, ldy);
   } else {
     for (; r + 2 <= end; r += 2, s = s ? s + 2 : s) rows_by_all_of_x<2>(w + r * n, n, s, x, m, n, y + r, ldy);
   }
@@ -471,51 +473,55 @@ torch::Tensor moe_few_tokens(const torch::Tensor& x, const torch::Tensor& gate_u
   for (int64_t i = 0; i < n * k; ++i) TORCH_CHECK(ep[i] >= 0 && ep[i] < experts, "expert index out of range");
   std::vector<std::vector<int64_t>> slots(experts);  // per expert: the (token * k + slot) that chose it
   for (int64_t i = 0; i < n * k; ++i) slots[ep[i]].push_back(i);
-  auto out = torch::zeros({n, hidden}, x.options());
+  // The threads take whole experts (one parallel region per layer, and each thread streams its
+  // experts' weights front to back) and add into outputs of their own, summed at the end.
+  const int64_t threads = at::get_num_threads();
+  std::vector<float> partial(threads * n * hidden, 0.0f);
   const float* xp = x.data_ptr<float>();
-  float* op = out.data_ptr<float>();
   by_weight_type(gate_up, [&](auto kind) {
     using W = decltype(kind);
     const W* gu = weights_of<W>(gate_up);
     const W* dn = weights_of<W>(down);
     const float* gus = scales_of(gate_up_scale);
     const float* dns = scales_of(down_scale);
-    for (int64_t e = 0; e < experts; ++e) {
-      const int64_t m = static_cast<int64_t>(slots[e].size());
-      if (m == 0) continue;
-      auto rows = torch::empty({m, hidden}, x.options());
-      for (int64_t r = 0; r < m; ++r)
-        std::memcpy(rows.data_ptr<float>() + r * hidden, xp + (slots[e][r] / k) * hidden, hidden * sizeof(float));
-      auto xs = interleave(rows);
-      auto mid = torch::empty({m, 2 * inner}, x.options());
-      const float* xsp = xs.data_ptr<float>();
-      float* midp = mid.data_ptr<float>();
-      at::parallel_for(0, 2 * inner, kGrain, [&](int64_t b, int64_t f) {
-        product_rows(gu + e * 2 * inner * hidden, gus ? gus + e * 2 * inner : nullptr, hidden, xsp, m, midp, 2 * inner,
-                     b, f);
-      });
-      auto act = torch::empty({m, inner}, x.options());
-      float* ap = act.data_ptr<float>();
-      for (int64_t r = 0; r < m; ++r) {
-        for (int64_t i = 0; i < inner; ++i) {
-          const float g = midp[r * 2 * inner + i];
-          ap[r * inner + i] = g / (1.0f + std::exp(-g)) * midp[r * 2 * inner + inner + i];
+    at::parallel_for(0, experts, 1, [&](int64_t b, int64_t f) {
+      float* acc = partial.data() + at::get_thread_num() * n * hidden;
+      std::vector<float> rows, mid, act, part;
+      for (int64_t e = b; e < f; ++e) {
+        const int64_t m = static_cast<int64_t>(slots[e].size());
+        if (m == 0) continue;
+        rows.assign(m * hidden, 0.0f);  // interleaved by 16-float chunk, as product_rows reads them
+        for (int64_t r = 0; r < m; ++r) {
+          const float* source = xp + (slots[e][r] / k) * hidden;
+          for (int64_t c = 0; c < hidden / kLanes; ++c)
+            std::memcpy(rows.data() + (c * m + r) * kLanes, source + c * kLanes, kLanes * sizeof(float));
+        }
+        mid.resize(m * 2 * inner);
+        product_rows(gu + e * 2 * inner * hidden, gus ? gus + e * 2 * inner : nullptr, hidden, rows.data(), m,
+                     mid.data(), 2 * inner, 0, 2 * inner);
+        act.resize(m * inner);
+        for (int64_t r = 0; r < m; ++r) {
+          for (int64_t i = 0; i < inner; ++i) {
+            const float g = mid[r * 2 * inner + i];
+            const float value = g / (1.0f + std::exp(-g)) * mid[r * 2 * inner + inner + i];
+            act[((i / kLanes) * m + r) * kLanes + i % kLanes] = value;  // interleaved for the next product
+          }
+        }
+        part.resize(m * hidden);
+        product_rows(dn + e * hidden * inner, dns ? dns + e * hidden : nullptr, inner, act.data(), m, part.data(),
+                     hidden, 0, hidden);
+        for (int64_t r = 0; r < m; ++r) {
+          float* target = acc + (slots[e][r] / k) * hidden;
+          const float w = sp[slots[e][r]];
+          for (int64_t h = 0; h < hidden; ++h) target[h] += w * part[r * hidden + h];
         }
       }
-      auto acts = interleave(act);
-      auto part = torch::empty({m, hidden}, x.options());
-      float* pp = part.data_ptr<float>();
-      const float* asp = acts.data_ptr<float>();
-      at::parallel_for(0, hidden, kGrain, [&](int64_t b, int64_t f) {
-        product_rows(dn + e * hidden * inner, dns ? dns + e * hidden : nullptr, inner, asp, m, pp, hidden, b, f);
-      });
-      for (int64_t r = 0; r < m; ++r) {
-        const int64_t token = slots[e][r] / k;
-        const float w = sp[slots[e][r]];
-        for (int64_t h = 0; h < hidden; ++h) op[token * hidden + h] += w * pp[r * hidden + h];
-      }
-    }
+    });
   });
+  auto out = torch::zeros({n, hidden}, x.options());
+  float* op = out.data_ptr<float>();
+  for (int64_t t = 0; t < threads; ++t)
+    for (int64_t i = 0; i < n * hidden; ++i) op[i] += partial[t * n * hidden + i];
   return out;
 }
 

@@ -43,7 +43,6 @@ from model.request_state import (
 )
 from model.sampling import end_of_text_ids, pick_token
 from model.speed_store import SpeedStore, store_for
-from model.static_decode import static_decoder_for
 from model.stock import runner_for
 from model.textstream import IncrementalDecoder, StopStringFilter
 from model.tokens import chat_frame, count_tokens
@@ -89,8 +88,7 @@ class Engine:
         device = torch.cuda.get_device_name(self.model.device) if report.device == "cuda" else report.device
         setup = (report.model_id, f"{report.parameters:,} parameters", device, report.dtype, report.quantization)
         self._speeds = Speeds(store=speed_store or store_for(*setup))
-        self._runner = runner_for(loaded.model)  # our GraniteMoE, or transformers' forward (model/stock.py)
-        self._static = static_decoder_for(loaded.model, report.device)  # CUDA graphs on a GPU, else None
+        self._runner = runner_for(loaded.model, report.device)  # ours, or transformers' forward (model/stock.py)
 
     @property
     def model_name(self) -> str:
@@ -397,6 +395,4 @@ class Engine:
         """Run the model on `input_ids` (1, n) with `cache`; logits of the last `keep` positions
         (all of them when keep is 0): (1, keep or n, vocab)."""
         with torch.inference_mode():
-            if self._static is not None and input_ids.numel() == 1:
-                return self._static(int(input_ids.reshape(-1)[0]), cache)
             return self._runner(input_ids, cache, keep)

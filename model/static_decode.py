@@ -37,16 +37,10 @@ def applies_to(model: GraniteMoe) -> bool:
     return all(type(layer.experts) is Experts for layer in model.layers)
 
 
-def static_decoder_for(model: object, device: str) -> StaticDecoder | None:
-    """The compiled fixed-shape step for our GraniteMoE on CUDA; None elsewhere (on the CPU the
-    native one-call layers are faster, and other architectures run transformers' forward)."""
-    if device == "cuda" and isinstance(model, GraniteMoe) and applies_to(model):
-        return StaticDecoder(model, compiled=True)
-    return None
-
-
 class StaticDecoder:
-    """One token's logits through fixed-shape code: `decoder(token, cache)` -> (1, 1, vocab)."""
+    """The engine's runner for our GraniteMoE on CUDA: a single new token (decode) goes through
+    the fixed-shape step, more tokens (prefill) through the model itself. Same calls as the model:
+    `decoder(ids, cache, keep)` -> logits (1, keep or n, vocab), `decoder.new_cache(reserve)`."""
 
     def __init__(self, model: GraniteMoe, *, compiled: bool):
         self.model = model
@@ -54,10 +48,17 @@ class StaticDecoder:
         self.failed = False
         self._step = torch.compile(self.step, mode="reduce-overhead", fullgraph=True) if compiled else self.step
 
-    def __call__(self, token: int, cache: KVCache) -> torch.Tensor:
+    def new_cache(self, reserve: int = 0) -> KVCache:
+        return self.model.new_cache(reserve)
+
+    def __call__(self, ids: torch.Tensor, cache: KVCache, keep: int = 1) -> torch.Tensor:
+        if self.failed or ids.numel() != 1:
+            return self.model(ids, cache, keep)
+        return self.decode(int(ids.reshape(-1)[0]), cache)
+
+    def decode(self, token: int, cache: KVCache) -> torch.Tensor:
+        """One token's logits (1, 1, vocab); the cache gains its key and value."""
         device = self.model.device
-        if self.failed:
-            return self.model(torch.tensor([token], device=device), cache)
         position = cache.length
         cache.make_room(position + 1)
         try:

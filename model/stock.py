@@ -1,6 +1,6 @@
-"""Any causal LM folder other than GraniteMoE runs transformers' own forward, behind the same
-call as our GraniteMoE (model/granitemoe.py): `runner(ids, cache, keep)` -> logits, and
-`runner.new_cache(reserve)`. The engine sees only that."""
+"""What the engine runs: any causal LM folder other than GraniteMoE runs transformers' own
+forward, behind the same call as our GraniteMoE (model/granitemoe.py): `runner(ids, cache, keep)`
+-> logits, and `runner.new_cache(reserve)`. The engine sees only that."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 
 from model.granitemoe import GraniteMoe
 from model.kvcache import StockCache
+from model.static_decode import StaticDecoder, applies_to
 
 
 class StockRunner:
@@ -26,6 +27,10 @@ class StockRunner:
         return output.logits
 
 
-def runner_for(model: Any) -> GraniteMoe | StockRunner:
-    """What the engine calls to run `model`: ours for GraniteMoE, transformers' for the rest."""
-    return model if isinstance(model, GraniteMoe) else StockRunner(model)
+def runner_for(model: Any, device: str) -> GraniteMoe | StaticDecoder | StockRunner:
+    """What the engine calls to run `model`: ours for GraniteMoE (its decode steps replayed as
+    CUDA graphs on a GPU: model/static_decode.py; on the CPU the native one-call layers are
+    faster), transformers' forward for the rest."""
+    if not isinstance(model, GraniteMoe):
+        return StockRunner(model)
+    return StaticDecoder(model, compiled=True) if device == "cuda" and applies_to(model) else model

@@ -22,7 +22,7 @@ def greedy(model: GraniteMoe, step, count: int, forced: list[int] | None = None)
         logits = model(torch.tensor(PROMPT_IDS), cache)[0, -1]
         for index in range(count):
             tokens.append(forced[index] if forced else int(logits.argmax()))
-            logits = step(tokens[-1], cache)[0, -1]
+            logits = step(torch.tensor([tokens[-1]]), cache)[0, -1]
             all_logits.append(logits.float())
     return tokens, torch.stack(all_logits)
 
@@ -30,7 +30,7 @@ def greedy(model: GraniteMoe, step, count: int, forced: list[int] | None = None)
 def test_static_steps_give_the_dynamic_steps_tokens(tiny_stock):
     model = GraniteMoe.from_stock(copy.deepcopy(tiny_stock))
     assert applies_to(model)
-    expected_tokens, expected = greedy(model, lambda token, cache: model(torch.tensor([token]), cache), 20)
+    expected_tokens, expected = greedy(model, model, 20)
     tokens, logits = greedy(model, StaticDecoder(model, compiled=False), 20)
     assert tokens == expected_tokens and len(set(tokens)) > 3
     assert torch.allclose(logits, expected, atol=1e-5, rtol=1e-4)
@@ -40,13 +40,16 @@ def test_static_bf16_steps_compute_what_the_dynamic_ones_do(tiny_stock):
     """bf16: the dynamic step computes in fp32 (model/cpu_kernels.cpp), the static one in bf16
     (as a GPU does), so the same tokens are fed to both and the logits compared closely."""
     model = GraniteMoe.from_stock(copy.deepcopy(tiny_stock).to(torch.bfloat16))
-    tokens, expected = greedy(model, lambda token, cache: model(torch.tensor([token]), cache), 20)
+    tokens, expected = greedy(model, model, 20)
     _, logits = greedy(model, StaticDecoder(model, compiled=False), 20, forced=tokens)
     assert (logits - expected).abs().max() < 0.05 * expected.abs().max()
 
 
-def test_the_cpu_engine_decodes_dynamically(tiny_engine):
-    assert tiny_engine._static is None  # CUDA graphs are the GPU's: on the CPU the native step is faster
+def test_the_engine_replays_decode_steps_on_cuda_only(tiny_engine, tiny_loaded):
+    from model.stock import runner_for
+
+    assert tiny_engine._runner is tiny_engine.model  # on the CPU the native one-call layers are faster
+    assert isinstance(runner_for(tiny_loaded.model, "cuda"), StaticDecoder)
 
 
 def test_four_bit_experts_keep_the_dynamic_step():
@@ -65,7 +68,7 @@ def test_a_failing_static_step_falls_back_to_the_dynamic_one(tiny_stock, caplog)
         raise RuntimeError("graph capture failed")
 
     decoder._step = broken
-    expected_tokens, expected = greedy(model, lambda token, cache: model(torch.tensor([token]), cache), 8)
+    expected_tokens, expected = greedy(model, model, 8)
     tokens, logits = greedy(model, decoder, 8)
     assert decoder.failed and "decoding step by step" in caplog.text
     assert tokens == expected_tokens and torch.allclose(logits, expected)
