@@ -95,10 +95,12 @@ class Layer(nn.Module):
             return state.to(h.dtype)
         h = h + self.attention(rms_norm(h, self.input_norm, self.eps), cos, sin, cache, index) * self.residual
         x = rms_norm(h, self.post_norm, self.eps)
-        router_logits = F.linear(x, self.router).float()
-        top_logits, top_index = router_logits.topk(self.top_k, dim=-1)
-        top_weights = torch.softmax(top_logits, dim=-1).type_as(x)
-        return h + self.experts(x, top_index, top_weights) * self.residual
+        return h + self.experts(x, *self.route(x)) * self.residual
+
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's top-k experts and their weights (softmax over the k), as transformers does."""
+        top_logits, top_index = F.linear(x, self.router).float().topk(self.top_k, dim=-1)
+        return top_index, torch.softmax(top_logits, dim=-1).type_as(x)
 
     def fused_decode_weights(self, h: torch.Tensor, cache: KVCache) -> tuple | None:
         """The tensors of the native one-call decode step (model/cpu_kernels.cpp: decode_layer),

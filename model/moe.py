@@ -45,7 +45,9 @@ class Experts(nn.Module):
     def few_token_weights(self, states: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
         """The weights `native.moe_few_tokens` reads for these states, or None where it cannot."""
         weights = self.decode_weights()
-        return weights if weights is not None and native.applies(weights[2][0], states[:1]) else None
+        if weights is None or not all(weight.is_contiguous() for weight in weights):
+            return None
+        return weights if native.applies(weights[2][0], states[:1]) else None
 
     def expert(self, index: int, states: torch.Tensor) -> torch.Tensor:
         """Expert `index` applied to `states` (rows, hidden)."""
@@ -53,13 +55,13 @@ class Experts(nn.Module):
         return linear(F.silu(gate) * up, self.down[index])
 
     def one_token(self, state: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        if native.applies(self.down[0], state) and self.gate_up.is_contiguous() and self.down.is_contiguous():
-            scale = native.NO_SCALE
-            return native.moe_one_token(state, self.gate_up, scale, self.down, scale, chosen, weights)
+        if (stored := self.few_token_weights(state)) is not None:
+            return native.moe_one_token(state, *stored, chosen, weights)
         return self.expert_sum(state, chosen, weights)
 
     def expert_sum(self, state: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """One token's weighted sum over its chosen experts, one expert at a time."""
+        """One token's weighted sum over its chosen experts, one expert at a time (where the
+        native kernels cannot run)."""
         out = torch.zeros_like(state)
         for slot, expert in enumerate(chosen.tolist()):
             out += self.expert(expert, state) * weights[slot]

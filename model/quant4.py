@@ -70,9 +70,6 @@ class Experts4bit(Experts):
         gate, up = F.linear(states, self.gate_up_packed[index].weight()).chunk(2, dim=-1)
         return F.linear(F.silu(gate) * up, self.down_packed[index].weight())
 
-    def one_token(self, state: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return self.expert_sum(state, chosen, weights)
-
     def decode_weights(self) -> None:
         return None  # no native kernel reads NF4
 

@@ -77,11 +77,8 @@ class Int8Experts(Experts):
         fp32 = (self.gate_up, native.NO_SCALE, self.down, native.NO_SCALE)
         return fp32 if native.applies(self.down[0], states[:1]) else None
 
-    def one_token(self, state: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        if native.applies(self.down_data[0], state):
-            return native.moe_one_token(
-                state, self.gate_up_data, self.gate_up_scale, self.down_data, self.down_scale, chosen, weights
-            )
+    def expert_sum(self, state: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Without the native kernels: torch's int8 kernel, one expert at a time."""
         out = torch.zeros_like(state)
         for slot, expert in enumerate(chosen.tolist()):
             gate, up = int8_product(state, self.gate_up_data[expert], self.gate_up_scale[expert]).chunk(2, dim=-1)

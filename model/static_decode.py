@@ -100,8 +100,7 @@ def _layer(layer: Layer, h, cos, sin, kv: torch.Tensor, position: torch.Tensor, 
                                          enable_gqa=True)  # fmt: skip
     h = h + layer.o(out.reshape(1, heads * dim)) * layer.residual
     x = rms_norm(h, layer.post_norm, layer.eps)
-    top_logits, top_index = F.linear(x, layer.router).float().topk(layer.top_k, dim=-1)
-    weights = torch.softmax(top_logits, dim=-1).type_as(x)
+    top_index, weights = layer.route(x)
     return h + _experts(layer.experts, x, top_index[0], weights[0]) * layer.residual
 
 
