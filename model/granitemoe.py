@@ -195,6 +195,11 @@ class GraniteMoe(nn.Module):
             h = h[-keep:]
         return (self.head(rms_norm(h, self.norm, self.eps)) / self.logits_scaling)[None]
 
+    def pack_experts(self) -> bool:
+        """Pack every layer's experts for the CPU's matrix tiles where they can be (model/moe.py:
+        Experts.pack); True when they are."""
+        return all([layer.experts.pack() for layer in self.layers])
+
     def warm_up(self, chunk: int = 2048) -> None:
         """Build the CPU's product kernels for the experts' padded row counts of a `chunk`-token
         prefill now, at load (model/moe.py: ROW_MULTIPLE). One layer serves all: the kernels

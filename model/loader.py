@@ -109,6 +109,7 @@ def prepare_weights(model: Any, runtime: Runtime) -> Any:
     if runtime.device == "cpu":
         native.kernels()
         if isinstance(model, GraniteMoe):
+            model.pack_experts()
             model.warm_up()
     return model
 

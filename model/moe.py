@@ -5,6 +5,8 @@
   the memory's speed;
 - prefill (many tokens): the (token, slot) pairs are sorted by expert once, so every expert runs
   one matrix product over a contiguous block of its tokens.
+- bf16 on a CPU with AMX: the weights are packed once at load for the CPU's matrix tiles, and a
+  layer's experts run in one native call for any number of tokens (`Experts.pack`).
 The quantized kinds (model/quant8.py, model/quant4.py) subclass `Experts` and change how an
 expert's weights are read, not the dispatch. Outputs match transformers' GraniteMoE experts up to
 float rounding (tests check it).
@@ -30,8 +32,25 @@ class Experts(nn.Module):
         self.down = frozen(down)
         self.num_experts, self.hidden, self.inner = down.shape[0], down.shape[1], down.shape[2]
 
+    @property
+    def packed(self) -> bool:
+        """Whether the weights are packed for the CPU's matrix tiles (`pack`)."""
+        return self.gate_up.dim() == 4
+
+    def pack(self) -> bool:
+        """Rearrange bf16 weights once for the native AMX kernels where the CPU has them
+        (`native.pack_experts`): then every number of tokens runs in one native call per layer,
+        the weights never rearranged again. True when packed. The original tensors are released."""
+        if self.packed or not native.packs_experts(self.gate_up):
+            return self.packed
+        self.gate_up = frozen(native.pack_experts(self.gate_up.data))
+        self.down = frozen(native.pack_experts(self.down.data))
+        return True
+
     def forward(self, states: torch.Tensor, top_index: torch.Tensor, top_weights: torch.Tensor) -> torch.Tensor:
         """states (tokens, hidden); top_index, top_weights (tokens, k) -> (tokens, hidden)."""
+        if self.packed:
+            return native.moe_packed(states, self.gate_up, self.down, top_index, top_weights)
         if states.shape[0] == 1:
             return self.one_token(states, top_index[0], top_weights[0])
         if states.shape[0] <= FEW_TOKENS and (weights := self.few_token_weights(states)) is not None:
@@ -92,6 +111,8 @@ class Experts(nn.Module):
     def warm_up(self, max_rows: int) -> None:
         """Have oneDNN build its kernel for every padded row count up to `max_rows` now (a few
         milliseconds each), not during the first documents read."""
+        if self.packed:
+            return  # the packed kernels are compiled ahead, nothing is built per row count
         states = self.gate_up.new_zeros((max_rows, self.hidden))
         for rows in range(ROW_MULTIPLE, max_rows + 1, ROW_MULTIPLE):
             self.expert(0, states[:rows])

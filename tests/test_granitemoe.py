@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import GraniteMoeConfig, GraniteMoeForCausalLM
 
+from model import native
 from model.checkpoints import GRANITE_3_1_1B_A400M
 from model.granitemoe import GraniteMoe, supports
 from model.kvcache import PREFIX_SLACK, KVCache
@@ -164,3 +165,55 @@ def test_a_bf16_model_reads_in_chunks_after_a_cached_past(tiny_stock):
     chunked = our_logits(model, IDS, [5, 6])
     assert whole.dtype == chunked.dtype == torch.bfloat16
     assert (whole.float() - chunked.float()).abs().max() < 0.05 * whole.float().abs().max()
+
+
+needs_amx = pytest.mark.skipif(
+    not native.packs_experts(torch.zeros(1, 64, 64, dtype=torch.bfloat16)),
+    reason="packed experts need the native kernels on a CPU with AMX",
+)
+
+
+def test_packing_is_a_rearrangement():
+    weight = torch.randn(3, 64, 128).bfloat16()
+    packed = native.pack_experts(weight)
+    assert packed.shape == (3, 4, 64, 32)
+    assert torch.equal(packed[1, 2, 5], weight[1, 32:48, 10:12].reshape(-1))  # block 2, pair 5: 16 rows x 2
+    assert torch.equal(native.unpack_experts(packed), weight)
+
+
+@needs_amx
+@pytest.mark.parametrize("tokens", [1, 3, 4, 5, 17, 37, 300])
+def test_packed_bf16_experts_match_the_stock_block(real_size_layer, tokens):
+    """bf16 experts packed for the CPU's matrix tiles: every token count (one-row dot products up
+    to 4 rows of an expert, AMX tiles above) against the stock block in fp32 on the same bf16
+    weights and bf16-rounded states, within bf16's rounding of the intermediate activations."""
+    stock, _ = real_size_layer
+    block = stock.model.layers[0].block_sparse_moe
+    experts = Experts(block.experts.gate_up_proj.detach().bfloat16(), block.experts.down_proj.detach().bfloat16())
+    reference = Experts(experts.gate_up.float(), experts.down.float())
+    assert experts.pack() and experts.packed
+    states = torch.randn(tokens, 1024, generator=torch.Generator().manual_seed(tokens)).bfloat16()
+    with torch.inference_mode():
+        _, weights, index = block.router(states.float())
+        expected = reference(states.float(), index, weights)
+        got = experts(states, index, weights.bfloat16())
+    assert got.dtype == torch.bfloat16
+    error = (got.float() - expected).abs().max()
+    assert error < 0.02 * expected.abs().max(), error
+
+
+@needs_amx
+def test_a_bf16_model_with_packed_experts_decodes_as_it_reads(real_size_layer):
+    """The one-call decode step reads the packed experts too: logits of decode steps match those
+    of the same positions read as one chunk."""
+    import copy
+
+    stock, _ = real_size_layer
+    model = GraniteMoe.from_stock(copy.deepcopy(stock).to(torch.bfloat16))
+    assert model.pack_experts() and model.layers[0].experts.packed
+    ids = torch.randint(0, 512, (40,), generator=torch.Generator().manual_seed(3)).tolist()
+    whole = our_logits(model, ids, [len(ids)]).float()
+    stepped = our_logits(model, ids, [30]).float()  # 30 in a chunk, then 10 one-call decode steps
+    assert (whole - stepped).abs().max() < 0.05 * whole.abs().max()
+    expected = stock_logits(stock, ids)  # the fp32 model: bf16 stays close
+    assert (stepped - expected).abs().max() < 0.1 * expected.abs().max()
