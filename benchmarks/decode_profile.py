@@ -25,6 +25,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.random_granite import MODELS, REAL_SIZE, SMOKE_MODEL_HELP, build_random_granite, filler_text
+from model import compute
 from model.checkpoints import TINY_RANDOM
 from model.engine import Engine
 from model.runtime import Runtime
@@ -57,6 +58,12 @@ def profile_decode(engine: Engine, context: int, steps: int, top: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Everything on the engine's compute thread (model/compute.py), the stock baseline too: one
+    pool of CPU threads, as in the app."""
+    return compute.run(_main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--context", type=int, default=1024)

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch
 
 from benchmarks.random_granite import MODELS, REAL_SIZE, SMOKE_MODEL_HELP, build_random_granite, filler_text
+from model import compute
 from model.checkpoints import TINY_RANDOM
 from model.engine import Engine
 from model.kernels import linear
@@ -207,6 +208,12 @@ def cpu_flags() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Everything on the engine's compute thread (model/compute.py), the stock baseline too: one
+    pool of CPU threads, as in the app."""
+    return compute.run(_main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2K-token prefill only (ends within 10 minutes here)")
     parser.add_argument("--json", action="store_true", help="one line of JSON")

@@ -333,6 +333,128 @@ const float* scales_of(const torch::Tensor& scale) {
 
 }  // namespace
 
+namespace {
+
+// 16 floats rounded to bf16 (to nearest, ties to even, as torch rounds), stored at `out`.
+inline void store_bf16_lanes(at::BFloat16* out, vf v) {
+  vu32 bits;
+  std::memcpy(&bits, &v, sizeof(bits));
+  const vu32 rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+  const vu32 result = v != v ? vu32{} + 0x7FC0u : rounded;  // NaN stays NaN
+  typedef uint16_t vu16_out __attribute__((vector_size(32)));
+  const vu16_out narrow = __builtin_convertvector(result, vu16_out);
+  std::memcpy(out, &narrow, sizeof(narrow));
+}
+
+inline void store_lanes(float* out, vf v) { std::memcpy(out, &v, sizeof(v)); }
+inline void store_lanes(at::BFloat16* out, vf v) { store_bf16_lanes(out, v); }
+
+// One row as transformers' RMSNorm computes it: in fp32, x * rsqrt(mean(x^2) + eps), rounded to
+// the row's dtype, times the weight (a product in that dtype).
+template <typename T>
+void rms_norm_row(const T* x, const T* weight, int64_t n, float eps, T* out, std::vector<float>& normed) {
+  vf squares = vf{};
+  for (int64_t i = 0; i < n; i += kLanes) {
+    const vf v = load(x + i);
+    squares += v * v;
+  }
+  const float inv = 1.0f / std::sqrt(horizontal_sum(squares) / static_cast<float>(n) + eps);
+  for (int64_t i = 0; i < n; i += kLanes) store_lanes(normed.data() + i, load(x + i) * inv);
+  if constexpr (std::is_same_v<T, at::BFloat16>) {  // the rounding to bf16 before the weight
+    for (int64_t i = 0; i < n; i += kLanes) store_bf16_lanes(out + i, load(normed.data() + i));
+    for (int64_t i = 0; i < n; i += kLanes) store_lanes(out + i, load(weight + i) * load(out + i));
+  } else {
+    for (int64_t i = 0; i < n; i += kLanes) store_lanes(out + i, load(weight + i) * load(normed.data() + i));
+  }
+}
+
+}  // namespace
+
+namespace {
+
+inline vf rounded_like(vf v, float) { return v; }
+inline vf rounded_like(vf v, at::BFloat16) {  // v rounded to bf16 and back, as a bf16 product is
+  at::BFloat16 lanes[kLanes];
+  store_bf16_lanes(lanes, v);
+  return load(lanes);
+}
+
+// Rotary positions, rotate-half layout, on the first `count` heads of one position's row (dim
+// values each), as transformers computes them in the row's dtype: x * cos + rotate_half(x) * sin,
+// each product rounded to the dtype, then their sum.
+template <typename T>
+void rotate_row(T* row, int64_t count, int64_t dim, const T* cos, const T* sin) {
+  const int64_t half = dim / 2;
+  std::vector<T> original(dim);
+  for (int64_t h = 0; h < count; ++h) {
+    T* v = row + h * dim;
+    std::memcpy(original.data(), v, dim * sizeof(T));
+    for (int64_t i = 0; i < dim; i += kLanes) {
+      const vf x = load(original.data() + i);
+      const vf partner = i < half ? vf{} - load(original.data() + half + i) : load(original.data() + i - half);
+      const vf a = rounded_like(x * load(cos + i), T{}), b = rounded_like(partner * load(sin + i), T{});
+      store_lanes(v + i, a + b);
+    }
+  }
+}
+
+}  // namespace
+
+// Rotary positions in place on the first `count` heads of states (n, heads, dim), fp32 or bf16,
+// with cos and sin (n, dim) of the same dtype; dim a multiple of 32. One pass instead of torch's
+// five operators per tensor.
+void rotate_heads(torch::Tensor states, const torch::Tensor& cos, const torch::Tensor& sin, int64_t count) {
+  TORCH_CHECK(states.device().is_cpu() && states.is_contiguous() && states.dim() == 3, "states (n, heads, dim)");
+  const int64_t n = states.size(0), heads = states.size(1), dim = states.size(2);
+  TORCH_CHECK(count >= 0 && count <= heads && dim % (2 * kLanes) == 0, "bad head count or dim");
+  TORCH_CHECK(cos.is_contiguous() && sin.is_contiguous() && cos.numel() == n * dim && sin.numel() == n * dim,
+              "cos and sin must be (n, dim)");
+  TORCH_CHECK(cos.scalar_type() == states.scalar_type() && sin.scalar_type() == states.scalar_type(), "dtypes");
+  auto run = [&](auto kind) {
+    using T = decltype(kind);
+    T* sp = reinterpret_cast<T*>(states.data_ptr());
+    const T* cp = reinterpret_cast<const T*>(cos.data_ptr());
+    const T* np = reinterpret_cast<const T*>(sin.data_ptr());
+    at::parallel_for(0, n, 16, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) rotate_row(sp + r * heads * dim, count, dim, cp + r * dim, np + r * dim);
+    });
+  };
+  if (states.scalar_type() == torch::kFloat32) {
+    run(float{});
+  } else {
+    TORCH_CHECK(states.scalar_type() == torch::kBFloat16, "states must be fp32 or bf16");
+    run(at::BFloat16{});
+  }
+}
+
+// RMSNorm of each row of x (..., n), fp32 or bf16, by `weight` (n,) of the same dtype; n a
+// multiple of 16. One pass per row instead of torch's six operators (a 1K-token prefill's norms:
+// 165 -> ? ms).
+torch::Tensor rms_norm_rows(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  TORCH_CHECK(x.device().is_cpu() && x.is_contiguous() && weight.is_contiguous(), "contiguous CPU tensors");
+  TORCH_CHECK(x.scalar_type() == weight.scalar_type(), "x and weight must share a dtype");
+  const int64_t n = x.size(-1), rows = x.numel() / std::max<int64_t>(n, 1);
+  TORCH_CHECK(weight.numel() == n && n % kLanes == 0, "the row size must match the weight, a multiple of 16");
+  auto out = torch::empty_like(x);
+  auto run = [&](auto kind) {
+    using T = decltype(kind);
+    const T* xp = reinterpret_cast<const T*>(x.data_ptr());
+    const T* wp = reinterpret_cast<const T*>(weight.data_ptr());
+    T* op = reinterpret_cast<T*>(out.data_ptr());
+    at::parallel_for(0, rows, 16, [&](int64_t b, int64_t e) {
+      std::vector<float> normed(n);
+      for (int64_t r = b; r < e; ++r) rms_norm_row(xp + r * n, wp, n, static_cast<float>(eps), op + r * n, normed);
+    });
+  };
+  if (x.scalar_type() == torch::kFloat32) {
+    run(float{});
+  } else {
+    TORCH_CHECK(x.scalar_type() == torch::kBFloat16, "x must be fp32 or bf16");
+    run(at::BFloat16{});
+  }
+  return out;
+}
+
 // x (..., n) fp32 @ w (rows, n)^T -> (..., rows) fp32; w fp32, bf16, or int8 with `scale` (rows,)
 // fp32 (empty otherwise). n must be a multiple of 16.
 torch::Tensor small_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& scale) {
@@ -663,51 +785,79 @@ void configure_tiles() {
 }
 
 // c (rows of a, n_out) fp32 = a (rows, k) bf16 @ w^T, w packed (n_out / 16 blocks); rows a
-// multiple of 16, n_out of 32. Two weight blocks (32 outputs) at a time, so each weight tile
-// read serves all rows of a while it is in cache.
-void amx_product(const at::BFloat16* a, int64_t rows, int64_t k, const at::BFloat16* w, int64_t n_out, float* c) {
-  const int64_t a_stride = k * 2, c_stride = n_out * 4, block = k / 2 * 32;
+// multiple of 16, n_out of 32. Two weight blocks (32 outputs) at a time, and k in chunks of
+// kChunkK: the two blocks' tiles of a chunk (16 KB) stay in the L1 cache while every block of
+// rows passes by, whose sums are carried in c from chunk to chunk. Loading every tile from the
+// L2 cache instead left the tiles waiting on loads (1.1 TFLOP/s against oneDNN's 2).
+constexpr int64_t kChunkK = 1024;
+
+template <bool kTwoRowBlocks>
+inline void amx_step(const at::BFloat16* a0, int64_t a_block, const at::BFloat16* w0, const at::BFloat16* w1,
+                     int64_t kb_begin, int64_t kb_end, bool first, float* c0, int64_t ldc,
+                     const at::BFloat16* ahead) {
+  const int64_t c_stride = ldc * 4;
+  if (first) {
+    _tile_zero(0);
+    _tile_zero(1);
+    if (kTwoRowBlocks) {
+      _tile_zero(2);
+      _tile_zero(3);
+    }
+  } else {
+    _tile_loadd(0, c0, c_stride);
+    _tile_loadd(1, c0 + kBlock, c_stride);
+    if (kTwoRowBlocks) {
+      _tile_loadd(2, c0 + kBlock * ldc, c_stride);
+      _tile_loadd(3, c0 + kBlock * ldc + kBlock, c_stride);
+    }
+  }
+  const at::BFloat16* a1 = a0 + a_block;  // the next block of rows
+  for (int64_t kb = kb_begin; kb < kb_end; ++kb) {
+    if (ahead) {  // the next two weight blocks' tiles of this step, from memory into L2
+      const char* next = reinterpret_cast<const char*>(ahead + kb * kBlock * 32);
+      const int64_t block_bytes = (a_block / kBlock) * 32;  // one weight block: k / 2 pairs x 64 bytes
+      for (int64_t line = 0; line < kBlock * 64; line += 64) {
+        _mm_prefetch(next + line, _MM_HINT_T1);
+        _mm_prefetch(next + block_bytes + line, _MM_HINT_T1);
+      }
+    }
+    _tile_loadd(4, a0 + kb * kBlock * kTileK, 64);
+    _tile_loadd(6, w0 + kb * kBlock * 32, 64);
+    _tile_loadd(7, w1 + kb * kBlock * 32, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    if (kTwoRowBlocks) {
+      _tile_loadd(5, a1 + kb * kBlock * kTileK, 64);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  _tile_stored(0, c0, c_stride);
+  _tile_stored(1, c0 + kBlock, c_stride);
+  if (kTwoRowBlocks) {
+    _tile_stored(2, c0 + kBlock * ldc, c_stride);
+    _tile_stored(3, c0 + kBlock * ldc + kBlock, c_stride);
+  }
+}
+
+void amx_product(const at::BFloat16* a, int64_t rows, int64_t k, const at::BFloat16* w, int64_t n_out, float* c,
+                 int64_t ldc) {
+  const int64_t a_block = kBlock * k, block = k / 2 * 32, row_blocks = rows / kBlock;
   for (int64_t nb = 0; nb < n_out / kBlock; nb += 2) {
     const at::BFloat16* w0 = w + nb * block;
     const at::BFloat16* w1 = w0 + block;
-    int64_t mb = 0;
-    for (; mb + 2 <= rows / kBlock; mb += 2) {
-      const at::BFloat16* a0 = a + mb * kBlock * k;
-      const at::BFloat16* a1 = a0 + kBlock * k;
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
-      for (int64_t kb = 0; kb < k / kTileK; ++kb) {
-        _tile_loadd(4, a0 + kb * kTileK, a_stride);
-        _tile_loadd(5, a1 + kb * kTileK, a_stride);
-        _tile_loadd(6, w0 + kb * kBlock * 32, 64);
-        _tile_loadd(7, w1 + kb * kBlock * 32, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
-      }
-      float* c0 = c + mb * kBlock * n_out + nb * kBlock;
-      _tile_stored(0, c0, c_stride);
-      _tile_stored(1, c0 + kBlock, c_stride);
-      _tile_stored(2, c0 + kBlock * n_out, c_stride);
-      _tile_stored(3, c0 + kBlock * n_out + kBlock, c_stride);
-    }
-    if (mb < rows / kBlock) {  // an odd last block of rows
-      const at::BFloat16* a0 = a + mb * kBlock * k;
-      _tile_zero(0);
-      _tile_zero(1);
-      for (int64_t kb = 0; kb < k / kTileK; ++kb) {
-        _tile_loadd(4, a0 + kb * kTileK, a_stride);
-        _tile_loadd(6, w0 + kb * kBlock * 32, 64);
-        _tile_loadd(7, w1 + kb * kBlock * 32, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-      }
-      float* c0 = c + mb * kBlock * n_out + nb * kBlock;
-      _tile_stored(0, c0, c_stride);
-      _tile_stored(1, c0 + kBlock, c_stride);
+    for (int64_t k0 = 0; k0 < k; k0 += kChunkK) {
+      const int64_t kb_begin = k0 / kTileK, kb_end = std::min(k, k0 + kChunkK) / kTileK;
+      // The first pass over a weight block reads it from memory: meanwhile the next pair's are
+      // fetched, so later passes find them in cache.
+      const at::BFloat16* ahead = nb + 2 < n_out / kBlock ? w1 + block : nullptr;
+      int64_t mb = 0;
+      for (; mb + 2 <= row_blocks; mb += 2)
+        amx_step<true>(a + mb * a_block, a_block, w0, w1, kb_begin, kb_end, k0 == 0,
+                       c + mb * kBlock * ldc + nb * kBlock, ldc, mb == 0 ? ahead : nullptr);
+      if (mb < row_blocks)  // an odd last block of rows
+        amx_step<false>(a + mb * a_block, a_block, w0, w1, kb_begin, kb_end, k0 == 0,
+                        c + mb * kBlock * ldc + nb * kBlock, ldc, mb == 0 ? ahead : nullptr);
     }
   }
 }
@@ -715,7 +865,7 @@ void amx_product(const at::BFloat16* a, int64_t rows, int64_t k, const at::BFloa
 // As amx_product for up to kDotRows rows of a: each weight pair vector times each row's pair of x
 // (broadcast), four weight blocks at a time (four streams, independent sums).
 template <int T>
-void dot_product(const at::BFloat16* a, int64_t k, const at::BFloat16* w, int64_t n_out, float* c) {
+void dot_product(const at::BFloat16* a, int64_t k, const at::BFloat16* w, int64_t n_out, float* c, int64_t ldc) {
   const int64_t pairs = k / 2, block = pairs * 32;
   const uint32_t* x = reinterpret_cast<const uint32_t*>(a);
   for (int64_t nb = 0; nb < n_out / kBlock; nb += 4) {
@@ -731,7 +881,7 @@ void dot_product(const at::BFloat16* a, int64_t k, const at::BFloat16* w, int64_
       for (int b = 0; b < 4; ++b) weights[b] = (__m512bh)_mm512_loadu_si512(wb + b * block + p * 32);
 #pragma GCC unroll 4
       for (int t = 0; t < T; ++t) {
-        const __m512bh xv = (__m512bh)_mm512_set1_epi32(static_cast<int>(x[t * pairs + p]));
+        const __m512bh xv = (__m512bh)_mm512_set1_epi32(static_cast<int>(x[((p / 16) * kBlock + t) * 16 + p % 16]));
 #pragma GCC unroll 4
         for (int b = 0; b < 4; ++b) sums[b][t] = _mm512_dpbf16_ps(sums[b][t], weights[b], xv);
       }
@@ -739,19 +889,27 @@ void dot_product(const at::BFloat16* a, int64_t k, const at::BFloat16* w, int64_
 #pragma GCC unroll 4
     for (int b = 0; b < 4; ++b)
 #pragma GCC unroll 4
-      for (int t = 0; t < T; ++t) _mm512_storeu_ps(c + t * n_out + (nb + b) * kBlock, sums[b][t]);
+      for (int t = 0; t < T; ++t) _mm512_storeu_ps(c + t * ldc + (nb + b) * kBlock, sums[b][t]);
   }
 }
 
 // c (m, n_out) = a (m rows used of a buffer padded to 16-row blocks) @ w^T, the fastest way for m.
-void packed_product(const at::BFloat16* a, int64_t m, int64_t k, const at::BFloat16* w, int64_t n_out, float* c) {
+void packed_product(const at::BFloat16* a, int64_t m, int64_t k, const at::BFloat16* w, int64_t n_out, float* c,
+                    int64_t ldc) {
   switch (m) {
-    case 1: return dot_product<1>(a, k, w, n_out, c);
-    case 2: return dot_product<2>(a, k, w, n_out, c);
-    case 3: return dot_product<3>(a, k, w, n_out, c);
-    case 4: return dot_product<4>(a, k, w, n_out, c);
-    default: return amx_product(a, (m + kBlock - 1) / kBlock * kBlock, k, w, n_out, c);
+    case 1: return dot_product<1>(a, k, w, n_out, c, ldc);
+    case 2: return dot_product<2>(a, k, w, n_out, c, ldc);
+    case 3: return dot_product<3>(a, k, w, n_out, c, ldc);
+    case 4: return dot_product<4>(a, k, w, n_out, c, ldc);
+    default: return amx_product(a, (m + kBlock - 1) / kBlock * kBlock, k, w, n_out, c, ldc);
   }
+}
+
+// Where value i of row r of a (rows, k) bf16 matrix is kept: in blocks of 16 rows x 32 values,
+// one AMX tile each, 1 KB contiguous (a tile of a plain row-major matrix reads 16 rows 2 KB
+// apart, which fall into two sets of the L1 cache and evict each other).
+inline int64_t blocked(int64_t r, int64_t i, int64_t k) {
+  return ((r / kBlock * (k / kTileK) + i / kTileK) * kBlock + r % kBlock) * kTileK + i % kTileK;
 }
 
 // 16 fp32 values rounded to bf16 into `out`.
@@ -783,47 +941,50 @@ void moe_packed_into(const float* x, int64_t n, int64_t hidden, int64_t inner, i
     const int thread = omp_get_thread_num();
     float* acc = thread == 0 ? out : partial.data() + (thread - 1) * n * hidden;
     std::vector<at::BFloat16> rows(padded_most * hidden), act(padded_most * inner);
-    std::vector<float> mid(padded_most * inner2), part(padded_most * hidden);
+    // Rows of the sums one cache line longer than their values: rows 4 KB apart share the L1
+    // cache's sets, and the tiles' 16 rows would evict each other as they are stored.
+    const int64_t mid_stride = inner2 + kLanes, part_stride = hidden + kLanes;
+    std::vector<float> mid(padded_most * mid_stride), part(padded_most * part_stride);
     if (tiles) configure_tiles();
 #pragma omp for schedule(dynamic, 1)
     for (size_t o = 0; o < order.size(); ++o) {
       const int64_t e = order[o], m = slots[e].size(), padded = (m + kBlock - 1) / kBlock * kBlock;
       for (int64_t r = 0; r < padded; ++r) {
-        at::BFloat16* row = rows.data() + r * hidden;
-        if (r >= m) {
-          std::memset(row, 0, hidden * sizeof(at::BFloat16));
-          continue;
-        }
-        const float* source = x + (slots[e][r] / k) * hidden;
-        for (int64_t i = 0; i < hidden; i += kLanes) store_bf16(row + i, _mm512_loadu_ps(source + i));
+        const float* source = x + (slots[e][std::min(r, m - 1)] / k) * hidden;  // padding: any row
+        for (int64_t i = 0; i < hidden; i += kLanes)
+          store_bf16(rows.data() + blocked(r, i, hidden), r < m ? _mm512_loadu_ps(source + i) : _mm512_setzero_ps());
       }
-      packed_product(rows.data(), m, hidden, gate_up + e * inner2 * hidden, inner2, mid.data());
+      packed_product(rows.data(), m, hidden, gate_up + e * inner2 * hidden, inner2, mid.data(), mid_stride);
       for (int64_t r = 0; r < padded; ++r) {
         for (int64_t i = 0; i < inner; i += kLanes) {
           vf value = vf{};
           if (r < m) {
-            const vf g = load(mid.data() + r * inner2 + i), u = load(mid.data() + r * inner2 + inner + i);
+            const vf g = load(mid.data() + r * mid_stride + i), u = load(mid.data() + r * mid_stride + inner + i);
             const vf negative_abs = g < vf{} ? g : -g;
             const vf e_ = exp_nonpositive(negative_abs);
             value = g * ((g < vf{} ? e_ : vf{} + 1.0f) / (e_ + 1.0f)) * u;  // silu(g) * u
           }
           __m512 v;
           std::memcpy(&v, &value, sizeof(v));
-          store_bf16(act.data() + r * inner + i, v);
+          store_bf16(act.data() + blocked(r, i, inner), v);
         }
       }
-      packed_product(act.data(), m, inner, down + e * hidden * inner, hidden, part.data());
+      packed_product(act.data(), m, inner, down + e * hidden * inner, hidden, part.data(), part_stride);
       for (int64_t r = 0; r < m; ++r) {
         float* target = acc + (slots[e][r] / k) * hidden;
         const float w = weights[slots[e][r]];
-        for (int64_t h = 0; h < hidden; ++h) target[h] += w * part[r * hidden + h];
+        const float* source = part.data() + r * part_stride;
+        for (int64_t h = 0; h < hidden; h += kLanes) store_lanes(target + h, load(target + h) + w * load(source + h));
       }
     }
     if (tiles) _tile_release();
-  }
-  for (int t = 1; t < threads; ++t) {
-    const float* p = partial.data() + (t - 1) * n * hidden;
-    for (int64_t i = 0; i < n * hidden; ++i) out[i] += p[i];
+    // the threads' outputs summed by all threads (after the loop's barrier)
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n * hidden; i += kLanes) {
+      vf sum = load(out + i);
+      for (int t = 1; t < threads; ++t) sum += load(partial.data() + (t - 1) * n * hidden + i);
+      store_lanes(out + i, sum);
+    }
   }
 }
 #endif
@@ -974,6 +1135,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("small_linear", &small_linear, "x @ w.T for a handful of fp32 rows of x (w fp32, bf16 or int8; CPU)");
   m.def("moe_one_token", &moe_one_token, "one token through its chosen GraniteMoE experts (CPU)");
   m.def("moe_few_tokens", &moe_few_tokens, "a handful of tokens through their GraniteMoE experts (CPU)");
+  m.def("rms_norm_rows", &rms_norm_rows, "RMSNorm of each row, fp32 or bf16, as transformers computes it (CPU)");
+  m.def("rotate_heads", &rotate_heads, "rotary positions in place on the first heads of (n, heads, dim) (CPU)");
   m.def("moe_packed", &moe_packed, "tokens through their packed bf16 GraniteMoE experts (CPU with AMX)");
   m.def("rounds_bf16_states", &rounds_bf16_states, "whether bf16 products round x to bf16 (AVX512-BF16)");
   m.def("packed_experts_available", &packed_experts_available, "whether moe_packed runs here");

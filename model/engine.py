@@ -5,10 +5,10 @@ document prefix from the prefix cache when it was seen before, the rest prefille
 chunks so peak memory stays bounded), `_token_steps` yields token ids one decode step at a time,
 `stream` turns them into text deltas and stops, `generate` joins a stream.
 
-Everything runs in the caller's thread, so an exception inside the model reaches the caller
-directly and there is no worker thread that could be left waiting. Each model call enters its
-own `torch.inference_mode()` because a generator may be resumed from a different thread (Gradio
-does this), and grad mode is per thread.
+The model's work (prefill chunks, decode steps, sampling) runs on the process's one compute
+thread (model/compute.py: one pool of CPU worker threads however many threads call the engine);
+the caller's thread waits for each step, so an exception inside the model reaches the caller
+directly. Each model call enters its own `torch.inference_mode()`: grad mode is per thread.
 
 A request stops between tokens and prefill chunks when its cancel event is set or its deadline
 passes. When the GPU runs out of memory, the prefill goes on in smaller chunks; when even the
@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from model import compute
 from model.constraints import JsonGrammars, JsonSchemaConstraint
 from model.errors import RequestRefused
 from model.generation import CALIBRATION_PROMPT, GenerationChunk, Speeds, join_stream
@@ -163,6 +164,12 @@ class Engine:
         GpuOutOfMemory when the GPU runs out of memory even in the smallest chunks."""
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
+        steps = self._stream(prompt, prefix, max_new_tokens, stop, temperature, cancel, deadline, seed, json_schema,
+                             cache_salt)  # fmt: skip
+        yield from compute.steps(steps)
+
+    def _stream(self, prompt, prefix, max_new_tokens, stop, temperature, cancel, deadline, seed, json_schema,
+                cache_salt):  # fmt: skip
         constraint = self._grammars.constraint(json_schema, cache_salt) if json_schema is not None else None
         request = RequestState(cancel, deadline, self.prefill_chunk, cache_salt)
         started = time.perf_counter()
@@ -199,7 +206,7 @@ class Engine:
         The prefix cache is used as `stream` uses it. Raises GpuOutOfMemory as `stream` does."""
         request = RequestState(None, None, self.prefill_chunk, cache_salt)
         try:
-            return self._score(prompt, continuations, prefix, request)
+            return compute.run(self._score, prompt, continuations, prefix, request)
         except Exception as exc:
             reraise_unless_out_of_memory(exc, request, "scoring")
         release_memory()
@@ -212,6 +219,9 @@ class Engine:
         ids = self.encode(prompt)
         if len(ids) < 2:
             raise ValueError("decode_step_logits needs a prompt of at least two tokens")
+        return compute.run(self._decode_step_logits, ids)
+
+    def _decode_step_logits(self, ids: list[int]) -> torch.Tensor:
         request = RequestState(None, None, self.prefill_chunk)
         cache = self._runner.new_cache(len(ids))
         self._prefill(ids[:-1], cache, request)

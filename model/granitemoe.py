@@ -56,7 +56,10 @@ def rope_parameters(config: Any) -> dict:
 
 
 def rms_norm(states: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """As transformers computes it: in fp32, then back to the states' dtype before the weight."""
+    """As transformers computes it: in fp32, then back to the states' dtype before the weight
+    (on the CPU in one native pass where the kernels run)."""
+    if native.norms(states, weight):
+        return native.kernels().rms_norm_rows(states.contiguous(), weight, eps)
     as_float = states.float()
     normed = as_float * torch.rsqrt(as_float.pow(2).mean(-1, keepdim=True) + eps)
     return weight * normed.to(states.dtype)
@@ -126,10 +129,14 @@ class Layer(nn.Module):
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache, index: int
     ) -> torch.Tensor:
         n, dim = x.shape[0], self.head_dim
-        q, k, v = self.qkv(x).split([self.heads * dim, self.kv_heads * dim, self.kv_heads * dim], dim=-1)
-        q = rotate(q.view(n, self.heads, dim).transpose(0, 1), cos, sin)
-        k = rotate(k.view(n, self.kv_heads, dim).transpose(0, 1), cos, sin)
-        keys, values = cache.write(index, k, v.view(n, self.kv_heads, dim).transpose(0, 1))
+        projected = self.qkv(x).view(n, self.heads + 2 * self.kv_heads, dim)
+        if native.rotates(projected, cos):  # q's and k's heads in place, one pass
+            native.kernels().rotate_heads(projected, cos, sin, self.heads + self.kv_heads)
+            q, k, v = (part.transpose(0, 1) for part in projected.split([self.heads, self.kv_heads, self.kv_heads], 1))
+        else:
+            q, k, v = (part.transpose(0, 1) for part in projected.split([self.heads, self.kv_heads, self.kv_heads], 1))
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        keys, values = cache.write(index, k, v)
         out = attend(q, keys, values, self.scaling)  # (n, heads, dim)
         return self.o(out.reshape(n, self.heads * dim))
 

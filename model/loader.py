@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from model import granitemoe, native
+from model import compute, granitemoe, native
 from model.checkfiles import DamagedFile, check_model_files
 from model.checkpoints import TINY_RANDOM, cache_root, tiny_random_path
 from model.errors import first_line
@@ -75,7 +75,12 @@ class LoadedModel:
 
 
 def load_model(model_id: str, runtime: Runtime) -> LoadedModel:
-    """Load `model_id` (hub id, local folder or `tiny-random`) as `runtime` says."""
+    """Load `model_id` (hub id, local folder or `tiny-random`) as `runtime` says (on the compute
+    thread that will run it: model/compute.py)."""
+    return compute.run(_load_model, model_id, runtime)
+
+
+def _load_model(model_id: str, runtime: Runtime) -> LoadedModel:
     started = time.perf_counter()
     source = resolve_source(model_id)
     model, tokenizer = _from_pretrained(source, runtime)

@@ -96,6 +96,32 @@ def moe_one_token(state, gate_up, gate_up_scale, down, down_scale, chosen, weigh
     return out.to(state.dtype)
 
 
+def norms(states: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether the native RMSNorm (`rms_norm_rows`) handles these states and weight."""
+    return (
+        states.device.type == "cpu"
+        and states.dtype == weight.dtype
+        and states.dtype in STATE_DTYPES
+        and states.shape[-1] % 16 == 0
+        and weight.is_contiguous()
+        and not torch.is_grad_enabled()
+        and kernels() is not None
+    )
+
+
+def rotates(states: torch.Tensor, cos: torch.Tensor) -> bool:
+    """Whether the native rotary positions (`rotate_heads`) handle states (n, heads, dim)."""
+    return (
+        states.device.type == "cpu"
+        and states.dtype == cos.dtype
+        and states.dtype in STATE_DTYPES
+        and states.is_contiguous()
+        and states.shape[-1] % 32 == 0
+        and not torch.is_grad_enabled()
+        and kernels() is not None
+    )
+
+
 def packs_experts(weight: torch.Tensor) -> bool:
     """Whether experts stored like `weight` are packed for `moe_packed`: bf16 on a CPU with AMX
     whose sizes the packed kernels take (multiples of 64)."""

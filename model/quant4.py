@@ -60,6 +60,11 @@ class Matrix4bit(nn.Module):
 class Experts4bit(Experts):
     """Experts with NF4 weights, dispatched as `Experts` dispatches."""
 
+    packed = False  # NF4 weights are never packed for the AMX kernels
+
+    def pack(self) -> bool:
+        return False
+
     def __init__(self, experts: Experts):
         nn.Module.__init__(self)  # not Experts.__init__: the full-precision tensors are not kept
         self.num_experts, self.hidden, self.inner = experts.num_experts, experts.hidden, experts.inner

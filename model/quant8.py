@@ -67,6 +67,9 @@ class Int8Experts(Experts):
         self.register_buffer("down_data", down)
         self.register_buffer("down_scale", down_scale)
 
+    def pack(self) -> bool:
+        return False  # int8 experts have kernels of their own
+
     def decode_weights(self) -> tuple[torch.Tensor, ...]:
         return self.gate_up_data, self.gate_up_scale, self.down_data, self.down_scale
 

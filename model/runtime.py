@@ -110,8 +110,10 @@ def cpu_bf16_faster(ratio: float = 0.6) -> bool:
     """Whether bf16 matrix products of a prefill's shape take under `ratio` of fp32's time here.
     Timed rather than read from the CPU flags: machines of this kind differ, and what counts is
     what torch's kernels make of them (AMX tiles: several times faster; AVX2 only: emulated,
-    slower). About a tenth of a second, once per process."""
-    return bf16_time_ratio() < ratio
+    slower). About a tenth of a second, once per process, on the compute thread."""
+    from model import compute  # torch is imported only when the hardware is probed
+
+    return compute.run(bf16_time_ratio) < ratio
 
 
 @functools.cache
