@@ -920,9 +920,10 @@ inline void store_bf16(at::BFloat16* out, __m512 values) {
 // out (n, hidden) fp32 = sum over each token's k experts of weight * down (silu(gate) * up), for
 // packed bf16 experts; x rounded to bf16 as a bf16 model computes. Threads take whole experts,
 // largest first, each adding into an output of its own.
-void moe_packed_into(const float* x, int64_t n, int64_t hidden, int64_t inner, int64_t experts,
+template <typename TX, typename TO>
+void moe_packed_into(const TX* x, int64_t n, int64_t hidden, int64_t inner, int64_t experts,
                      const at::BFloat16* gate_up, const at::BFloat16* down, const int64_t* chosen,
-                     const float* weights, int64_t k, float* out) {
+                     const float* weights, int64_t k, TO* out) {
   std::vector<std::vector<int64_t>> slots(experts);  // per expert: the (token * k + slot) that chose it
   for (int64_t i = 0; i < n * k; ++i) slots[chosen[i]].push_back(i);
   std::vector<int64_t> order;
@@ -930,8 +931,7 @@ void moe_packed_into(const float* x, int64_t n, int64_t hidden, int64_t inner, i
     if (!slots[e].empty()) order.push_back(e);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return slots[a].size() > slots[b].size(); });
   const int threads = std::max<int>(1, std::min<int64_t>(at::get_num_threads(), order.size()));
-  std::vector<float> partial(static_cast<size_t>(threads - 1) * n * hidden, 0.0f);
-  std::fill(out, out + n * hidden, 0.0f);
+  std::vector<float> partial(static_cast<size_t>(threads) * n * hidden, 0.0f);  // fp32 sums per thread
   const int64_t inner2 = 2 * inner, most = slots[order.empty() ? 0 : order[0]].size();
   const int64_t padded_most = (most + kBlock - 1) / kBlock * kBlock;
   const bool tiles = most > kDotRows;
@@ -939,7 +939,7 @@ void moe_packed_into(const float* x, int64_t n, int64_t hidden, int64_t inner, i
 #pragma omp parallel num_threads(threads)
   {
     const int thread = omp_get_thread_num();
-    float* acc = thread == 0 ? out : partial.data() + (thread - 1) * n * hidden;
+    float* acc = partial.data() + thread * n * hidden;
     std::vector<at::BFloat16> rows(padded_most * hidden), act(padded_most * inner);
     // Rows of the sums one cache line longer than their values: rows 4 KB apart share the L1
     // cache's sets, and the tiles' 16 rows would evict each other as they are stored.
@@ -950,9 +950,17 @@ void moe_packed_into(const float* x, int64_t n, int64_t hidden, int64_t inner, i
     for (size_t o = 0; o < order.size(); ++o) {
       const int64_t e = order[o], m = slots[e].size(), padded = (m + kBlock - 1) / kBlock * kBlock;
       for (int64_t r = 0; r < padded; ++r) {
-        const float* source = x + (slots[e][std::min(r, m - 1)] / k) * hidden;  // padding: any row
-        for (int64_t i = 0; i < hidden; i += kLanes)
-          store_bf16(rows.data() + blocked(r, i, hidden), r < m ? _mm512_loadu_ps(source + i) : _mm512_setzero_ps());
+        const TX* source = x + (slots[e][std::min(r, m - 1)] / k) * hidden;  // padding: any row
+        for (int64_t i = 0; i < hidden; i += kLanes) {
+          at::BFloat16* target = rows.data() + blocked(r, i, hidden);
+          if (r >= m) {
+            std::memset(target, 0, kLanes * sizeof(at::BFloat16));
+          } else if constexpr (std::is_same_v<TX, float>) {
+            store_bf16(target, _mm512_loadu_ps(source + i));
+          } else {
+            std::memcpy(target, source + i, kLanes * sizeof(at::BFloat16));
+          }
+        }
       }
       packed_product(rows.data(), m, hidden, gate_up + e * inner2 * hidden, inner2, mid.data(), mid_stride);
       for (int64_t r = 0; r < padded; ++r) {
@@ -981,8 +989,8 @@ void moe_packed_into(const float* x, int64_t n, int64_t hidden, int64_t inner, i
     // the threads' outputs summed by all threads (after the loop's barrier)
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n * hidden; i += kLanes) {
-      vf sum = load(out + i);
-      for (int t = 1; t < threads; ++t) sum += load(partial.data() + (t - 1) * n * hidden + i);
+      vf sum = load(partial.data() + i);
+      for (int t = 1; t < threads; ++t) sum += load(partial.data() + t * n * hidden + i);
       store_lanes(out + i, sum);
     }
   }
@@ -1011,12 +1019,14 @@ bool packed_experts_available() {
 #endif
 }
 
-// x (n, hidden) fp32 through each token's chosen experts, packed bf16 (see moe_packed_into):
+// x (n, hidden), fp32 or bf16, through each token's chosen experts, packed bf16 (see
+// moe_packed_into); the result in x's dtype (a bf16 model needs no conversions around the call):
 // gate_up (experts, 2 * inner / 16, hidden / 2, 32), down (experts, hidden / 16, inner / 2, 32).
 torch::Tensor moe_packed(const torch::Tensor& x, const torch::Tensor& gate_up, const torch::Tensor& down,
                          const torch::Tensor& index, const torch::Tensor& weights) {
   TORCH_CHECK(packed_experts_available(), "packed experts need a CPU with AMX");
-  check_fp32_matrix(x, "x");
+  TORCH_CHECK(x.device().is_cpu() && x.is_contiguous(), "x must be a contiguous CPU tensor");
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16, "x must be fp32 or bf16");
   TORCH_CHECK(gate_up.dim() == 4 && down.dim() == 4 && gate_up.size(3) == 32 && down.size(3) == 32, "not packed");
   TORCH_CHECK(gate_up.scalar_type() == torch::kBFloat16 && down.scalar_type() == torch::kBFloat16, "bf16 only");
   TORCH_CHECK(gate_up.is_contiguous() && down.is_contiguous(), "packed experts must be contiguous");
@@ -1032,8 +1042,15 @@ torch::Tensor moe_packed(const torch::Tensor& x, const torch::Tensor& gate_up, c
   for (int64_t i = 0; i < n * k; ++i) TORCH_CHECK(ep[i] >= 0 && ep[i] < experts, "expert index out of range");
   auto out = torch::empty({n, hidden}, x.options());
 #if defined(GRANITE_PACKED_EXPERTS)
-  moe_packed_into(x.data_ptr<float>(), n, hidden, inner, experts, weights_of<at::BFloat16>(gate_up),
-                  weights_of<at::BFloat16>(down), ep, scale.data_ptr<float>(), k, out.data_ptr<float>());
+  const at::BFloat16* gu = weights_of<at::BFloat16>(gate_up);
+  const at::BFloat16* dn = weights_of<at::BFloat16>(down);
+  if (x.scalar_type() == torch::kFloat32) {
+    moe_packed_into(x.data_ptr<float>(), n, hidden, inner, experts, gu, dn, ep, scale.data_ptr<float>(), k,
+                    out.data_ptr<float>());
+  } else {
+    moe_packed_into(weights_of<at::BFloat16>(x), n, hidden, inner, experts, gu, dn, ep, scale.data_ptr<float>(), k,
+                    reinterpret_cast<at::BFloat16*>(out.data_ptr()));
+  }
 #endif
   return out;
 }

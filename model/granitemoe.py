@@ -96,9 +96,11 @@ class Layer(nn.Module):
             native.kernels().decode_layer(state, *weights, cache.buffer[index], cache.length, cos.float(), sin.float(),
                                           self.heads, self.top_k, self.eps, self.scaling, self.residual)  # fmt: skip
             return state.to(h.dtype)
-        h = h + self.attention(rms_norm(h, self.input_norm, self.eps), cos, sin, cache, index) * self.residual
+        # h + branch * residual in one operator (one rounding in bf16 where transformers rounds twice)
+        h = torch.add(h, self.attention(rms_norm(h, self.input_norm, self.eps), cos, sin, cache, index),
+                      alpha=self.residual)  # fmt: skip
         x = rms_norm(h, self.post_norm, self.eps)
-        return h + self.experts(x, *self.route(x)) * self.residual
+        return torch.add(h, self.experts(x, *self.route(x)), alpha=self.residual)
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each row's top-k experts and their weights (softmax over the k), as transformers does."""

@@ -152,9 +152,10 @@ def unpack_experts(packed: torch.Tensor) -> torch.Tensor:
 
 def moe_packed(states, gate_up, down, index, weights) -> torch.Tensor:
     """Tokens through their chosen packed experts by the native kernel (any number of tokens),
-    computed with fp32 sums and returned in the states' dtype."""
-    out = kernels().moe_packed(states.float().contiguous(), gate_up, down, index, weights.float())
-    return out.to(states.dtype)
+    computed with fp32 sums and returned in the states' dtype (fp32 or bf16, read as they are)."""
+    dtype = states.dtype
+    read = states if dtype in STATE_DTYPES else states.float()
+    return kernels().moe_packed(read.contiguous(), gate_up, down, index, weights.float()).to(dtype)
 
 
 @functools.cache

@@ -182,11 +182,13 @@ def test_packing_is_a_rearrangement():
 
 
 @needs_amx
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("tokens", [1, 3, 4, 5, 17, 37, 300])
-def test_packed_bf16_experts_match_the_stock_block(real_size_layer, tokens):
+def test_packed_bf16_experts_match_the_stock_block(real_size_layer, tokens, dtype):
     """bf16 experts packed for the CPU's matrix tiles: every token count (one-row dot products up
     to 4 rows of an expert, AMX tiles above) against the stock block in fp32 on the same bf16
-    weights and bf16-rounded states, within bf16's rounding of the intermediate activations."""
+    weights and bf16-rounded states, within bf16's rounding of the intermediate activations; the
+    states bf16 (a bf16 model) or fp32 (the one-call decode step), the result in their dtype."""
     stock, _ = real_size_layer
     block = stock.model.layers[0].block_sparse_moe
     experts = Experts(block.experts.gate_up_proj.detach().bfloat16(), block.experts.down_proj.detach().bfloat16())
@@ -196,8 +198,8 @@ def test_packed_bf16_experts_match_the_stock_block(real_size_layer, tokens):
     with torch.inference_mode():
         _, weights, index = block.router(states.float())
         expected = reference(states.float(), index, weights)
-        got = experts(states, index, weights.bfloat16())
-    assert got.dtype == torch.bfloat16
+        got = experts(states.to(dtype), index, weights.to(dtype))
+    assert got.dtype == dtype
     error = (got.float() - expected).abs().max()
     assert error < 0.02 * expected.abs().max(), error
 
