@@ -862,6 +862,8 @@ void amx_product(const at::BFloat16* a, int64_t rows, int64_t k, const at::BFloa
   }
 }
 
+constexpr int64_t kDotAhead = 32;  // weight lines fetched ahead in each of the four streams
+
 // As amx_product for up to kDotRows rows of a: each weight pair vector times each row's pair of x
 // (broadcast), four weight blocks at a time (four streams, independent sums).
 template <int T>
@@ -878,7 +880,10 @@ void dot_product(const at::BFloat16* a, int64_t k, const at::BFloat16* w, int64_
     for (int64_t p = 0; p < pairs; ++p) {
       __m512bh weights[4];
 #pragma GCC unroll 4
-      for (int b = 0; b < 4; ++b) weights[b] = (__m512bh)_mm512_loadu_si512(wb + b * block + p * 32);
+      for (int b = 0; b < 4; ++b) {
+        weights[b] = (__m512bh)_mm512_loadu_si512(wb + b * block + p * 32);
+        _mm_prefetch(reinterpret_cast<const char*>(wb + b * block + (p + kDotAhead) * 32), _MM_HINT_T0);
+      }
 #pragma GCC unroll 4
       for (int t = 0; t < T; ++t) {
         const __m512bh xv = (__m512bh)_mm512_set1_epi32(static_cast<int>(x[((p / 16) * kBlock + t) * 16 + p % 16]));

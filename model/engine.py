@@ -314,10 +314,13 @@ class Engine:
                 )
             cache = entry.cache if entry else self._runner.new_cache(total + reserve)
             cache.reserve(total + reserve)
-            if entry is not None and not cached_tokens:
-                self._prefill(entry.ids, cache, request)
-                entry.nbytes = cache.nbytes
-            logits = self._prefill(rest, cache, request) if rest else self._forward_last_token(entry, cache)
+            if entry is not None and not cached_tokens:  # a new document: it and the prompt in one pass
+                logits = self._prefill(entry.ids + rest, cache, request)  # (the prompt's few tokens alone
+                entry.nbytes = cache.nbytes  # would read every expert's weights once more)
+            elif rest:
+                logits = self._prefill(rest, cache, request)
+            else:
+                logits = self._forward_last_token(entry, cache)
             if entry is not None:
                 entry.tail += rest  # now in the cache too
             yield _Prefilled(cache, logits, total, cached_tokens)
