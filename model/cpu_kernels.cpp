@@ -260,6 +260,58 @@ void product_rows_bf16(const at::BFloat16* w, int64_t n, const float* x, int64_t
 }
 #endif
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// One row of x on an AVX2-only CPU: 16 vector registers, not AVX-512's 32, so the 16-float tiles
+// above hold too few weight rows at once (4 rows: 22 GB/s against MKL's 30). Here each of 8 rows
+// keeps one 8-float sum and every weight vector is used as soon as it is loaded: 8 streams in
+// flight in 10 registers.
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const at::BFloat16* p) {
+  const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
+}
+inline __m256 load8(const int8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+inline float sum8(__m256 v) {
+  const __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 pairs = _mm_add_ps(half, _mm_movehl_ps(half, half));
+  return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)));
+}
+
+template <int R, typename W>
+inline void rows_by_one_x(const W* w, const float* scale, int64_t n, const float* x, float* y) {
+  __m256 sums[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) sums[r] = _mm256_setzero_ps();
+  // Narrow weights: the next R rows (the next pass, right after these in memory) are fetched
+  // line by line meanwhile, as in `tile` (int8 rows of 1 KB are too short for the hardware
+  // prefetcher: 12.7 -> 19 GB/s).
+  constexpr int64_t kAheadBytes = R * 8 * static_cast<int64_t>(sizeof(W));
+  const char* next_pass = reinterpret_cast<const char*>(w + R * n);
+  for (int64_t i = 0; i < n; i += 8) {
+    if (sizeof(W) < 4) {
+#pragma GCC unroll 2
+      for (int64_t b = 0; b < kAheadBytes; b += 64) __builtin_prefetch(next_pass + (i / 8) * kAheadBytes + b, 0, 3);
+    }
+    const __m256 xv = _mm256_loadu_ps(x + i);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) sums[r] = _mm256_fmadd_ps(load8(w + r * n + i), xv, sums[r]);
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) y[r] = sum8(sums[r]) * (scale ? scale[r] : 1.0f);
+}
+
+template <typename W>
+void product_one_x_avx2(const W* w, const float* scale, int64_t n, const float* x, float* y, int64_t begin,
+                        int64_t end) {
+  int64_t r = begin;
+  for (; r + 8 <= end; r += 8) rows_by_one_x<8>(w + r * n, scale ? scale + r : nullptr, n, x, y + r);
+  for (; r < end; ++r) rows_by_one_x<1>(w + r * n, scale ? scale + r : nullptr, n, x, y + r);
+}
+#endif
+
 // y[:, begin:end] = x @ w[begin:end]^T (times the rows' scales, if any), for w (rows, n) row-major,
 // x interleaved (m rows), y with row stride ldy.
 template <typename W>
@@ -269,6 +321,9 @@ void product_rows(const W* w, const float* scale, int64_t n, const float* x, int
   if constexpr (std::is_same_v<W, at::BFloat16>) {
     if (n % kPair == 0) return product_rows_bf16(w, n, x, m, y, ldy, begin, end);
   }
+#endif
+#if defined(__AVX2__) && !defined(__AVX512F__)
+  if (m == 1) return product_one_x_avx2(w, scale, n, x, y, begin, end);
 #endif
   int64_t r = begin;
   const float* s = scale ? scale + r : nullptr;
