@@ -622,6 +622,35 @@ inline vf exp_nonpositive(vf x) {
 
 inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof(vf)); }
 
+// Vectors of the machine's own width for loops that keep several alive: on an AVX2-only CPU,
+// GCC keeps 16-float vectors in memory rather than in pairs of registers (decode attention over
+// 1K cached tokens: 0.8 ms a layer against 0.33 on AVX-512).
+#if defined(__AVX2__) && !defined(__AVX512F__)
+typedef vf8 vnative;
+constexpr int64_t kNative = 8;
+template <typename T>
+inline vnative load_native(const T* p) {
+  const __m256 wide = load8(p);
+  vnative out;
+  std::memcpy(&out, &wide, sizeof(out));
+  return out;
+}
+inline float sum_native(vnative v) {
+  __m256 wide;
+  std::memcpy(&wide, &v, sizeof(wide));
+  return sum8(wide);
+}
+#else
+typedef vf vnative;
+constexpr int64_t kNative = kLanes;
+template <typename T>
+inline vnative load_native(const T* p) {
+  return load(p);
+}
+inline float sum_native(vnative v) { return horizontal_sum(v); }
+#endif
+inline void store_native(float* p, vnative v) { std::memcpy(p, &v, sizeof(v)); }
+
 // One decode token's attention: query heads (heads, dim) over keys/values (kv_heads, capacity, dim)
 // positions 0..length-1, the cache fp32 or bf16; the query heads that share a key/value head read
 // its keys once. dim is a multiple of 16.
@@ -637,9 +666,9 @@ void attend_one_token(const float* q, const K* keys, const K* values, int64_t he
       for (int64_t t = 0; t < length; ++t) {
         for (int64_t g = 0; g < groups; ++g) {
           const float* qh = q + (j * groups + g) * dim;
-          vf sum{};
-          for (int64_t i = 0; i < dim; i += kLanes) sum += load(qh + i) * load(k + t * dim + i);
-          scores[g * padded + t] = horizontal_sum(sum) * scaling;
+          vnative sum{};
+          for (int64_t i = 0; i < dim; i += kNative) sum += load_native(qh + i) * load_native(k + t * dim + i);
+          scores[g * padded + t] = sum_native(sum) * scaling;
         }
       }
       for (int64_t g = 0; g < groups; ++g) {
@@ -657,7 +686,8 @@ void attend_one_token(const float* q, const K* keys, const K* values, int64_t he
         std::fill(o, o + dim, 0.0f);
         for (int64_t t = 0; t < length; ++t) {
           const float p = sc[t] * inv;
-          for (int64_t i = 0; i < dim; i += kLanes) store(o + i, load(o + i) + p * load(v + t * dim + i));
+          for (int64_t i = 0; i < dim; i += kNative)
+            store_native(o + i, load_native(o + i) + p * load_native(v + t * dim + i));
         }
       }
     }
