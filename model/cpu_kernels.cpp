@@ -310,6 +310,50 @@ void product_one_x_avx2(const W* w, const float* scale, int64_t n, const float* 
   for (; r + 8 <= end; r += 8) rows_by_one_x<8>(w + r * n, scale ? scale + r : nullptr, n, x, y + r);
   for (; r < end; ++r) rows_by_one_x<1>(w + r * n, scale ? scale + r : nullptr, n, x, y + r);
 }
+
+// Several rows of x (interleaved as `tile` reads them) on AVX2: R weight rows by T rows of x in
+// 8-float sums, R * T + R + T registers of the 16.
+template <int R, int T, typename W>
+inline void tile_avx2(const W* w, int64_t ldw, const float* scale, const float* x, int64_t ldx, int64_t n, float* y,
+                      int64_t ldy) {
+  __m256 sums[R][T];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) sums[r][t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n; i += 8) {
+    const float* chunk = x + (i / kLanes) * ldx + i % kLanes;
+    __m256 xs[T];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) xs[t] = _mm256_loadu_ps(chunk + t * kLanes);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256 weights = load8(w + r * ldw + i);
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) sums[r][t] = _mm256_fmadd_ps(weights, xs[t], sums[r][t]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) y[t * ldy + r] = sum8(sums[r][t]) * (scale ? scale[r] : 1.0f);
+}
+
+template <int R, typename W>
+void rows_by_x_avx2(const W* w, const float* scale, int64_t n, const float* x, int64_t m, float* y, int64_t ldy) {
+  const int64_t ldx = m * kLanes;
+  int64_t t0 = 0;
+  for (; t0 + 2 <= m; t0 += 2) tile_avx2<R, 2>(w, n, scale, x + t0 * kLanes, ldx, n, y + t0 * ldy, ldy);
+  if (t0 < m) tile_avx2<R, 1>(w, n, scale, x + t0 * kLanes, ldx, n, y + t0 * ldy, ldy);
+}
+
+template <typename W>
+void product_rows_avx2(const W* w, const float* scale, int64_t n, const float* x, int64_t m, float* y, int64_t ldy,
+                       int64_t begin, int64_t end) {
+  int64_t r = begin;
+  for (; r + 4 <= end; r += 4) rows_by_x_avx2<4>(w + r * n, scale ? scale + r : nullptr, n, x, m, y + r, ldy);
+  for (; r < end; ++r) rows_by_x_avx2<1>(w + r * n, scale ? scale + r : nullptr, n, x, m, y + r, ldy);
+}
 #endif
 
 // y[:, begin:end] = x @ w[begin:end]^T (times the rows' scales, if any), for w (rows, n) row-major,
@@ -324,6 +368,7 @@ void product_rows(const W* w, const float* scale, int64_t n, const float* x, int
 #endif
 #if defined(__AVX2__) && !defined(__AVX512F__)
   if (m == 1) return product_one_x_avx2(w, scale, n, x, y, begin, end);
+  return product_rows_avx2(w, scale, n, x, m, y, ldy, begin, end);
 #endif
   int64_t r = begin;
   const float* s = scale ? scale + r : nullptr;
