@@ -19,6 +19,7 @@ dynamic path's there.
 from __future__ import annotations
 
 import logging
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +47,7 @@ class StaticDecoder:
         self.model = model
         self.compiled = compiled
         self.failed = False
+        self._zeroed: weakref.ref | None = None  # the cache buffer whose unwritten positions were zeroed
         self._step = torch.compile(self.step, mode="reduce-overhead", fullgraph=True) if compiled else self.step
 
     def new_cache(self, reserve: int = 0) -> KVCache:
@@ -61,6 +63,11 @@ class StaticDecoder:
         device = self.model.device
         position = cache.length
         cache.make_room(position + 1)
+        if self._zeroed is None or self._zeroed() is not cache.buffer:
+            # Attention reads the whole capacity under a mask, and 0 x NaN is NaN: positions never
+            # written (torch.empty's memory, which may hold any bits) must hold numbers.
+            cache.buffer[:, :, :, position:].zero_()
+            self._zeroed = weakref.ref(cache.buffer)
         try:
             if self.compiled:  # the cache is written in place: a static address, as gpt-fast's buffers
                 torch._dynamo.mark_static_address(cache.buffer)

@@ -72,3 +72,16 @@ def test_a_failing_static_step_falls_back_to_the_dynamic_one(tiny_stock, caplog)
     tokens, logits = greedy(model, decoder, 8)
     assert decoder.failed and "decoding step by step" in caplog.text
     assert tokens == expected_tokens and torch.allclose(logits, expected)
+
+
+def test_unwritten_cache_positions_cannot_poison_the_masked_attention(tiny_stock):
+    """The static step attends over the whole buffer under a mask; 0 x NaN is NaN, so memory that
+    was never written (torch.empty's) must not reach the result, whatever bits it holds."""
+    model = GraniteMoe.from_stock(copy.deepcopy(tiny_stock))
+    decoder = StaticDecoder(model, compiled=False)
+    cache = model.new_cache(64)
+    with torch.inference_mode():
+        model(torch.tensor([5, 17, 99]), cache)
+        cache.buffer[:, :, :, cache.length :] = float("nan")
+        logits = decoder(torch.tensor([42]), cache)
+    assert torch.isfinite(logits).all()
