@@ -132,11 +132,10 @@ class Layer(nn.Module):
     ) -> torch.Tensor:
         n, dim = x.shape[0], self.head_dim
         projected = self.qkv(x).view(n, self.heads + 2 * self.kv_heads, dim)
-        if native.rotates(projected, cos):  # q's and k's heads in place, one pass
+        q, k, v = (part.transpose(0, 1) for part in projected.split([self.heads, self.kv_heads, self.kv_heads], 1))
+        if native.rotates(projected, cos):  # q's and k's heads in place, one pass (the views see it)
             native.kernels().rotate_heads(projected, cos, sin, self.heads + self.kv_heads)
-            q, k, v = (part.transpose(0, 1) for part in projected.split([self.heads, self.kv_heads, self.kv_heads], 1))
         else:
-            q, k, v = (part.transpose(0, 1) for part in projected.split([self.heads, self.kv_heads, self.kv_heads], 1))
             q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         keys, values = cache.write(index, k, v)
         out = attend(q, keys, values, self.scaling)  # (n, heads, dim)
