@@ -7,8 +7,10 @@ known from the shapes alone and never built on the CPU. There a chunk's attentio
   (grouped-query attention: 16 query heads share 8 key/value heads here);
 - the chunk itself, causal: the kernel's own causal mode skips the masked blocks.
 The two halves are merged exactly with their log-sum-exp. A single decode token is the first
-case alone. Elsewhere (CUDA) torch's scaled_dot_product_attention runs, with the mask of the
-chunk against the cache when there is a past. Outputs match transformers' SDPA attention up to
+case alone. In bf16 on a CPU with AMX tiles a chunk of 32 positions or more runs our own kernel
+instead (model/cpu_attention.cpp; model/native.py: attends), the past and the chunk in one pass.
+Elsewhere (CUDA) torch's scaled_dot_product_attention runs, with the mask of the chunk against
+the cache when there is a past. Outputs match transformers' SDPA attention up to
 float rounding (tests check it).
 """
 
@@ -17,12 +19,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from model import native
+
 _flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
 
 def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float) -> torch.Tensor:
     """query (heads, new, dim); key, value (kv_heads, past + new, dim), the new positions last.
     Returns (new, heads, dim)."""
+    if native.attends(query, key):
+        return native.kernels().attention_bf16(query, key, value, scaling)
     query, key, value = query[None], key[None], value[None]
     if query.device.type != "cpu":
         return _sdpa(query, key, value, scaling)[0].transpose(0, 1)

@@ -13,6 +13,8 @@
 // vector extensions, so the compiler emits the widest instructions of the machine that builds it.
 
 #include <torch/extension.h>
+
+#include "cpu_amx.h"
 #include <ATen/Parallel.h>
 
 #if defined(__AVX2__) || defined(__AVX512F__)
@@ -23,8 +25,6 @@
 #include <cmath>
 #include <cstring>
 #include <omp.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #include <type_traits>
 #include <vector>
 
@@ -872,7 +872,7 @@ torch::Tensor moe_few_tokens(const torch::Tensor& x, const torch::Tensor& gate_u
 
 namespace {
 
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__)
+#if defined(GRANITE_AMX)
 #define GRANITE_PACKED_EXPERTS 1
 // Experts in bf16 on a CPU with AMX (Intel's matrix tiles, Sapphire Rapids onwards). oneDNN runs
 // such products at 2+ TFLOP/s, but each call rearranges the weight first and the elementwise
@@ -890,33 +890,10 @@ constexpr int64_t kBlock = 16;     // weight rows per block, outputs per AMX til
 constexpr int64_t kTileK = 32;     // bf16 values of a row per AMX tile
 constexpr int64_t kDotRows = 4;    // up to this many rows of x: vdpbf16ps; more: AMX tiles
 
-bool amx_permitted() {
-  // Linux hands the AMX state to a process only when asked (ARCH_REQ_XCOMP_PERM, XTILEDATA).
-  static const bool permitted = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
-  return permitted;
-}
-
-struct TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t bytes_per_row[16] = {};
-  uint8_t rows[16] = {};
-};
-
-// Tiles 0-3: sums (16 x 16 fp32); 4-5: rows of x (16 x 32 bf16); 6-7: weights (16 pairs x 16).
-void configure_tiles() {
-  TileConfig config;
-  for (int i = 0; i < 8; ++i) {
-    config.bytes_per_row[i] = 64;
-    config.rows[i] = 16;
-  }
-  _tile_loadconfig(&config);
-}
-
 // c (rows of a, n_out) fp32 = a (rows, k) bf16 @ w^T, w packed (n_out / 16 blocks), a in the
 // tiles' blocked layout (`blocked`); rows a multiple of 16, n_out of 32. Two weight blocks (32
-// outputs) by two blocks of rows at a time: four sum tiles, each tile loaded serving two products.
+// outputs) by two blocks of rows at a time: four sum tiles, each tile loaded serving two products
+// (tiles 0-3 the sums, 4-5 rows of a, 6-7 weights).
 // (Splitting k into chunks, so a weight block's tiles stay in the L1 cache across the rows, was
 // slower here: the sums must then be stored and loaded back between chunks.)
 template <bool kTwoRowBlocks>
@@ -1055,7 +1032,7 @@ void moe_packed_into(const TX* x, int64_t n, int64_t hidden, int64_t inner, int6
   const int64_t inner2 = 2 * inner, most = slots[order.empty() ? 0 : order[0]].size();
   const int64_t padded_most = (most + kBlock - 1) / kBlock * kBlock;
   const bool tiles = most > kDotRows;
-  if (tiles) TORCH_CHECK(amx_permitted(), "the operating system does not allow AMX");
+  if (tiles) TORCH_CHECK(granite_amx::permitted(), "the operating system does not allow AMX");
 #pragma omp parallel num_threads(threads)
   {
     const int thread = omp_get_thread_num();
@@ -1065,7 +1042,7 @@ void moe_packed_into(const TX* x, int64_t n, int64_t hidden, int64_t inner, int6
     // cache's sets, and the tiles' 16 rows would evict each other as they are stored.
     const int64_t mid_stride = inner2 + kLanes, part_stride = hidden + kLanes;
     std::vector<float> mid(padded_most * mid_stride), part(padded_most * part_stride);
-    if (tiles) configure_tiles();
+    if (tiles) granite_amx::configure_tiles();
 #pragma omp for schedule(dynamic, 1)
     for (size_t o = 0; o < order.size(); ++o) {
       const int64_t e = order[o], m = slots[e].size(), padded = (m + kBlock - 1) / kBlock * kBlock;
@@ -1133,7 +1110,7 @@ bool rounds_bf16_states() {
 // Whether this build and the operating system run packed bf16 experts (AMX).
 bool packed_experts_available() {
 #if defined(GRANITE_PACKED_EXPERTS)
-  return amx_permitted();
+  return granite_amx::permitted();
 #else
   return false;
 #endif
@@ -1277,5 +1254,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("moe_packed", &moe_packed, "tokens through their packed bf16 GraniteMoE experts (CPU with AMX)");
   m.def("rounds_bf16_states", &rounds_bf16_states, "whether bf16 products round x to bf16 (AVX512-BF16)");
   m.def("packed_experts_available", &packed_experts_available, "whether moe_packed runs here");
+  m.def("attention_bf16", &attention_bf16, "causal attention of bf16 queries over bf16 keys and values (AMX)");
+  m.def("attention_bf16_available", &attention_bf16_available, "whether attention_bf16 runs here");
   m.def("decode_layer", &decode_layer, "one GraniteMoE decoder layer for one decode token, in place (CPU)");
 }

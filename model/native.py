@@ -34,6 +34,10 @@ SWITCH = "GRANITE_LONGDOC_NATIVE"
 # x86-64-v3: AVX2 and FMA, no AVX-512) measures on this machine what an AVX2-only CPU would run.
 MARCH = "GRANITE_LONGDOC_NATIVE_MARCH"
 SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
+# Compiled with it into one module; the header is what they share (model/cpu_amx.h).
+SOURCES = (SOURCE, SOURCE.with_name("cpu_attention.cpp"))
+HEADER = SOURCE.with_name("cpu_amx.h")
+MIN_ATTENTION_ROWS = 32  # new positions from which `attention_bf16` beats torch's (a question: torch's)
 MAX_ROWS = 16  # above this many rows oneDNN's blocked products are faster (benchmarks/generation.py)
 # torch marks a build in progress with a lock file and waits, for ever, while it exists. A process
 # killed while compiling (a restarted Space, a stopped test run) leaves it behind: every later
@@ -122,6 +126,24 @@ def rotates(states: torch.Tensor, cos: torch.Tensor) -> bool:
     )
 
 
+def attends(query: torch.Tensor, keys: torch.Tensor) -> bool:
+    """Whether the native bf16 attention (`attention_bf16`, AMX tiles) handles query (heads, n,
+    dim) over keys (kv_heads, past + n, dim): a chunk of two or more positions (one decode token
+    is the one-row kernels' work), head dimension a multiple of 64. Below MIN_ATTENTION_ROWS new
+    positions torch's kernel is as fast: ours rearranges all the cached keys per call."""
+    module = kernels() if query.device.type == "cpu" and query.dtype == torch.bfloat16 else None
+    return (
+        module is not None
+        and query.shape[1] >= MIN_ATTENTION_ROWS
+        and keys.dtype == torch.bfloat16
+        and query.shape[-1] % 64 == 0
+        and query.stride(-1) == 1
+        and keys.stride(-1) == 1
+        and not torch.is_grad_enabled()
+        and module.attention_bf16_available()
+    )
+
+
 def packs_experts(weight: torch.Tensor) -> bool:
     """Whether experts stored like `weight` are packed for `moe_packed`: bf16 on a CPU with AMX
     whose sizes the packed kernels take (multiples of 64)."""
@@ -173,7 +195,7 @@ def _build() -> ModuleType | None:
         remove_stale_lock(folder)
         module = load(
             name=name,
-            sources=[str(SOURCE)],
+            sources=[str(source) for source in SOURCES],
             build_directory=str(folder),
             extra_cflags=["-O3", f"-march={_march()}", "-fopenmp"],
             extra_ldflags=["-fopenmp"],
@@ -203,14 +225,16 @@ def remove_stale_lock(folder: Path, now: float | None = None) -> bool:
 
 def _machine_tag() -> str:
     """A short hash of the CPU's features: a build for one CPU (-march=native) must not be
-    reused by a different one sharing the same cache folder."""
+    reused by a different one sharing the same cache folder. The shared header is in it too:
+    torch rebuilds when a source file changes, not when a header it includes does."""
     try:
         flags = next(
             line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith(("flags", "Features"))
         )
     except (OSError, StopIteration):
         flags = platform.processor() or platform.machine()
-    return hashlib.sha256(f"{flags}|{torch.__version__}|{_march()}".encode()).hexdigest()[:10]
+    header = hashlib.sha256(HEADER.read_bytes()).hexdigest()
+    return hashlib.sha256(f"{flags}|{torch.__version__}|{_march()}|{header}".encode()).hexdigest()[:10]
 
 
 def _march() -> str:

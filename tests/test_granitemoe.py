@@ -219,3 +219,20 @@ def test_a_bf16_model_with_packed_experts_decodes_as_it_reads(real_size_layer):
     assert (whole - stepped).abs().max() < 0.05 * whole.abs().max()
     expected = stock_logits(stock, ids)  # the fp32 model: bf16 stays close
     assert (stepped - expected).abs().max() < 0.1 * expected.abs().max()
+
+
+@needs_amx
+def test_a_bf16_model_reads_in_chunks_what_it_reads_whole(real_size_layer):
+    """Chunks of 32 positions or more attend on AMX tiles over the cached past (model/cpu_attention.cpp):
+    reading in three chunks gives the logits of reading whole, and both stay close to fp32 stock."""
+    import copy
+
+    stock, _ = real_size_layer
+    model = GraniteMoe.from_stock(copy.deepcopy(stock).to(torch.bfloat16))
+    model.pack_experts()
+    ids = torch.randint(0, 512, (300,), generator=torch.Generator().manual_seed(4)).tolist()
+    whole = our_logits(model, ids, [300]).float()
+    chunked = our_logits(model, ids, [100, 64, 136]).float()
+    assert (whole - chunked).abs().max() < 0.05 * whole.abs().max()
+    expected = stock_logits(stock, ids)
+    assert (chunked - expected).abs().max() < 0.1 * expected.abs().max()

@@ -27,6 +27,53 @@ def test_attention_matches_transformers_sdpa_with_its_mask(past, new):
     assert torch.allclose(ours, expected[0], atol=1e-5)
 
 
+needs_tiles = pytest.mark.skipif(
+    native.kernels() is None or not native.kernels().attention_bf16_available(),
+    reason="the bf16 attention kernel needs the native kernels on a CPU with AMX",
+)
+
+
+def _strided_attention_inputs(past: int, new: int, heads: int, kv_heads: int, dim: int):
+    """bf16 queries as a view of a (new, heads + 2 kv_heads, dim) projection, and keys and values
+    as views of a cache buffer with room to spare whose unwritten positions hold NaN, as the
+    engine passes them."""
+    generator = torch.Generator().manual_seed(past * 1000 + new + dim)
+    projected = torch.randn(new, heads + 2 * kv_heads, dim, generator=generator).bfloat16()
+    buffer = torch.full((2, kv_heads, past + new + 40, dim), float("nan"), dtype=torch.bfloat16)
+    buffer[:, :, : past + new] = torch.randn(2, kv_heads, past + new, dim, generator=generator).bfloat16()
+    return projected[:, :heads].transpose(0, 1), buffer[0, :, : past + new], buffer[1, :, : past + new]
+
+
+@needs_tiles
+@pytest.mark.parametrize(
+    ("past", "new", "heads", "kv_heads", "dim"),
+    [(0, 32, 16, 8, 64), (0, 33, 16, 8, 64), (5, 64, 16, 8, 64), (100, 40, 16, 8, 64), (1000, 37, 16, 8, 64),
+     (0, 300, 16, 8, 64), (37, 129, 16, 8, 64), (3, 45, 4, 4, 128), (200, 70, 6, 2, 64)],
+)  # fmt: skip
+def test_bf16_attention_on_tiles_matches_the_fp32_computation(past, new, heads, kv_heads, dim):
+    """Our AMX kernel (the past and the chunk in one pass, any block boundary, padded keys, one or
+    several query heads per key/value head, head sizes 64 and 128) against the same bf16 values
+    attended in fp32, within bf16's rounding of the probabilities and the output."""
+    query, keys, values = _strided_attention_inputs(past, new, heads, kv_heads, dim)
+    with torch.inference_mode():
+        assert native.attends(query, keys)
+        got = attend(query, keys, values, scaling=0.125)
+        expected = attend(query.float(), keys.float(), values.float(), scaling=0.125)
+    assert got.dtype == torch.bfloat16 and got.shape == (new, heads, dim)
+    assert torch.isfinite(got.float()).all()  # the NaN past the cache's end is never read
+    assert (got.float() - expected).abs().max() < 0.02
+
+
+def test_short_chunks_and_other_dtypes_keep_torchs_attention():
+    query, keys, _ = _strided_attention_inputs(100, native.MIN_ATTENTION_ROWS - 1, 16, 8, 64)
+    with torch.inference_mode():
+        assert not native.attends(query, keys)  # a question on a cached document: torch's is as fast
+        long_query, long_keys, _ = _strided_attention_inputs(0, 64, 16, 8, 64)
+        assert not native.attends(long_query.float(), long_keys.float())
+        assert not native.attends(long_query[..., :48], long_keys[..., :48])
+    assert not native.attends(long_query, long_keys)  # gradients wanted: torch's
+
+
 @pytest.mark.parametrize("rows", [1, 2, 3, 12, 13, native.MAX_ROWS, native.MAX_ROWS + 1, 300])
 def test_linear_matches_f_linear(rows):
     torch.manual_seed(rows)
