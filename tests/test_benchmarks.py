@@ -12,6 +12,7 @@ from tests.conftest import REPO_ROOT
 
 # Every script in benchmarks/ and the test that runs it (serving's vLLM backend: tests/test_vllm.py).
 SMOKE_TESTED = {
+    "attention.py": "test_attention_times_torchs_kernel_and_ours_where_the_cpu_has_tiles",
     "decode_profile.py": "test_decode_profile_names_the_operators_of_one_step",
     "generation.py": "test_generation_compares_stock_and_ours_and_int8",
     "gpu_check.py": "test_gpu_check_runs_every_part_on_the_cpu",
@@ -43,7 +44,22 @@ def test_generation_compares_stock_and_ours_and_int8(tiny_checkpoint, capsys):
     assert report["model"] == "tiny-random" and report["outputs_match"]
     assert report["ours_decode_tps"] > 0 and report["ours_int8_decode_tps"] > 0
     assert report["cached_question_speedup"] > 1 and report["matmul_gflops"] > 0
+    bound_over_stock = report["decode_bound_tps"] / report["stock_decode_tps"]
+    assert report["decode_speedup_ceiling"] == pytest.approx(bound_over_stock, rel=0.01, abs=0.01)
     assert 0 <= report["int8_max_logit_error"] < 0.1  # int8 decode weights change logits a little
+
+
+def test_attention_times_torchs_kernel_and_ours_where_the_cpu_has_tiles(capsys):
+    from benchmarks.attention import main
+    from model import native
+
+    assert main(["--smoke", "--json"]) == 0
+    rows = last_json(capsys.readouterr().out)["rows"]
+    assert [(row["past"], row["new"]) for row in rows] == [(0, 64), (64, native.MIN_ATTENTION_ROWS)]
+    assert all(row["torch_ms"] > 0 and row["torch_gflops"] > 0 for row in rows)
+    module = native.kernels()
+    has_tiles = module is not None and module.attention_bf16_available()
+    assert all(("ours_ms" in row) == has_tiles for row in rows)
 
 
 def test_decode_profile_names_the_operators_of_one_step(tiny_checkpoint, capsys):
