@@ -37,8 +37,11 @@ SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
 # Compiled with it into one module; the header is what they share (model/cpu_amx.h).
 SOURCES = (SOURCE, SOURCE.with_name("cpu_attention.cpp"))
 HEADER = SOURCE.with_name("cpu_amx.h")
-MIN_ATTENTION_ROWS = 32  # new positions from which `attention_bf16` beats torch's (a question: torch's)
+MIN_ATTENTION_ROWS = 16  # new positions from which `attention_bf16` is as fast as torch's or faster
 MAX_ROWS = 16  # above this many rows oneDNN's blocked products are faster (benchmarks/generation.py)
+# bf16 weights where the CPU has AVX512-BF16: our dot products stream them faster up to 4 rows
+# (24 layers' qkv: 2.6-3.3 ms against oneDNN's 5.5-6.4), slower from 5 (8.5 against 5.6).
+MAX_BF16_DOT_ROWS = 4
 # torch marks a build in progress with a lock file and waits, for ever, while it exists. A process
 # killed while compiling (a restarted Space, a stopped test run) leaves it behind: every later
 # start would hang. A compile takes about half a minute; a lock older than this is left over.
@@ -67,7 +70,7 @@ STATE_DTYPES = (torch.float32, torch.bfloat16)  # bf16 states are computed with 
 def applies(weight: torch.Tensor, states: torch.Tensor) -> bool:
     """Whether the native small product handles `states @ weight.T` (weight fp32, bf16 or int8)."""
     rows = states.numel() // max(states.shape[-1], 1)
-    return (
+    eligible = (
         rows <= MAX_ROWS
         and weight.device.type == "cpu"
         and weight.dtype in WEIGHT_DTYPES
@@ -78,6 +81,13 @@ def applies(weight: torch.Tensor, states: torch.Tensor) -> bool:
         and not torch.is_grad_enabled()
         and kernels() is not None
     )
+    return eligible and (rows <= MAX_BF16_DOT_ROWS or not (weight.dtype == torch.bfloat16 and _dots_bf16()))
+
+
+@functools.cache
+def _dots_bf16() -> bool:
+    """Whether bf16 products here are `vdpbf16ps` dot products (AVX512-BF16)."""
+    return kernels().rounds_bf16_states()
 
 
 def product(states: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor = NO_SCALE) -> torch.Tensor:

@@ -64,6 +64,17 @@ def test_bf16_attention_on_tiles_matches_the_fp32_computation(past, new, heads, 
     assert (got.float() - expected).abs().max() < 0.02
 
 
+def test_bf16_products_of_more_than_a_few_rows_go_to_onednn_where_the_cpu_dots_bf16():
+    module = native.kernels()
+    if module is None:
+        pytest.skip("no native kernels here")
+    weight, more = torch.randn(64, 64).bfloat16(), torch.randn(native.MAX_BF16_DOT_ROWS + 1, 64).bfloat16()
+    with torch.inference_mode():
+        assert native.applies(weight, more[:-1])
+        assert native.applies(weight, more) == (not module.rounds_bf16_states())  # vdpbf16ps: oneDNN from 5 rows
+        assert native.applies(weight.float(), torch.randn(native.MAX_ROWS, 64))  # fp32 weights: up to MAX_ROWS
+
+
 def test_short_chunks_and_other_dtypes_keep_torchs_attention():
     query, keys, _ = _strided_attention_inputs(100, native.MIN_ATTENTION_ROWS - 1, 16, 8, 64)
     with torch.inference_mode():
