@@ -7,7 +7,7 @@ known from the shapes alone and never built on the CPU. There a chunk's attentio
   (grouped-query attention: 16 query heads share 8 key/value heads here);
 - the chunk itself, causal: the kernel's own causal mode skips the masked blocks.
 The two halves are merged exactly with their log-sum-exp. A single decode token is the first
-case alone. In bf16 on a CPU with AMX tiles a chunk of 16 positions or more runs our own kernel
+case alone. In bf16 on a CPU with AMX tiles a chunk of 17 positions or more runs our own kernel
 instead (model/cpu_attention.cpp; model/native.py: attends), the past and the chunk in one pass.
 Elsewhere (CUDA) torch's scaled_dot_product_attention runs, with the mask of the chunk against
 the cache when there is a past. Outputs match transformers' SDPA attention up to

@@ -37,7 +37,9 @@ SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
 # Compiled with it into one module; the header is what they share (model/cpu_amx.h).
 SOURCES = (SOURCE, SOURCE.with_name("cpu_attention.cpp"))
 HEADER = SOURCE.with_name("cpu_amx.h")
-MIN_ATTENTION_ROWS = 16  # new positions from which `attention_bf16` is as fast as torch's or faster
+# New positions from which `attention_bf16` is faster than torch's kernel, whose cost jumps past 16
+# (benchmarks/attention.py; ours costs about the same for any count up to 32: it rearranges the keys).
+MIN_ATTENTION_ROWS = 17
 MAX_ROWS = 16  # above this many rows oneDNN's blocked products are faster (benchmarks/generation.py)
 # bf16 weights where the CPU has AVX512-BF16: our dot products stream them faster up to 4 rows
 # (24 layers' qkv: 2.6-3.3 ms against oneDNN's 5.5-6.4), slower from 5 (8.5 against 5.6).

@@ -223,7 +223,7 @@ def test_a_bf16_model_with_packed_experts_decodes_as_it_reads(real_size_layer):
 
 @needs_amx
 def test_a_bf16_model_reads_in_chunks_what_it_reads_whole(real_size_layer):
-    """Chunks of 16 positions or more attend on AMX tiles over the cached past (model/cpu_attention.cpp):
+    """Chunks of 17 positions or more attend on AMX tiles over the cached past (model/cpu_attention.cpp):
     reading in three chunks gives the logits of reading whole, and both stay close to fp32 stock."""
     import copy
 
