@@ -75,6 +75,19 @@ def test_bf16_products_of_more_than_a_few_rows_go_to_onednn_where_the_cpu_dots_b
         assert native.applies(weight.float(), torch.randn(native.MAX_ROWS, 64))  # fp32 weights: up to MAX_ROWS
 
 
+@needs_tiles
+@pytest.mark.parametrize("jump", [1.0, 4.0, 30.0])
+def test_bf16_attention_on_tiles_rescales_when_later_keys_score_far_higher(jump):
+    """Each block's exponentials are taken against the running maximum while no score exceeds it by
+    2^8; keys further on that score far higher (jump) must rescale what came before."""
+    query, keys, values = _strided_attention_inputs(300, 40, 16, 8, 64)
+    keys[:, 200:] *= jump  # the blocks from key 200 on score up to `jump` times higher
+    with torch.inference_mode():
+        got = attend(query, keys, values, scaling=0.125)
+        expected = attend(query.float(), keys.float(), values.float(), scaling=0.125)
+    assert (got.float() - expected).abs().max() < 0.02
+
+
 def test_short_chunks_and_other_dtypes_keep_torchs_attention():
     query, keys, _ = _strided_attention_inputs(100, native.MIN_ATTENTION_ROWS - 1, 16, 8, 64)
     with torch.inference_mode():
