@@ -12,7 +12,8 @@ and weight-streaming bandwidth, how close our decode comes to the bandwidth boun
 above stock that bound lies: the most any fp32 engine could gain) and our prefill to the
 arithmetic peak, and the peak resident memory; then the same decode with `--quant int8`
 weights and its largest logit change; then our engine with bf16 weights (prefill and decode),
-and which dtype the runtime picks on this CPU.
+which dtype the runtime picks on this CPU, and `--quant bf16-weights` (bf16 storage, fp32
+arithmetic).
 """
 
 from __future__ import annotations
@@ -172,11 +173,15 @@ def measure_int8(reference: torch.Tensor, model: str, sizes: Sizes) -> dict:
     return {"tps": (result.generated_tokens - 1) / result.decode_seconds, "max_logit_error": float(error)}
 
 
-def measure_bf16(model: str, sizes: Sizes) -> dict:
+BF16 = Runtime("cpu", "bfloat16", "none")
+
+
+def measure_bf16(model: str, sizes: Sizes, runtime: Runtime = BF16) -> dict:
     """Our engine with bf16 weights (the same seed, so the same weights rounded): prefill and
-    decode speed. Prefill runs torch's bf16 products (oneDNN: AMX tiles where the CPU has them),
-    decode the native kernels, which widen the bf16 weights to fp32 in registers."""
-    engine = Engine(build_random_granite(Runtime("cpu", "bfloat16", "none"), model=model))
+    decode speed. A bf16 model's prefill runs torch's bf16 products (oneDNN: AMX tiles where the
+    CPU has them); `--quant bf16-weights` (fp32 arithmetic) widens the weights for oneDNN's fp32
+    products. Decode runs the native kernels either way."""
+    engine = Engine(build_random_granite(runtime, model=model))
     engine.generate(prompt_text(engine, 64), max_new_tokens=2)  # one-time start-up costs are not speed
     prefill = engine.generate(prompt_text(engine, sizes.prefill[0]), max_new_tokens=1)
     decode = engine.generate(prompt_text(engine, sizes.decode_prompt), max_new_tokens=sizes.decode_tokens)
@@ -280,6 +285,14 @@ def _main(argv: list[str] | None) -> int:
         "bf16_prefill_fraction_of_peak": round(
             bf16["prefill_tps"] * prefill_flops_per_token(config, sizes.prefill[0]) / (bf16_peak * 1e9), 3
         ),
+    }
+    gc.collect()
+    bf16_weights = measure_bf16(args.model, sizes, Runtime("cpu", "float32", "bf16-weights"))
+    report |= {
+        "ours_bf16_weights_prefill_tps": round(bf16_weights["prefill_tps"], 1),
+        "ours_bf16_weights_decode_tps": round(bf16_weights["decode_tps"], 2),
+        "bf16_weights_vs_fp32_decode": round(bf16_weights["decode_tps"] / ours["decode_tps"], 2),
+        "bf16_weights_decode_speedup": round(bf16_weights["decode_tps"] / stock["decode_tps"], 2),
         "cpu_flags": cpu_flags(),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }

@@ -37,10 +37,10 @@ from model.moe import Experts
 
 def supports(config: Any) -> bool:
     """Whether this file runs a checkpoint of `config` (GraniteMoE with plain rotary positions)."""
-    rope = rope_parameters(config)
+    if getattr(config, "model_type", None) != "granitemoe":
+        return False
     return (
-        getattr(config, "model_type", None) == "granitemoe"
-        and rope.get("rope_type", "default") == "default"
+        rope_parameters(config).get("rope_type", "default") == "default"
         and not getattr(config, "attention_bias", False)
         and getattr(config, "hidden_act", "silu") == "silu"
     )
@@ -182,7 +182,9 @@ class GraniteMoe(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.embed.dtype
+        """The dtype it computes in: its final norm's (the embedding's too, except where the large
+        matrices are stored in bf16 for fp32 arithmetic: model/bf16_weights.py)."""
+        return self.norm.dtype
 
     def new_cache(self, reserve: int = 0) -> KVCache:
         return KVCache(len(self.layers), self.kv_heads, self.head_dim, self.dtype, self.device, reserve)
@@ -195,7 +197,7 @@ class GraniteMoe(nn.Module):
         start, n = cache.length, ids.numel()
         cache.make_room(start + n)
         cos, sin = self.rotary(start, n)
-        h = F.embedding(ids, self.embed) * self.embedding_multiplier
+        h = F.embedding(ids, self.embed).to(self.dtype) * self.embedding_multiplier
         for index, layer in enumerate(self.layers):
             h = layer(h, cos, sin, cache, index)
         cache.length = start + n  # only now: a pass cut short leaves the cache as it was
@@ -216,7 +218,7 @@ class GraniteMoe(nn.Module):
             experts = self.layers[0].experts
             if experts.decode_weights() is None:
                 return  # 4-bit experts: dequantized to a fixed shape, nothing per row count
-            experts.warm_up(2 * chunk * self.top_k // experts.num_experts)  # twice an expert's mean share
+            experts.warm_up(2 * chunk * self.top_k // experts.num_experts, self.dtype)  # twice an expert's mean share
 
     def rotary(self, start: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin (n, head_dim) of positions start..start+n-1, computed as transformers does."""

@@ -31,6 +31,8 @@ def linear(states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     if weight.dtype != torch.int8 and native.applies(weight, states):
         out = native.product(states, weight)
         return out if bias is None else out.add_(bias)
+    if weight.dtype == torch.bfloat16 and states.dtype == torch.float32 and weight.device.type == "cpu":
+        weight = weight.float()  # stored in bf16 for fp32 arithmetic (model/bf16_weights.py): widened here
     cpu_fp32 = weight.device.type == "cpu" and weight.dtype == states.dtype == torch.float32
     if ONEDNN and cpu_fp32 and not torch.is_grad_enabled():
         return torch.ops.mkldnn._linear_pointwise(states, weight, bias, "none", [], "")

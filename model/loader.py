@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from model import compute, granitemoe, native
+from model.bf16_weights import store_bf16_weights
 from model.checkfiles import DamagedFile, check_model_files
 from model.checkpoints import TINY_RANDOM, cache_root, tiny_random_path
 from model.errors import first_line
@@ -60,7 +61,9 @@ class LoadReport:
     is_demo: bool
 
     def summary(self) -> str:
-        quant = {"4bit": "4-bit", "int8": "int8 decode"}.get(self.quantization, "no quantization")
+        quant = {"4bit": "4-bit", "int8": "int8 decode", "bf16-weights": "bf16 weights"}.get(
+            self.quantization, "no quantization"
+        )
         return (
             f"{self.model_id} · {self.device} · {self.dtype} · {quant} · "
             f"{self.parameters / 1e6:,.1f}M parameters · {self.weight_bytes / 2**20:,.0f} MiB of weights"
@@ -128,6 +131,9 @@ def weight_bytes(model: Any) -> int:
 def _quantize(model: Any, kind: str) -> None:
     if not isinstance(model, GraniteMoe):
         raise ModelLoadError(f"--quant {kind} covers GraniteMoE models (their experts); this model has none")
+    if kind == "bf16-weights":
+        store_bf16_weights(model)
+        return
     try:
         quantize_4bit(model) if kind == "4bit" else quantize_int8(model)
     except ImportError as exc:
@@ -248,7 +254,8 @@ def _from_pretrained(source: str, runtime: Runtime) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(
             source,
-            dtype=getattr(torch, runtime.dtype),
+            # bf16 weights for fp32 arithmetic: read as stored, the small tensors widened after
+            dtype=torch.bfloat16 if runtime.quantization == "bf16-weights" else getattr(torch, runtime.dtype),
             use_safetensors=True,
             trust_remote_code=False,
         )

@@ -108,12 +108,12 @@ class Experts(nn.Module):
                 start += count
         return out
 
-    def warm_up(self, max_rows: int) -> None:
-        """Have oneDNN build its kernel for every padded row count up to `max_rows` now (a few
-        milliseconds each), not during the first documents read."""
+    def warm_up(self, max_rows: int, dtype: torch.dtype) -> None:
+        """Have oneDNN build its kernel for every padded row count up to `max_rows` of states in
+        `dtype` now (a few milliseconds each), not during the first documents read."""
         if self.packed:
             return  # the packed kernels are compiled ahead, nothing is built per row count
-        states = self.gate_up.new_zeros((max_rows, self.hidden))
+        states = self.gate_up.new_zeros((max_rows, self.hidden), dtype=dtype)
         for rows in range(ROW_MULTIPLE, max_rows + 1, ROW_MULTIPLE):
             self.expert(0, states[:rows])
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 DeviceSetting = Literal["auto", "cpu", "cuda"]
-QuantSetting = Literal["auto", "bf16", "fp16", "fp32", "4bit", "int8"]
+QuantSetting = Literal["auto", "bf16", "fp16", "fp32", "4bit", "int8", "bf16-weights"]
 DEVICE_CHOICES: tuple[DeviceSetting, ...] = get_args(DeviceSetting)
 QUANT_CHOICES: tuple[QuantSetting, ...] = get_args(QuantSetting)
 
@@ -35,16 +35,20 @@ class Runtime:
 
     device: Literal["cpu", "cuda"]
     dtype: str
-    quantization: Literal["none", "4bit", "int8"]
+    quantization: Literal["none", "4bit", "int8", "bf16-weights"]
 
     def describe(self) -> str:
-        quant = {"4bit": "4-bit weights", "int8": "int8 decode weights"}.get(self.quantization, "no quantization")
+        quant = {"4bit": "4-bit weights", "int8": "int8 decode weights", "bf16-weights": "bf16 weights"}.get(
+            self.quantization, "no quantization"
+        )
         return f"{self.device}, {self.dtype}, {quant}"
 
 
 def decide_runtime(device: DeviceSetting, quant: QuantSetting, hardware: Hardware) -> Runtime:
     """Choose device, compute dtype and quantization. An explicit setting wins over the defaults.
 
+    `bf16-weights` (CPU): the large matrices stored in bf16 (as Granite's checkpoints store them:
+    nothing is lost), the arithmetic in fp32 (model/bf16_weights.py).
     Defaults: CPU -> bf16 where the CPU multiplies bf16 faster than fp32 (AMX: prefill several
     times faster, and decode streams half the bytes), else fp32 (bf16 matmuls are many times
     slower on CPUs without native bf16); CUDA with bf16 -> bf16; CUDA without bf16 (e.g. T4) -> fp16.
@@ -67,6 +71,10 @@ def decide_runtime(device: DeviceSetting, quant: QuantSetting, hardware: Hardwar
         if chosen_device != "cpu":
             raise ValueError("--quant int8 is the CPU's decode path; on a GPU use --quant 4bit or bf16")
         return Runtime("cpu", "float32", "int8")
+    if quant == "bf16-weights":
+        if chosen_device != "cpu":
+            raise ValueError("--quant bf16-weights is a CPU mode (fp32 arithmetic); on a GPU use --quant bf16")
+        return Runtime("cpu", "float32", "bf16-weights")
     if quant == "auto":
         if chosen_device == "cpu":
             dtype = "bfloat16" if hardware.cpu_bf16_faster else "float32"

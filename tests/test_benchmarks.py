@@ -46,6 +46,7 @@ def test_generation_compares_stock_and_ours_and_int8(tiny_checkpoint, capsys):
     assert report["cached_question_speedup"] > 1 and report["matmul_gflops"] > 0
     bound_over_stock = report["decode_bound_tps"] / report["stock_decode_tps"]
     assert report["decode_speedup_ceiling"] == pytest.approx(bound_over_stock, rel=0.01, abs=0.01)
+    assert report["ours_bf16_weights_decode_tps"] > 0 and report["ours_bf16_weights_prefill_tps"] > 0
     assert 0 <= report["int8_max_logit_error"] < 0.1  # int8 decode weights change logits a little
 
 
