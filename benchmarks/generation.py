@@ -276,7 +276,7 @@ def _main(argv: list[str] | None) -> int:
     bf16_peak = matmul_gflops(sizes.matmul, dtype=torch.bfloat16)
     report |= {
         "bf16_time_ratio": round(bf16_time_ratio(), 3),  # bf16 product time over fp32's: < 0.6, the runtime picks bf16
-        "runtime_picks": decide_runtime("cpu", "auto", detect_hardware()).dtype,
+        "runtime_picks": decide_runtime("cpu", "auto", detect_hardware()).describe(),
         "ours_bf16_prefill_tps": round(bf16["prefill_tps"], 1),
         "ours_bf16_decode_tps": round(bf16["decode_tps"], 2),
         "bf16_vs_fp32_prefill": round(bf16["prefill_tps"] / ours["prefill_tps"][sizes.prefill[0]], 2),

@@ -94,7 +94,7 @@ def _load_model(model_id: str, runtime: Runtime) -> LoadedModel:
         source=source,
         device=runtime.device,
         dtype=runtime.dtype,
-        quantization=runtime.quantization,
+        quantization=_applied_quantization(model, runtime),
         parameters=parameters,
         weight_bytes=weight_bytes(model),
         context_limit=_context_limit(model.config),
@@ -112,7 +112,10 @@ def prepare_weights(model: Any, runtime: Runtime) -> Any:
     ready on the CPU (compiled now, not during the first request)."""
     if granitemoe.supports(model.config):
         model = GraniteMoe.from_stock(model)
-    if runtime.quantization != "none":
+    if runtime.quantization == "bf16-weights" and not isinstance(model, GraniteMoe):
+        logger.warning("bf16 weights cover GraniteMoE models; this %s model runs in fp32", model.config.model_type)
+        model = model.float()  # read as stored (bf16): widened for transformers' own forward
+    elif runtime.quantization != "none":
         _quantize(model, runtime.quantization)
     if runtime.device == "cpu":
         native.kernels()
@@ -120,6 +123,13 @@ def prepare_weights(model: Any, runtime: Runtime) -> Any:
             model.pack_experts()
             model.warm_up()
     return model
+
+
+def _applied_quantization(model: Any, runtime: Runtime) -> str:
+    """What `prepare_weights` did: bf16 weights fall back to plain fp32 beyond GraniteMoE."""
+    if runtime.quantization == "bf16-weights" and not isinstance(model, GraniteMoe):
+        return "none"
+    return runtime.quantization
 
 
 def weight_bytes(model: Any) -> int:

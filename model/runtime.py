@@ -50,8 +50,10 @@ def decide_runtime(device: DeviceSetting, quant: QuantSetting, hardware: Hardwar
     `bf16-weights` (CPU): the large matrices stored in bf16 (as Granite's checkpoints store them:
     nothing is lost), the arithmetic in fp32 (model/bf16_weights.py).
     Defaults: CPU -> bf16 where the CPU multiplies bf16 faster than fp32 (AMX: prefill several
-    times faster, and decode streams half the bytes), else fp32 (bf16 matmuls are many times
-    slower on CPUs without native bf16); CUDA with bf16 -> bf16; CUDA without bf16 (e.g. T4) -> fp16.
+    times faster, and decode streams half the bytes), else fp32 arithmetic on bf16-stored weights
+    (bf16 matmuls are many times slower on CPUs without native bf16; the storage still halves
+    decode's bytes: 1.5x faster decode, the same prefill; architectures other than GraniteMoE run
+    plain fp32); CUDA with bf16 -> bf16; CUDA without bf16 (e.g. T4) -> fp16.
     Raises ValueError for combinations the hardware cannot run, with a message that says what to
     use instead.
     """
@@ -76,11 +78,11 @@ def decide_runtime(device: DeviceSetting, quant: QuantSetting, hardware: Hardwar
             raise ValueError("--quant bf16-weights is a CPU mode (fp32 arithmetic); on a GPU use --quant bf16")
         return Runtime("cpu", "float32", "bf16-weights")
     if quant == "auto":
-        if chosen_device == "cpu":
-            dtype = "bfloat16" if hardware.cpu_bf16_faster else "float32"
-        else:
-            dtype = _best_cuda_dtype(hardware)
-        return Runtime(chosen_device, dtype, "none")
+        if chosen_device == "cuda":
+            return Runtime("cuda", _best_cuda_dtype(hardware), "none")
+        if hardware.cpu_bf16_faster:
+            return Runtime("cpu", "bfloat16", "none")
+        return Runtime("cpu", "float32", "bf16-weights")
     if quant == "bf16" and chosen_device == "cuda" and not hardware.cuda_bf16:
         name = hardware.gpu_name or "this GPU"
         raise ValueError(f"{name} does not support bf16; use --quant fp16 or --quant fp32")

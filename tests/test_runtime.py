@@ -5,6 +5,7 @@ import pytest
 from model.runtime import Hardware, Runtime, decide_runtime
 
 CPU = Hardware(cuda_available=False)
+AMX = Hardware(cuda_available=False, cpu_bf16_faster=True)
 H100 = Hardware(cuda_available=True, cuda_bf16=True, gpu_name="NVIDIA H100")
 T4 = Hardware(cuda_available=True, cuda_bf16=False, gpu_name="Tesla T4")
 
@@ -12,10 +13,12 @@ T4 = Hardware(cuda_available=True, cuda_bf16=False, gpu_name="Tesla T4")
 @pytest.mark.parametrize(
     ("device", "quant", "hardware", "expected"),
     [
-        ("auto", "auto", CPU, Runtime("cpu", "float32", "none")),
+        ("auto", "auto", CPU, Runtime("cpu", "float32", "bf16-weights")),  # bf16 storage, fp32 arithmetic
+        ("auto", "auto", AMX, Runtime("cpu", "bfloat16", "none")),
         ("auto", "auto", H100, Runtime("cuda", "bfloat16", "none")),
         ("auto", "auto", T4, Runtime("cuda", "float16", "none")),
-        ("cpu", "auto", H100, Runtime("cpu", "float32", "none")),
+        ("cpu", "auto", H100, Runtime("cpu", "float32", "bf16-weights")),
+        ("cpu", "fp32", CPU, Runtime("cpu", "float32", "none")),
         ("cuda", "auto", T4, Runtime("cuda", "float16", "none")),
         ("auto", "fp32", H100, Runtime("cuda", "float32", "none")),
         ("auto", "fp16", H100, Runtime("cuda", "float16", "none")),
