@@ -41,7 +41,15 @@ inline void configure_tiles() {
 }  // namespace granite_amx
 #endif
 
+// Whether this build and the operating system run the AMX kernels (packed experts, bf16 attention).
+inline bool amx_available() {
+#if defined(GRANITE_AMX)
+  return granite_amx::permitted();
+#else
+  return false;
+#endif
+}
+
 // model/cpu_attention.cpp
-bool attention_bf16_available();
 torch::Tensor attention_bf16(const torch::Tensor& query, const torch::Tensor& keys, const torch::Tensor& values,
                              double scaling);

@@ -309,21 +309,13 @@ void check_attention_input(const torch::Tensor& t, const char* what) {
 
 }  // namespace
 
-bool attention_bf16_available() {
-#if defined(GRANITE_AMX)
-  return granite_amx::permitted();
-#else
-  return false;
-#endif
-}
-
 // query (heads, n, dim), keys and values (kv_heads, past + n, dim), the chunk's positions last,
 // all bf16 with contiguous rows (any head and position strides: views of the projections and of
 // the cache). Query i (position past + i) sees keys 0..past + i; query head h reads key/value head
 // h / (heads / kv_heads). Returns (n, heads, dim) bf16, computed with fp32 sums and softmax.
 torch::Tensor attention_bf16(const torch::Tensor& query, const torch::Tensor& keys, const torch::Tensor& values,
                              double scaling) {
-  TORCH_CHECK(attention_bf16_available(), "bf16 attention on tiles needs a CPU with AMX");
+  TORCH_CHECK(amx_available(), "bf16 attention on tiles needs a CPU with AMX");
   check_attention_input(query, "query");
   check_attention_input(keys, "keys");
   check_attention_input(values, "values");

@@ -1107,21 +1107,12 @@ bool rounds_bf16_states() {
 #endif
 }
 
-// Whether this build and the operating system run packed bf16 experts (AMX).
-bool packed_experts_available() {
-#if defined(GRANITE_PACKED_EXPERTS)
-  return granite_amx::permitted();
-#else
-  return false;
-#endif
-}
-
 // x (n, hidden), fp32 or bf16, through each token's chosen experts, packed bf16 (see
 // moe_packed_into); the result in x's dtype (a bf16 model needs no conversions around the call):
 // gate_up (experts, 2 * inner / 16, hidden / 2, 32), down (experts, hidden / 16, inner / 2, 32).
 torch::Tensor moe_packed(const torch::Tensor& x, const torch::Tensor& gate_up, const torch::Tensor& down,
                          const torch::Tensor& index, const torch::Tensor& weights) {
-  TORCH_CHECK(packed_experts_available(), "packed experts need a CPU with AMX");
+  TORCH_CHECK(amx_available(), "packed experts need a CPU with AMX");
   TORCH_CHECK(x.device().is_cpu() && x.is_contiguous(), "x must be a contiguous CPU tensor");
   TORCH_CHECK(x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16, "x must be fp32 or bf16");
   TORCH_CHECK(gate_up.dim() == 4 && down.dim() == 4 && gate_up.size(3) == 32 && down.size(3) == 32, "not packed");
@@ -1176,7 +1167,7 @@ void decode_layer(torch::Tensor h, const torch::Tensor& input_norm, const torch:
   const int64_t hidden = h.numel(), kv_heads = kv.size(1), capacity = kv.size(2), dim = kv.size(3);
   const int64_t experts = router.size(0);
   const bool packed = gate_up.dim() == 4;  // packed bf16 experts (moe_packed)
-  TORCH_CHECK(!packed || packed_experts_available(), "packed experts need a CPU with AMX");
+  TORCH_CHECK(!packed || amx_available(), "packed experts need a CPU with AMX");
   const int64_t inner = packed ? down.size(2) * 2 : down.size(2);
   TORCH_CHECK(kv.dim() == 4 && kv.size(0) == 2 && position >= 0 && position < capacity, "bad KV cache or position");
   TORCH_CHECK(qkv.size(0) == (heads + 2 * kv_heads) * dim && qkv.size(1) == hidden, "qkv has the wrong shape");
@@ -1253,8 +1244,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rotate_heads", &rotate_heads, "rotary positions in place on the first heads of (n, heads, dim) (CPU)");
   m.def("moe_packed", &moe_packed, "tokens through their packed bf16 GraniteMoE experts (CPU with AMX)");
   m.def("rounds_bf16_states", &rounds_bf16_states, "whether bf16 products round x to bf16 (AVX512-BF16)");
-  m.def("packed_experts_available", &packed_experts_available, "whether moe_packed runs here");
   m.def("attention_bf16", &attention_bf16, "causal attention of bf16 queries over bf16 keys and values (AMX)");
-  m.def("attention_bf16_available", &attention_bf16_available, "whether attention_bf16 runs here");
+  m.def("amx_available", &amx_available, "whether the AMX kernels run here (moe_packed, attention_bf16)");
   m.def("decode_layer", &decode_layer, "one GraniteMoE decoder layer for one decode token, in place (CPU)");
 }

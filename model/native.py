@@ -152,7 +152,7 @@ def attends(query: torch.Tensor, keys: torch.Tensor) -> bool:
         and query.stride(-1) == 1
         and keys.stride(-1) == 1
         and not torch.is_grad_enabled()
-        and module.attention_bf16_available()
+        and module.amx_available()
     )
 
 
@@ -162,7 +162,7 @@ def packs_experts(weight: torch.Tensor) -> bool:
     module = kernels() if weight.device.type == "cpu" and weight.dtype == torch.bfloat16 else None
     return (
         module is not None
-        and module.packed_experts_available()
+        and module.amx_available()
         and weight.dim() == 3
         and weight.shape[1] % 64 == 0
         and weight.shape[2] % 64 == 0

@@ -28,7 +28,7 @@ def test_attention_matches_transformers_sdpa_with_its_mask(past, new):
 
 
 needs_tiles = pytest.mark.skipif(
-    native.kernels() is None or not native.kernels().attention_bf16_available(),
+    native.kernels() is None or not native.kernels().amx_available(),
     reason="the bf16 attention kernel needs the native kernels on a CPU with AMX",
 )
 
