@@ -8,6 +8,7 @@ further for a handful of rows. So:
 - larger products (prefill) and the small ones where the native kernels are unavailable go
   through oneDNN, also built into torch's x86 wheels: 205-210 GFLOP/s for prefill shapes against
   MKL's 175-190, and 20-27 GB/s for one row.
+bf16-stored weights with fp32 states (model/bf16_weights.py) are widened to fp32 for those.
 Everywhere else (GPU, bf16, builds without oneDNN) the stock `F.linear` is used.
 """
 

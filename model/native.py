@@ -140,9 +140,9 @@ def rotates(states: torch.Tensor, cos: torch.Tensor) -> bool:
 
 def attends(query: torch.Tensor, keys: torch.Tensor) -> bool:
     """Whether the native bf16 attention (`attention_bf16`, AMX tiles) handles query (heads, n,
-    dim) over keys (kv_heads, past + n, dim): a chunk of two or more positions (one decode token
-    is the one-row kernels' work), head dimension a multiple of 64. Below MIN_ATTENTION_ROWS new
-    positions torch's kernel is as fast: ours rearranges all the cached keys per call."""
+    dim) over keys (kv_heads, past + n, dim): a chunk of MIN_ATTENTION_ROWS positions or more
+    (below, torch's kernel is as fast: ours rearranges all the cached keys per call), head
+    dimension a multiple of 64."""
     module = kernels() if query.device.type == "cpu" and query.dtype == torch.bfloat16 else None
     return (
         module is not None

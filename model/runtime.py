@@ -66,7 +66,8 @@ def decide_runtime(device: DeviceSetting, quant: QuantSetting, hardware: Hardwar
         if chosen_device != "cuda":
             raise ValueError(
                 "--quant 4bit needs a CUDA GPU (bitsandbytes kernels), and this run is on the CPU; "
-                "use --quant fp32 (the CPU default) or run on a machine with a GPU"
+                "use --quant auto (the CPU default: bf16, or bf16 weights with fp32 arithmetic) or run on a "
+                "machine with a GPU"
             )
         return Runtime("cuda", _best_cuda_dtype(hardware), "4bit")
     if quant == "int8":
