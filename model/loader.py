@@ -112,7 +112,7 @@ def prepare_weights(model: Any, runtime: Runtime) -> Any:
     ready on the CPU (compiled now, not during the first request)."""
     if granitemoe.supports(model.config):
         model = GraniteMoe.from_stock(model)
-    if runtime.quantization == "bf16-weights" and not isinstance(model, GraniteMoe):
+    if _bf16_weights_beyond_granitemoe(model, runtime):
         logger.warning("bf16 weights cover GraniteMoE models; this %s model runs in fp32", model.config.model_type)
         model = model.float()  # read as stored (bf16): widened for transformers' own forward
     elif runtime.quantization != "none":
@@ -125,11 +125,14 @@ def prepare_weights(model: Any, runtime: Runtime) -> Any:
     return model
 
 
+def _bf16_weights_beyond_granitemoe(model: Any, runtime: Runtime) -> bool:
+    """bf16 weights asked for a model our forward does not run: it runs plain fp32 instead."""
+    return runtime.quantization == "bf16-weights" and not isinstance(model, GraniteMoe)
+
+
 def _applied_quantization(model: Any, runtime: Runtime) -> str:
-    """What `prepare_weights` did: bf16 weights fall back to plain fp32 beyond GraniteMoE."""
-    if runtime.quantization == "bf16-weights" and not isinstance(model, GraniteMoe):
-        return "none"
-    return runtime.quantization
+    """What `prepare_weights` did."""
+    return "none" if _bf16_weights_beyond_granitemoe(model, runtime) else runtime.quantization
 
 
 def weight_bytes(model: Any) -> int:
