@@ -1,7 +1,7 @@
 """Where one decode step's time goes: torch's profiler over the engine's decode steps on a cached
 document, the real-size Granite-3.1-1B-A400M with random weights.
 
-    python benchmarks/decode_profile.py [--steps 32] [--context 1024] [--quant none|int8] [--top 15]
+    python benchmarks/decode_profile.py [--steps 32] [--context 1024] [--quant none|int8|bf16|auto] [--top 15]
                                         [--json] [--model tiny-random]
 
 The document is read once (not profiled); then a question on it is answered with --steps new
@@ -28,7 +28,7 @@ from benchmarks.random_granite import MODELS, REAL_SIZE, SMOKE_MODEL_HELP, build
 from model import compute
 from model.checkpoints import TINY_RANDOM
 from model.engine import Engine
-from model.runtime import Runtime
+from model.runtime import Runtime, decide_runtime, detect_hardware
 
 
 def document(engine: Engine, tokens: int) -> str:
@@ -57,6 +57,13 @@ def profile_decode(engine: Engine, context: int, steps: int, top: int) -> dict:
             "top_ops": rows}  # fmt: skip
 
 
+def runtime_for(quant: str) -> Runtime:
+    """fp32 for "none" (the stock comparison's dtype); otherwise as `app.py --quant` decides."""
+    if quant == "none":
+        return Runtime("cpu", "float32", "none")
+    return decide_runtime("cpu", quant, detect_hardware())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Everything on the engine's compute thread (model/compute.py), the stock baseline too: one
     pool of CPU threads, as in the app."""
@@ -67,7 +74,12 @@ def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--context", type=int, default=1024)
-    parser.add_argument("--quant", choices=("none", "int8"), default="none")
+    parser.add_argument(
+        "--quant",
+        choices=("none", "int8", "bf16", "bf16-weights", "auto"),
+        default="none",
+        help="none: fp32; auto: what the runtime picks on this CPU",
+    )
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--model", choices=MODELS, default=REAL_SIZE, help=SMOKE_MODEL_HELP)
@@ -75,7 +87,7 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    engine = Engine(build_random_granite(Runtime("cpu", "float32", args.quant), model=args.model))
+    engine = Engine(build_random_granite(runtime_for(args.quant), model=args.model))
     context = min(args.context, 200) if args.model == TINY_RANDOM else args.context
     report = {"model": args.model, "quant": args.quant, "context": context, "threads": torch.get_num_threads()}
     report |= profile_decode(engine, context, args.steps, args.top)

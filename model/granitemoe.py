@@ -206,7 +206,7 @@ class GraniteMoe(nn.Module):
         return (self.head(rms_norm(h, self.norm, self.eps)) / self.logits_scaling)[None]
 
     def pack_experts(self) -> bool:
-        """Pack every layer's experts for the CPU's matrix tiles where they can be (model/moe.py:
+        """Pack every layer's experts for the CPU's bf16 products where they can be (model/moe.py:
         Experts.pack); True when they are."""
         return all([layer.experts.pack() for layer in self.layers])
 

@@ -5,8 +5,9 @@
   the memory's speed;
 - prefill (many tokens): the (token, slot) pairs are sorted by expert once, so every expert runs
   one matrix product over a contiguous block of its tokens.
-- bf16 on a CPU with AMX: the weights are packed once at load for the CPU's matrix tiles, and a
-  layer's experts run in one native call for any number of tokens (`Experts.pack`).
+- bf16 on a CPU with AVX512-BF16 (AMX too, or not): the weights are packed once at load for the
+  CPU's bf16 products (AMX tiles, vdpbf16ps dot products), and a layer's experts run in one
+  native call for any number of tokens (`Experts.pack`).
 The quantized kinds (model/quant8.py, model/quant4.py) subclass `Experts` and change how an
 expert's weights are read, not the dispatch. Outputs match transformers' GraniteMoE experts up to
 float rounding (tests check it).
@@ -34,13 +35,14 @@ class Experts(nn.Module):
 
     @property
     def packed(self) -> bool:
-        """Whether the weights are packed for the CPU's matrix tiles (`pack`)."""
+        """Whether the weights are packed for the CPU's bf16 products (`pack`)."""
         return self.gate_up.dim() == 4
 
     def pack(self) -> bool:
-        """Rearrange bf16 weights once for the native AMX kernels where the CPU has them
-        (`native.pack_experts`): then every number of tokens runs in one native call per layer,
-        the weights never rearranged again. True when packed. The original tensors are released."""
+        """Rearrange bf16 weights once for the native bf16 kernels where the CPU has them
+        (`native.pack_experts`; AVX512-BF16, AMX tiles where present): then every number of tokens
+        runs in one native call per layer, the weights never rearranged again. True when packed.
+        The original tensors are released."""
         if self.packed or not native.packs_experts(self.gate_up):
             return self.packed
         self.gate_up = frozen(native.pack_experts(self.gate_up.data))

@@ -157,12 +157,13 @@ def attends(query: torch.Tensor, keys: torch.Tensor) -> bool:
 
 
 def packs_experts(weight: torch.Tensor) -> bool:
-    """Whether experts stored like `weight` are packed for `moe_packed`: bf16 on a CPU with AMX
-    whose sizes the packed kernels take (multiples of 64)."""
+    """Whether experts stored like `weight` are packed for `moe_packed`: bf16 on a CPU with
+    AVX512-BF16 (AMX tiles too where it has them) whose sizes the packed kernels take (multiples
+    of 64)."""
     module = kernels() if weight.device.type == "cpu" and weight.dtype == torch.bfloat16 else None
     return (
         module is not None
-        and module.amx_available()
+        and module.packs_experts()
         and weight.dim() == 3
         and weight.shape[1] % 64 == 0
         and weight.shape[2] % 64 == 0

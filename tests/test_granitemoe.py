@@ -167,9 +167,13 @@ def test_a_bf16_model_reads_in_chunks_after_a_cached_past(tiny_stock):
     assert (whole.float() - chunked.float()).abs().max() < 0.05 * whole.float().abs().max()
 
 
-needs_amx = pytest.mark.skipif(
+needs_packing = pytest.mark.skipif(
     not native.packs_experts(torch.zeros(1, 64, 64, dtype=torch.bfloat16)),
-    reason="packed experts need the native kernels on a CPU with AMX",
+    reason="packed experts need the native kernels on a CPU with AVX512-BF16",
+)
+needs_amx = pytest.mark.skipif(
+    native.kernels() is None or not native.kernels().amx_available(),
+    reason="the bf16 attention kernel needs the native kernels on a CPU with AMX",
 )
 
 
@@ -181,14 +185,15 @@ def test_packing_is_a_rearrangement():
     assert torch.equal(native.unpack_experts(packed), weight)
 
 
-@needs_amx
+@needs_packing
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("tokens", [1, 3, 4, 5, 17, 37, 300])
 def test_packed_bf16_experts_match_the_stock_block(real_size_layer, tokens, dtype):
-    """bf16 experts packed for the CPU's matrix tiles: every token count (one-row dot products up
-    to 4 rows of an expert, AMX tiles above) against the stock block in fp32 on the same bf16
-    weights and bf16-rounded states, within bf16's rounding of the intermediate activations; the
-    states bf16 (a bf16 model) or fp32 (the one-call decode step), the result in their dtype."""
+    """bf16 experts packed for the CPU's bf16 products: every token count (one-row dot products up
+    to 4 rows of an expert; above, AMX tiles or, without them, four rows at a time) against the
+    stock block in fp32 on the same bf16 weights and bf16-rounded states, within bf16's rounding of
+    the intermediate activations; the states bf16 (a bf16 model) or fp32 (the one-call decode
+    step), the result in their dtype."""
     stock, _ = real_size_layer
     block = stock.model.layers[0].block_sparse_moe
     experts = Experts(block.experts.gate_up_proj.detach().bfloat16(), block.experts.down_proj.detach().bfloat16())
@@ -204,7 +209,7 @@ def test_packed_bf16_experts_match_the_stock_block(real_size_layer, tokens, dtyp
     assert error < 0.02 * expected.abs().max(), error
 
 
-@needs_amx
+@needs_packing
 def test_a_bf16_model_with_packed_experts_decodes_as_it_reads(real_size_layer):
     """The one-call decode step reads the packed experts too: logits of decode steps match those
     of the same positions read as one chunk."""
