@@ -892,7 +892,7 @@ namespace {
 
 constexpr int64_t kBlock = 16;     // weight rows per block, outputs per AMX tile column
 constexpr int64_t kTileK = 32;     // bf16 values of a row per AMX tile
-constexpr int64_t kDotRows = 4;    // up to this many rows of x: vdpbf16ps; more: AMX tiles
+constexpr int64_t kDotRows = 4;    // up to this many rows of x: vdpbf16ps; more: AMX tiles, or 4 rows at a time
 
 #if defined(GRANITE_AMX)
 // c (rows of a, n_out) fp32 = a (rows, k) bf16 @ w^T, w packed (n_out / 16 blocks), a in the
