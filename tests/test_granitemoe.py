@@ -11,6 +11,7 @@ from model.checkpoints import GRANITE_3_1_1B_A400M
 from model.granitemoe import GraniteMoe, supports
 from model.kvcache import PREFIX_SLACK, KVCache
 from model.moe import Experts
+from tests.test_kernels import needs_tiles
 
 IDS = [5, 17, 99, 311, 42, 7, 1000, 3, 55, 66, 77, 120, 9, 400]
 
@@ -171,10 +172,6 @@ needs_packing = pytest.mark.skipif(
     not native.packs_experts(torch.zeros(1, 64, 64, dtype=torch.bfloat16)),
     reason="packed experts need the native kernels on a CPU with AVX512-BF16",
 )
-needs_amx = pytest.mark.skipif(
-    native.kernels() is None or not native.kernels().amx_available(),
-    reason="the bf16 attention kernel needs the native kernels on a CPU with AMX",
-)
 
 
 def test_packing_is_a_rearrangement():
@@ -226,7 +223,7 @@ def test_a_bf16_model_with_packed_experts_decodes_as_it_reads(real_size_layer):
     assert (stepped - expected).abs().max() < 0.1 * expected.abs().max()
 
 
-@needs_amx
+@needs_tiles
 def test_a_bf16_model_reads_in_chunks_what_it_reads_whole(real_size_layer):
     """Chunks of 17 positions or more attend on AMX tiles over the cached past (model/cpu_attention.cpp):
     reading in three chunks gives the logits of reading whole, and both stay close to fp32 stock."""
