@@ -994,18 +994,11 @@ inline void dot_group(const uint32_t* x, int64_t pairs, const at::BFloat16* wb, 
     for (int t = 0; t < T; ++t) _mm512_storeu_ps(c + t * ldc + b * kBlock, sums[b][t]);
 }
 
-// c (T, n_out) = T rows of a @ w^T, for up to kDotRows rows: every weight streamed once.
-template <int T>
-void dot_product(const at::BFloat16* a, int64_t k, const at::BFloat16* w, int64_t n_out, float* c, int64_t ldc) {
-  const int64_t pairs = k / 2, block = pairs * 32;
-  for (int64_t nb = 0; nb < n_out / kBlock; nb += 4)
-    dot_group<T>(reinterpret_cast<const uint32_t*>(a), pairs, w + nb * block, block, c + nb * kBlock, ldc);
-}
-
-// c (m, n_out) = a (m rows, blocked) @ w^T for any m, where there are no AMX tiles: four rows
-// at a time against four weight blocks (16 sums), all the rows against one group of blocks
-// before the next group, so a group (4 x 32 KB for 1,024 columns) is read from memory once and
-// from the L2 cache by the other rows.
+// c (m, n_out) = a (m rows, blocked) @ w^T with vdpbf16ps, for any m: up to kDotRows rows (decode,
+// a question) stream every weight once; more, where there are no AMX tiles, go four rows at a time
+// against four weight blocks (16 sums), all the rows against one group of blocks before the next
+// group, so a group (4 x 32 KB for 1,024 columns) is read from memory once and from the L2 cache
+// by the other rows.
 void dot_rows_product(const at::BFloat16* a, int64_t m, int64_t k, const at::BFloat16* w, int64_t n_out, float* c,
                       int64_t ldc) {
   const int64_t pairs = k / 2, block = pairs * 32, a_block = kBlock * k;
@@ -1028,17 +1021,11 @@ void dot_rows_product(const at::BFloat16* a, int64_t m, int64_t k, const at::BFl
 // c (m, n_out) = a (m rows used of a buffer padded to 16-row blocks) @ w^T, the fastest way for m.
 void packed_product(const at::BFloat16* a, int64_t m, int64_t k, const at::BFloat16* w, int64_t n_out, float* c,
                     int64_t ldc) {
-  switch (m) {
-    case 1: return dot_product<1>(a, k, w, n_out, c, ldc);
-    case 2: return dot_product<2>(a, k, w, n_out, c, ldc);
-    case 3: return dot_product<3>(a, k, w, n_out, c, ldc);
-    case 4: return dot_product<4>(a, k, w, n_out, c, ldc);
-    default:
 #if defined(GRANITE_AMX)
-      if (granite_amx::permitted()) return amx_product(a, (m + kBlock - 1) / kBlock * kBlock, k, w, n_out, c, ldc);
+  if (m > kDotRows && granite_amx::permitted())
+    return amx_product(a, (m + kBlock - 1) / kBlock * kBlock, k, w, n_out, c, ldc);
 #endif
-      return dot_rows_product(a, m, k, w, n_out, c, ldc);
-  }
+  dot_rows_product(a, m, k, w, n_out, c, ldc);
 }
 
 // Where value i of row r of a (rows, k) bf16 matrix is kept: in blocks of 16 rows x 32 values,
